@@ -1,0 +1,3 @@
+"""VISTA-TUI: a terminal explorer of what an SAE latent represents."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,213 @@
+"""Reads a map lazily: the manifest at open, every other file on first use."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from vista_tui.mapdata.errors import MapCorruptError, MapNotFoundError, SchemaVersionError
+from vista_tui.mapdata.schema import (
+    SCHEMA_VERSION,
+    ClusterNode,
+    Context,
+    FidelityCurve,
+    Manifest,
+    NodeLabels,
+    SparseCodes,
+)
+from vista_tui.mapdata.store import MANIFEST
+
+REBUILD_HINT = "rebuild it with `vista build` (or `vista demo` for the demo maps)"
+
+
+def read_manifest(map_dir: Path) -> Manifest:
+    """The manifest of a map directory, validated; raises a MapError with a one-line message."""
+    map_dir = Path(map_dir)
+    path = map_dir / MANIFEST
+    if not map_dir.is_dir():
+        raise MapNotFoundError(f"no map at {map_dir}: the directory does not exist")
+    if not path.is_file():
+        raise MapCorruptError(f"{map_dir} has no {MANIFEST} (an unfinished build?): {REBUILD_HINT}")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise MapCorruptError(f"{path} is not valid JSON ({error}): {REBUILD_HINT}") from None
+    if not isinstance(raw, dict) or "schema_version" not in raw:
+        raise MapCorruptError(f"{path} is not a VISTA map manifest (no schema_version): {REBUILD_HINT}")
+    version = raw["schema_version"]
+    if version != SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"{map_dir.name} uses map format version {version!r}, this vista reads version {SCHEMA_VERSION}: "
+            f"upgrade vista-tui or {REBUILD_HINT}"
+        )
+    try:
+        return Manifest.from_dict(raw)
+    except (KeyError, TypeError, ValueError) as error:
+        raise MapCorruptError(f"{path} is missing or has a bad field ({error}): {REBUILD_HINT}") from None
+
+
+class MapReader:
+    """One map on disk. Opening reads only the manifest; tables load when first asked for."""
+
+    def __init__(self, map_dir: Path | str) -> None:
+        self.path = Path(map_dir)
+        self.manifest = read_manifest(self.path)
+
+    # -- files -----------------------------------------------------------------------------
+
+    def _file(self, key: str) -> Path:
+        entry = self.manifest.files.get(key)
+        if entry is None:
+            raise MapCorruptError(f"map {self.path.name} has no {key} file: {REBUILD_HINT}")
+        path = self.path / entry.name
+        if not path.is_file():
+            raise MapCorruptError(f"map {self.path.name} is missing {entry.name}: {REBUILD_HINT}")
+        size = path.stat().st_size
+        if size != entry.size:
+            raise MapCorruptError(
+                f"{entry.name} in map {self.path.name} is {size} bytes, the manifest says {entry.size} "
+                f"(truncated or from an interrupted build): {REBUILD_HINT}"
+            )
+        return path
+
+    def has(self, key: str) -> bool:
+        return key in self.manifest.files
+
+    def _parquet(self, key: str) -> pq.ParquetFile:
+        path = self._file(key)
+        try:
+            return pq.ParquetFile(path)
+        except (pa.ArrowException, OSError) as error:
+            raise MapCorruptError(f"{path.name} in map {self.path.name} is unreadable ({error}): {REBUILD_HINT}") from None
+
+    def _read(self, key: str, columns: list[str] | None = None) -> pa.Table:
+        parquet = self._parquet(key)
+        try:
+            return parquet.read(columns=columns)
+        except (pa.ArrowException, OSError) as error:
+            raise MapCorruptError(
+                f"{self.manifest.files[key].name} in map {self.path.name} is unreadable ({error}): {REBUILD_HINT}"
+            ) from None
+
+    # -- contexts --------------------------------------------------------------------------
+
+    @cached_property
+    def n_contexts(self) -> int:
+        return int(self._parquet("contexts").metadata.num_rows)
+
+    def contexts_table(self, columns: list[str] | None = None) -> pa.Table:
+        """The contexts table (only the named columns, if given)."""
+        return self._read("contexts", columns)
+
+    @cached_property
+    def activations(self) -> np.ndarray:
+        return self.contexts_table(["activation"]).column(0).to_numpy().astype(np.float32)
+
+    @cached_property
+    def layout(self) -> np.ndarray:
+        """(N, 2) float32 layout positions."""
+        table = self.contexts_table(["x", "y"])
+        return np.column_stack([table.column(0).to_numpy(), table.column(1).to_numpy()]).astype(np.float32)
+
+    @cached_property
+    def context_ids(self) -> list[str]:
+        return self.contexts_table(["context_id"]).column(0).to_pylist()
+
+    def contexts(self, rows: np.ndarray | list[int]) -> list[Context]:
+        """The contexts at the given row indices, in that order."""
+        table = self.contexts_table().take(pa.array(np.asarray(rows, dtype=np.int64)))
+        return [_context_from_row(row) for row in table.to_pylist()]
+
+    def context(self, row: int) -> Context:
+        return self.contexts([row])[0]
+
+    # -- tree, codes, fidelity -------------------------------------------------------------
+
+    @cached_property
+    def tree(self) -> list[ClusterNode]:
+        """The cluster nodes, parents before children."""
+        return [_node_from_row(row) for row in self._read("tree").to_pylist()]
+
+    def node(self, node_id: str) -> ClusterNode:
+        for node in self.tree:
+            if node.node_id == node_id:
+                return node
+        raise KeyError(node_id)
+
+    def children(self, node_id: str) -> list[ClusterNode]:
+        return [node for node in self.tree if node.parent_id == node_id]
+
+    @property
+    def root(self) -> ClusterNode:
+        return self.tree[0]
+
+    @cached_property
+    def codes(self) -> SparseCodes:
+        path = self._file("codes")
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                return SparseCodes(
+                    indptr=archive["indptr"].astype(np.int64),
+                    indices=archive["indices"].astype(np.int32),
+                    values=archive["values"].astype(np.float32),
+                    n_latents=int(archive["n_latents"]),
+                )
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:
+            raise MapCorruptError(f"{path.name} in map {self.path.name} is unreadable ({error}): {REBUILD_HINT}") from None
+
+    @cached_property
+    def fidelity(self) -> FidelityCurve | None:
+        if not self.has("fidelity"):
+            return None
+        path = self._file("fidelity")
+        try:
+            return FidelityCurve.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise MapCorruptError(f"{path.name} in map {self.path.name} is unreadable ({error}): {REBUILD_HINT}") from None
+
+
+def _context_from_row(row: dict[str, Any]) -> Context:
+    return Context(
+        context_id=row["context_id"],
+        doc_id=row["doc_id"],
+        text=row["text"],
+        tokens=list(row["tokens"] or []),
+        focus=int(row["focus"]),
+        activation=float(row["activation"]),
+        token_activations=[float(v) for v in row["token_activations"] or []],
+        x=float(row["x"]) if row["x"] is not None else float("nan"),
+        y=float(row["y"]) if row["y"] is not None else float("nan"),
+        leaf_node=row["leaf_node"] or "",
+    )
+
+
+def _node_from_row(row: dict[str, Any]) -> ClusterNode:
+    bbox = row["bbox"] or [float("nan")] * 4
+    agreement = row.get("agreement")
+    return ClusterNode(
+        node_id=row["node_id"],
+        parent_id=row["parent_id"],
+        depth=int(row["depth"]),
+        kind=row["kind"],
+        members=np.asarray(row["members"], dtype=np.int32),
+        centroid=(float(row["centroid_x"]), float(row["centroid_y"])),
+        bbox=(float(bbox[0]), float(bbox[1]), float(bbox[2]), float(bbox[3])),
+        mean_activation=float(row["mean_activation"]),
+        max_activation=float(row["max_activation"]),
+        stability=float(row.get("stability") or 0.0),
+        labels=NodeLabels(
+            keywords=list(row.get("keywords") or []),
+            visual_prompt=row.get("visual_prompt") or "",
+            llm_label=row.get("llm_label") or "",
+            llm_explanation=row.get("llm_explanation") or "",
+            label_status=row.get("label_status") or "",
+            agreement=float("nan") if agreement is None else float(agreement),
+        ),
+    )

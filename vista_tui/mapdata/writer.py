@@ -1,0 +1,253 @@
+"""Writes a map: every file to a temporary name then renamed, the manifest last.
+
+A reader trusts only files the manifest lists with the size it records, so a build
+that dies half-way leaves either the previous map or one that says it is torn —
+never a half map that looks whole. annotations.sqlite and renders/ are never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from vista_tui.mapdata.schema import (
+    SCHEMA_VERSION,
+    ClusterNode,
+    FidelityCurve,
+    FileEntry,
+    Manifest,
+    Provenance,
+    SparseCodes,
+    StepRecord,
+)
+from vista_tui.mapdata.store import MANIFEST
+
+CONTEXTS_FILE = "contexts.parquet"
+CODES_FILE = "codes.npz"
+TREE_FILE = "tree.parquet"
+FIDELITY_FILE = "fidelity.json"
+
+CONTEXTS_SCHEMA = pa.schema(
+    [
+        ("context_id", pa.string()),
+        ("doc_id", pa.string()),
+        ("text", pa.string()),
+        ("tokens", pa.list_(pa.string())),
+        ("focus", pa.int32()),
+        ("activation", pa.float32()),
+        ("token_activations", pa.list_(pa.float32())),
+        ("x", pa.float32()),
+        ("y", pa.float32()),
+        ("leaf_node", pa.string()),
+    ]
+)
+
+TREE_SCHEMA = pa.schema(
+    [
+        ("node_id", pa.string()),
+        ("parent_id", pa.string()),
+        ("depth", pa.int32()),
+        ("kind", pa.string()),
+        ("size", pa.int32()),
+        ("members", pa.list_(pa.int32())),
+        ("centroid_x", pa.float32()),
+        ("centroid_y", pa.float32()),
+        ("bbox", pa.list_(pa.float32(), 4)),
+        ("mean_activation", pa.float32()),
+        ("max_activation", pa.float32()),
+        ("stability", pa.float32()),
+        ("keywords", pa.list_(pa.string())),
+        ("visual_prompt", pa.string()),
+        ("llm_label", pa.string()),
+        ("llm_explanation", pa.string()),
+        ("label_status", pa.string()),
+        ("agreement", pa.float32()),
+    ]
+)
+
+
+def utc_now() -> str:
+    """ISO-8601 UTC time to the second."""
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> int:
+    """Write `path` through a temporary file in the same directory, fsync, rename; returns its size."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path.stat().st_size
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems refuse fsync on directories; the rename is still atomic
+    finally:
+        os.close(fd)
+
+
+def atomic_write_json(path: Path, payload: Any) -> int:
+    data = json.dumps(payload, indent=2, sort_keys=False, allow_nan=True).encode("utf-8")
+    return atomic_write(path, lambda handle: handle.write(data))
+
+
+def contexts_table(
+    *,
+    context_ids: Sequence[str],
+    doc_ids: Sequence[str],
+    texts: Sequence[str],
+    tokens: Sequence[Sequence[str]],
+    focus: np.ndarray,
+    activations: np.ndarray,
+    token_activations: Sequence[Sequence[float]],
+    xy: np.ndarray | None = None,
+    leaf_nodes: Sequence[str] | None = None,
+) -> pa.Table:
+    """The contexts table in the on-disk schema (x, y, leaf_node empty until layout and clustering)."""
+    n = len(context_ids)
+    if xy is None:
+        xy = np.full((n, 2), np.nan, dtype=np.float32)
+    return pa.table(
+        {
+            "context_id": pa.array(list(context_ids), pa.string()),
+            "doc_id": pa.array(list(doc_ids), pa.string()),
+            "text": pa.array(list(texts), pa.string()),
+            "tokens": pa.array([list(t) for t in tokens], pa.list_(pa.string())),
+            "focus": pa.array(np.asarray(focus, dtype=np.int32)),
+            "activation": pa.array(np.asarray(activations, dtype=np.float32)),
+            "token_activations": pa.array(
+                [np.asarray(t, dtype=np.float32) for t in token_activations], pa.list_(pa.float32())
+            ),
+            "x": pa.array(np.asarray(xy[:, 0], dtype=np.float32)),
+            "y": pa.array(np.asarray(xy[:, 1], dtype=np.float32)),
+            "leaf_node": pa.array(list(leaf_nodes) if leaf_nodes is not None else [""] * n, pa.string()),
+        },
+        schema=CONTEXTS_SCHEMA,
+    )
+
+
+def tree_table(nodes: Sequence[ClusterNode]) -> pa.Table:
+    """The tree in the on-disk schema, one row per node, parents before children."""
+    columns: dict[str, list[Any]] = {name: [] for name in TREE_SCHEMA.names}
+    for node in nodes:
+        columns["node_id"].append(node.node_id)
+        columns["parent_id"].append(node.parent_id)
+        columns["depth"].append(node.depth)
+        columns["kind"].append(node.kind)
+        columns["size"].append(node.size)
+        columns["members"].append(np.asarray(node.members, dtype=np.int32))
+        columns["centroid_x"].append(node.centroid[0])
+        columns["centroid_y"].append(node.centroid[1])
+        columns["bbox"].append(list(node.bbox))
+        columns["mean_activation"].append(node.mean_activation)
+        columns["max_activation"].append(node.max_activation)
+        columns["stability"].append(node.stability)
+        columns["keywords"].append(list(node.labels.keywords))
+        columns["visual_prompt"].append(node.labels.visual_prompt)
+        columns["llm_label"].append(node.labels.llm_label)
+        columns["llm_explanation"].append(node.labels.llm_explanation)
+        columns["label_status"].append(node.labels.label_status)
+        columns["agreement"].append(node.labels.agreement)
+    return pa.table(columns, schema=TREE_SCHEMA)
+
+
+def _write_parquet(table: pa.Table) -> Callable[[BinaryIO], None]:
+    # Row groups of 8k rows let the reader page through a 100k-context map.
+    return lambda handle: pq.write_table(table, handle, row_group_size=8192, compression="zstd")
+
+
+def _write_codes(codes: SparseCodes) -> Callable[[BinaryIO], None]:
+    def write(handle: BinaryIO) -> None:
+        np.savez(
+            handle,
+            indptr=codes.indptr.astype(np.int64),
+            indices=codes.indices.astype(np.int32),
+            values=codes.values.astype(np.float16),
+            n_latents=np.int64(codes.n_latents),
+        )
+
+    return write
+
+
+class MapWriter:
+    """Writes one map directory; call `commit` last."""
+
+    def __init__(self, map_dir: Path) -> None:
+        self.map_dir = Path(map_dir)
+        self._files: dict[str, FileEntry] = {}
+
+    def _put(self, key: str, name: str, write: Callable[[BinaryIO], None]) -> None:
+        size = atomic_write(self.map_dir / name, write)
+        self._files[key] = FileEntry(name=name, size=size)
+
+    def write_contexts(self, table: pa.Table) -> None:
+        self._put("contexts", CONTEXTS_FILE, _write_parquet(table.cast(CONTEXTS_SCHEMA)))
+
+    def write_codes(self, codes: SparseCodes) -> None:
+        self._put("codes", CODES_FILE, _write_codes(codes))
+
+    def write_tree(self, nodes: Sequence[ClusterNode]) -> None:
+        self._put("tree", TREE_FILE, _write_parquet(tree_table(nodes)))
+
+    def write_fidelity(self, curve: FidelityCurve) -> None:
+        data = json.dumps(curve.to_dict(), indent=2).encode("utf-8")
+        self._put("fidelity", FIDELITY_FILE, lambda handle: handle.write(data))
+
+    def commit(
+        self,
+        *,
+        map_id: str,
+        provenance: Provenance,
+        steps: dict[str, StepRecord],
+        previous: Manifest | None = None,
+    ) -> Manifest:
+        """Write the manifest naming every file written (plus those of `previous` not rewritten)."""
+        files = dict(previous.files) if previous else {}
+        files.update(self._files)
+        manifest = Manifest(
+            map_id=map_id,
+            provenance=provenance,
+            steps=steps,
+            files=files,
+            created=previous.created if previous else utc_now(),
+            schema_version=SCHEMA_VERSION,
+        )
+        atomic_write_json(self.map_dir / MANIFEST, manifest.to_dict())
+        return manifest
+
+
+def update_tree(map_dir: Path, manifest: Manifest, nodes: Sequence[ClusterNode], step: StepRecord) -> Manifest:
+    """Rewrite only the tree (e.g. after labelling) and record the step that did it."""
+    writer = MapWriter(map_dir)
+    writer.write_tree(nodes)
+    steps = dict(manifest.steps)
+    steps[step.name] = step
+    return writer.commit(map_id=manifest.map_id, provenance=manifest.provenance, steps=steps, previous=manifest)
+
+
