@@ -1,0 +1,224 @@
+"""`python -m pipeline build|demo`: the precompute commands behind `vista build` and `vista demo`.
+
+Progress and errors go to stderr; the paths of the maps built go to stdout, one per line,
+so that `vista` (which never imports this package) can show them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from pipeline.steps import Progress as StepProgress
+from vista_tui.mapdata import MapError, Store, resolve_store
+
+if TYPE_CHECKING:
+    from pipeline.build import BuildConfig, StepReporter
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+stderr = Console(stderr=True, highlight=False)
+
+
+@contextmanager
+def rich_reporter() -> Iterator[StepReporter]:
+    """A StepReporter drawing one rich progress bar per step (on stderr)."""
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[note]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=stderr, transient=False) as bars:
+
+        def report(step: str, description: str) -> StepProgress:
+            task = bars.add_task(description, total=None, note="")
+
+            def update(done: int, total: int | None = None, note: str = "") -> None:
+                bars.update(task, completed=done, total=total, note=note)
+
+            return update
+
+        yield report
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"latents must be integers separated by commas, got {text!r}") from None
+
+
+def add_build_arguments(parser: argparse.ArgumentParser) -> None:
+    """Every option of `vista build`."""
+    what = parser.add_argument_group("what to map")
+    what.add_argument("--model", required=True, help="Hugging Face model id (local cache) or directory; 'minilm' = the bundled all-MiniLM-L6-v2")
+    what.add_argument("--hook", required=True, help="layer index (output of that block) or a module path, e.g. 'model.layers.20'")
+    what.add_argument("--sae", metavar="RELEASE/SAE_ID", help="sae-lens release and SAE id from the local HF cache, e.g. 'gemma-scope-2b-pt-res-canonical/layer_20/width_16k/canonical'")
+    what.add_argument("--sae-path", metavar="DIR", help="an SAE saved by sae-lens (cfg.json + weights)")
+    what.add_argument("--corpus", action="append", required=True, metavar="PATH", help="text / JSONL / parquet file, or 'python-stdlib-docstrings'; repeat for several")
+    what.add_argument("--text-field", default="text", help="JSONL key / parquet column holding the text (default: text)")
+    what.add_argument("--latents", type=_int_list, action="extend", required=True, metavar="I[,J…]", help="latents to map, comma separated; repeatable")
+
+    harvest = parser.add_argument_group("harvest")
+    harvest.add_argument("--top-n", type=int, default=4000, help="contexts kept per latent (default: 4000)")
+    harvest.add_argument("--window", type=int, default=12, help="tokens kept each side of the focus token (default: 12)")
+    harvest.add_argument("--max-length", type=int, default=128, help="tokens per model input (default: 128)")
+    harvest.add_argument("--batch-size", type=int, default=32, help="inputs per forward pass (default: 32)")
+    harvest.add_argument("--max-tokens", type=int, default=None, help="stop after this many corpus tokens (default: all)")
+    harvest.add_argument("--device", default="auto", help="torch device, 'auto' = cuda when there is one (default: auto)")
+
+    shape = parser.add_argument_group("layout, clusters, labels")
+    shape.add_argument("--lam", type=float, default=1.0, help="weight of the activation gap in the VISTA distance (default: 1)")
+    shape.add_argument("--n-neighbors", type=int, default=15, help="UMAP neighbours (default: 15)")
+    shape.add_argument("--min-dist", type=float, default=0.1, help="UMAP min_dist (default: 0.1)")
+    shape.add_argument("--seed", type=int, default=0, help="seed of UMAP and clustering (default: 0)")
+    shape.add_argument("--min-cluster-size", type=int, default=None, help="HDBSCAN min_cluster_size (default: from N)")
+    shape.add_argument("--min-samples", type=int, default=None, help="HDBSCAN min_samples (default: min_cluster_size)")
+    shape.add_argument("--max-depth", type=int, default=3, help="depth of the cluster tree below the root (default: 3)")
+    shape.add_argument("--n-keywords", type=int, default=8, help="keywords per node (default: 8)")
+
+    out = parser.add_argument_group("output")
+    out.add_argument("--map-prefix", default="", help="map ids are PREFIX + 'L<latent>' (default: from model, hook, SAE)")
+    out.add_argument("--force", action="store_true", help="recompute every step, even those already done")
+    add_cache_argument(out)
+
+
+def add_cache_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    parser.add_argument("--cache", metavar="DIR", help="the map store (default: $VISTA_CACHE, ./cache in a checkout, else the user cache dir)")
+
+
+def _sae_source(args: argparse.Namespace) -> tuple[str | None, str | None, str | None]:
+    if bool(args.sae) == bool(args.sae_path):
+        raise ValueError("give exactly one of --sae RELEASE/SAE_ID and --sae-path DIR")
+    if args.sae_path:
+        return None, None, args.sae_path
+    release, _, sae_id = args.sae.partition("/")
+    if not release or not sae_id:
+        raise ValueError(f"--sae wants RELEASE/SAE_ID, got {args.sae!r}")
+    return release, sae_id, None
+
+
+def build_config_from_args(args: argparse.Namespace) -> BuildConfig:
+    """A BuildConfig from parsed `build` options (configs validate themselves)."""
+    from pipeline import cluster, fidelity, harvest, keywords, layout
+    from pipeline.build import BuildConfig
+
+    release, sae_id, sae_path = _sae_source(args)
+    return BuildConfig(
+        harvest=harvest.HarvestConfig(
+            model=args.model,
+            hook=args.hook,
+            latents=tuple(dict.fromkeys(args.latents)),
+            corpus=tuple(args.corpus),
+            sae_release=release,
+            sae_id=sae_id,
+            sae_path=sae_path,
+            top_n=args.top_n,
+            window=args.window,
+            max_length=args.max_length,
+            batch_size=args.batch_size,
+            text_field=args.text_field,
+            device=args.device,
+            max_tokens=args.max_tokens,
+        ),
+        layout=layout.LayoutConfig(lam=args.lam, n_neighbors=args.n_neighbors, min_dist=args.min_dist, seed=args.seed),
+        cluster=cluster.ClusterConfig(
+            min_cluster_size=args.min_cluster_size,
+            min_samples=args.min_samples,
+            max_depth=args.max_depth,
+            seed=args.seed,
+        ),
+        keywords=keywords.KeywordsConfig(n_keywords=args.n_keywords),
+        fidelity=fidelity.FidelityConfig(lam=args.lam),
+        map_prefix=args.map_prefix,
+        force=args.force,
+    )
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from pipeline.build import build
+
+    cfg = build_config_from_args(args)
+    store = Store(resolve_store(args.cache))
+    with rich_reporter() as report:
+        built = build(cfg, store, report)
+    for item in built:
+        how = "up to date" if not item.computed_steps else f"computed {', '.join(item.computed_steps)}"
+        stderr.print(f"[green]✓[/] {item.map_id} ({how})")
+        print(item.path, flush=True)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pipeline.demo import DemoConfig, run_demo
+
+    cfg = DemoConfig.from_args(args)
+    store = Store(resolve_store(args.cache))
+    with rich_reporter() as report:
+        built = run_demo(cfg, store, report)
+    for item in built:
+        print(item.path, flush=True)
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vista", description="VISTA precompute pipeline")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    build = commands.add_parser(
+        "build",
+        help="harvest contexts of latents and build their maps",
+        description="Run model + SAE over a corpus, keep each latent's top contexts, and build one map per "
+        "latent (VISTA distance → UMAP → HDBSCAN cluster tree → keywords → mutual-kNN fidelity). "
+        "Finished steps are reused when run again with the same inputs.",
+    )
+    add_build_arguments(build)
+    build.set_defaults(run=cmd_build)
+    demo = commands.add_parser(
+        "demo",
+        help="build the offline demo maps (MiniLM + a small SAE over stdlib docstrings)",
+        description="Offline demo: trains (once) a TopK SAE on all-MiniLM-L6-v2 activations over the Python "
+        "standard library's docstrings, picks latents with rich structure and builds their maps.",
+    )
+    from pipeline.demo import add_demo_arguments
+
+    add_demo_arguments(demo)
+    add_cache_argument(demo)
+    demo.set_defaults(run=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: one line on stderr and a non-zero exit for anything the user can fix."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = make_parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except KeyboardInterrupt:
+        stderr.print("[yellow]interrupted[/]; finished steps are kept and reused by the next run")
+        return EXIT_INTERRUPTED
+    except (ValueError, MapError, FileNotFoundError, PermissionError) as error:
+        stderr.print(f"[bold red]error:[/] {_one_line(error)}", soft_wrap=True)
+        return EXIT_BAD_INPUT
+    except MemoryError:
+        stderr.print("[bold red]error:[/] out of memory; lower --top-n or --batch-size", soft_wrap=True)
+        return 1
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error) or type(error).__name__
+    return " ".join(text.split())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""The `vista` command.
+
+Map-reading commands run here; `build` and `demo` run the pipeline in a child process
+(`python -m pipeline`), so this process never imports torch or the pipeline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+
+from vista_tui import __version__
+from vista_tui.mapdata import MapError, MapReader, Store, resolve_store
+
+PIPELINE_COMMANDS = {
+    "build": "harvest contexts of latents and build their maps (see `vista build --help`)",
+    "demo": "build the offline demo maps: MiniLM + a small SAE over stdlib docstrings",
+}
+EXIT_BAD_INPUT = 2
+
+stdout = Console(highlight=False)
+stderr = Console(stderr=True, highlight=False)
+
+
+def _error(message: str, code: int = EXIT_BAD_INPUT) -> int:
+    stderr.print(f"[bold red]error:[/] {' '.join(message.split())}", soft_wrap=True)
+    return code
+
+
+def pipeline_missing() -> str | None:
+    """Why the pipeline cannot run in this environment, or None when it can."""
+    for module, extra in (("pipeline", "pipeline"), ("torch", "pipeline"), ("umap", "pipeline")):
+        if importlib.util.find_spec(module) is None:
+            return f"the pipeline is not installed here ({module} is missing): pip install 'vista-tui[{extra}]'"
+    return None
+
+
+def run_pipeline(command: str, args: Sequence[str]) -> tuple[int, list[Path]]:
+    """Run `python -m pipeline COMMAND ARGS`; returns its exit code and the map paths it printed."""
+    if any(arg in ("-h", "--help") for arg in args):
+        return subprocess.call([sys.executable, "-m", "pipeline", command, *args]), []
+    env = dict(os.environ, HF_HUB_OFFLINE=os.environ.get("HF_HUB_OFFLINE", "1"))
+    with subprocess.Popen(
+        [sys.executable, "-m", "pipeline", command, *args], stdout=subprocess.PIPE, text=True, env=env
+    ) as child:
+        assert child.stdout is not None
+        paths = [Path(line.strip()) for line in child.stdout if line.strip()]
+        code = child.wait()
+    return code, paths
+
+
+def print_summaries(paths: Sequence[Path]) -> int:
+    from vista_tui.summary import map_summary
+
+    for path in paths:
+        try:
+            stdout.print(map_summary(MapReader(path)))
+        except MapError as error:
+            return _error(str(error))
+        stdout.print()
+    return 0
+
+
+def cmd_pipeline(command: str, args: Sequence[str]) -> int:
+    missing = pipeline_missing()
+    if missing:
+        return _error(missing)
+    try:
+        code, paths = run_pipeline(command, args)
+    except KeyboardInterrupt:
+        return 130
+    if code != 0:
+        return code
+    return print_summaries(paths)
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    store = Store(resolve_store(args.cache))
+    try:
+        path = store.find_map(args.map)
+    except MapError as error:
+        return _error(str(error))
+    return print_summaries([path])
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    store = Store(resolve_store(args.cache))
+    entries = store.list_maps()
+    if not entries:
+        stderr.print(f"no maps in {store.maps_dir}; run `vista demo` or `vista build`")
+        return 0
+    table = Table(title=f"maps in {store.maps_dir}", title_justify="left")
+    for column in ("map", "latent", "model", "SAE", "contexts", "built"):
+        table.add_column(column, justify="right" if column in ("latent", "contexts") else "left")
+    for entry in entries:
+        if entry.manifest is None:
+            table.add_row(entry.map_id, "", "", "", "", f"[red]{entry.error}[/]")
+            continue
+        prov = entry.manifest.provenance
+        table.add_row(
+            entry.map_id, str(prov.latent), prov.model, prov.sae, f"{prov.n_contexts:,}", entry.manifest.created[:16]
+        )
+    stdout.print(table)
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vista",
+        description="Explore what an SAE latent represents: its contexts as a map, a tree of sub-senses, labels.",
+    )
+    parser.add_argument("--version", action="version", version=f"vista-tui {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, help_text in PIPELINE_COMMANDS.items():
+        commands.add_parser(name, help=help_text, add_help=False)
+    listing = commands.add_parser("list", help="list the maps in the store")
+    listing.set_defaults(run=cmd_list)
+    summary = commands.add_parser("summary", help="print a map's summary: latent, N, tree, keywords, fidelity")
+    summary.add_argument("map", help="map id in the store, or path to a map directory")
+    summary.set_defaults(run=cmd_summary)
+    for sub in (listing, summary):
+        sub.add_argument("--cache", metavar="DIR", help="the map store (default: $VISTA_CACHE, ./cache, user cache)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `vista`."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in PIPELINE_COMMANDS:
+        return cmd_pipeline(argv[0], argv[1:])
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(["list", *argv])
+    return int(args.run(args))
+
+
+
+
+if __name__ == "__main__":
+    sys.exit(main())
