@@ -74,6 +74,7 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         "--train-tokens", type=int, default=None, help="tokens the demo SAE trains on (default: 150000)"
     )
     parser.add_argument("--force", action="store_true", help="retrain the SAE and rebuild every map")
+    parser.add_argument("--no-open", action="store_true", help="only build and summarise; do not open the explorer")
 
 
 def run_demo(cfg: DemoConfig, store: Store, report: StepReporter) -> list[BuiltMap]:

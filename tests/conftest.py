@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,3 +32,30 @@ def umap_warm() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # seeded => single-threaded; precomputed => no inverse
         umap.UMAP(n_neighbors=5, metric="precomputed", random_state=0, n_epochs=20).fit(distances)
+
+
+@pytest.fixture(scope="session")
+def synthetic_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store with two deterministic synthetic maps (plain, and LLM-labelled) and one broken map."""
+    from tests.synthetic_map import build_synthetic_map
+
+    root = tmp_path_factory.mktemp("store")
+    build_synthetic_map(root / "maps" / "syn-plain", n=240, seed=0, latent=42)
+    build_synthetic_map(root / "maps" / "syn-labelled", n=180, seed=1, latent=7, llm_labels=True)
+    (root / "maps" / "syn-broken").mkdir()
+    return root
+
+
+@pytest.fixture(scope="session")
+def snapshot_store() -> Path:
+    """Like synthetic_store but at a fixed path, so the picker's snapshot does not change between runs."""
+    import shutil
+    import tempfile
+
+    from tests.synthetic_map import build_synthetic_map
+
+    root = Path(tempfile.gettempdir()) / "vista-snapshot-store"
+    shutil.rmtree(root, ignore_errors=True)
+    build_synthetic_map(root / "maps" / "syn-plain", n=240, seed=0, latent=42)
+    build_synthetic_map(root / "maps" / "syn-labelled", n=180, seed=1, latent=7, llm_labels=True)
+    return root

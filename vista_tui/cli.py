@@ -21,7 +21,7 @@ from vista_tui.mapdata import MapError, MapReader, Store, resolve_store
 
 PIPELINE_COMMANDS = {
     "build": "harvest contexts of latents and build their maps (see `vista build --help`)",
-    "demo": "build the offline demo maps: MiniLM + a small SAE over stdlib docstrings",
+    "demo": "build the offline demo maps (MiniLM + a small SAE over stdlib docstrings) and open them",
 }
 EXIT_BAD_INPUT = 2
 
@@ -69,16 +69,46 @@ def print_summaries(paths: Sequence[Path]) -> int:
 
 
 def cmd_pipeline(command: str, args: Sequence[str]) -> int:
+    """`vista build|demo`: run the pipeline, print what it built; the demo then opens its first map."""
     missing = pipeline_missing()
     if missing:
         return _error(missing)
+    no_open = "--no-open" in args
     try:
         code, paths = run_pipeline(command, args)
     except KeyboardInterrupt:
         return 130
-    if code != 0:
+    if code != 0 or any(arg in ("-h", "--help") for arg in args):
         return code
-    return print_summaries(paths)
+    code = print_summaries(paths)
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    if code == 0 and command == "demo" and paths and interactive and not no_open:
+        return explore(Store(paths[0].parent.parent), paths[0])
+    return code
+
+
+def explore(store: Store, map_path: Path | None) -> int:
+    """Run the TUI (on the picker when no map is given)."""
+    if map_path is not None:
+        try:
+            MapReader(map_path).verify()
+        except MapError as error:
+            return _error(str(error))
+    from vista_tui.app import VistaApp  # Textual loads only for the TUI commands
+
+    VistaApp(store, map_path).run()
+    return 0
+
+
+def cmd_explore(args: argparse.Namespace) -> int:
+    store = Store(resolve_store(args.cache))
+    if args.map is None:
+        return explore(store, None)
+    try:
+        path = store.find_map(args.map)
+    except MapError as error:
+        return _error(str(error))
+    return explore(store, path)
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
@@ -122,13 +152,17 @@ def make_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_text in PIPELINE_COMMANDS.items():
         commands.add_parser(name, help=help_text, add_help=False)
+    parser.add_argument("--cache", metavar="DIR", help="the map store (default: $VISTA_CACHE, ./cache, user cache)")
+    exploring = commands.add_parser("explore", help="open a map in the explorer (no map: the map picker)")
+    exploring.add_argument("map", nargs="?", help="map id in the store, or path to a map directory")
+    exploring.set_defaults(run=cmd_explore)
     listing = commands.add_parser("list", help="list the maps in the store")
     listing.set_defaults(run=cmd_list)
     summary = commands.add_parser("summary", help="print a map's summary: latent, N, tree, keywords, fidelity")
     summary.add_argument("map", help="map id in the store, or path to a map directory")
     summary.set_defaults(run=cmd_summary)
-    for sub in (listing, summary):
-        sub.add_argument("--cache", metavar="DIR", help="the map store (default: $VISTA_CACHE, ./cache, user cache)")
+    for sub in (exploring, listing, summary):
+        sub.add_argument("--cache", metavar="DIR", default=argparse.SUPPRESS, help="the map store")
     return parser
 
 
@@ -140,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        args = parser.parse_args(["list", *argv])
+        return explore(Store(resolve_store(args.cache)), None)
     return int(args.run(args))
 
 

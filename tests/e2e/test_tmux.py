@@ -1,0 +1,144 @@
+"""A real terminal: `vista explore` in tmux at 80x24, driven with send-keys, read with capture-pane."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.synthetic_map import build_synthetic_map
+
+TMUX = shutil.which("tmux")
+if TMUX is None and os.environ.get("CI"):
+    raise RuntimeError("tmux is required for the real-terminal tests (.ci/run installs it)")
+pytestmark = pytest.mark.skipif(TMUX is None, reason="tmux not installed")
+
+
+class Tmux:
+    """One detached tmux server (own socket) running one command in an 80x24 pane."""
+
+    def __init__(self, command: list[str], cwd: Path) -> None:
+        self.socket = f"vista-test-{uuid.uuid4().hex[:8]}"
+        env = {
+            "TERM": "xterm-256color",
+            "HOME": str(cwd),
+            "PATH": os.environ.get("PATH", ""),
+            "HF_HUB_OFFLINE": "1",
+            "TEXTUAL_ANIMATIONS": "none",
+        }
+        env_args = [arg for key, value in env.items() for arg in ("-e", f"{key}={value}")]
+        self.run("new-session", "-d", "-x", "80", "-y", "24", "-c", str(cwd), *env_args, " ".join(command))
+        self.run("set-option", "-g", "set-clipboard", "on")
+
+    def run(self, *args: str) -> str:
+        result = subprocess.run([TMUX, "-L", self.socket, *args], capture_output=True, text=True, timeout=30)  # type: ignore[list-item]
+        return result.stdout
+
+    def screen(self) -> str:
+        return self.run("capture-pane", "-p")
+
+    def wait_for(self, text: str, timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        screen = ""
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if text in screen:
+                return screen
+            time.sleep(0.2)
+        raise AssertionError(f"{text!r} never appeared; the screen was:\n{screen}")
+
+    def wait_gone(self, text: str, timeout: float = 20) -> str:
+        deadline = time.monotonic() + timeout
+        screen = ""
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if text not in screen:
+                return screen
+            time.sleep(0.2)
+        raise AssertionError(f"{text!r} never went away; the screen was:\n{screen}")
+
+    def keys(self, *keys: str) -> None:
+        for key in keys:
+            self.run("send-keys", key)
+            time.sleep(0.15)
+
+    def kill(self) -> None:
+        self.run("kill-server")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    build_synthetic_map(tmp_path / "maps" / "syn-plain", n=240, seed=0, latent=42)
+    build_synthetic_map(tmp_path / "maps" / "syn-hostile", n=240, seed=3, latent=9, hostile=True)
+    return tmp_path
+
+
+def explore(store: Path, map_id: str) -> Iterator[Tmux]:
+    command = [sys.executable, "-m", "vista_tui.cli", "explore", map_id, "--cache", str(store)]
+    tmux = Tmux(command, store)
+    try:
+        yield tmux
+    finally:
+        tmux.kill()
+
+
+@pytest.fixture
+def plain_terminal(store: Path) -> Iterator[Tmux]:
+    yield from explore(store, "syn-plain")
+
+
+@pytest.fixture
+def hostile_terminal(store: Path) -> Iterator[Tmux]:
+    yield from explore(store, "syn-hostile")
+
+
+def tree_pane(screen: str) -> str:
+    """The left column (the cluster tree) of an 80-column screen."""
+    return "\n".join(line[:33] for line in screen.splitlines()[1:11])
+
+
+def test_drill_down_two_levels_and_back(plain_terminal: Tmux) -> None:
+    tmux = plain_terminal
+    tree = tree_pane(tmux.wait_for("music, melody"))
+    assert "latent 42" in tree and "museum" in tree and "mustard" in tree and "(noise)" in tree
+    tmux.keys("j", "l")  # into music: its sub-clusters unfold, the cursor on the first
+    tree = tree_pane(tmux.wait_for("classical"))
+    assert "folk" in tree and "classical" in tree and "jazz" in tree
+    tmux.keys("l")  # a leaf: focus moves to its contexts
+    tmux.keys("tab", "h", "h")  # back to the tree, up to music, fold it
+    for _ in range(50):
+        tree = tree_pane(tmux.screen())
+        if "classical" not in tree:
+            break
+        time.sleep(0.2)
+    assert "classical" not in tree and "music, melody" in tree
+    tmux.keys("h")  # up to the root, which stays open
+    assert "museum" in tree_pane(tmux.screen())
+    tmux.keys("space")  # fold the root
+    for _ in range(50):
+        tree = tree_pane(tmux.screen())
+        if "museum" not in tree:
+            break
+        time.sleep(0.2)
+    assert "museum" not in tree and "latent 42" in tree
+    tmux.keys("q")
+
+
+def test_hostile_text_reaches_the_terminal_inert(hostile_terminal: Tmux) -> None:
+    tmux = hostile_terminal
+    screen = tmux.wait_for("latent 9")
+    screen = tmux.wait_for("hostile")
+    assert "␛" in screen  # escapes are shown as a visible placeholder
+    assert "\x1b" not in screen and "\x07" not in screen
+    # Nothing was interpreted: no clipboard write (OSC 52), no title change, screen not cleared.
+    assert tmux.run("list-buffers").strip() == ""
+    assert "owned" not in tmux.run("display-message", "-p", "#{pane_title}")
+    assert "latent 9" in tmux.screen()
+    tmux.keys("q")

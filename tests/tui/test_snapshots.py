@@ -1,0 +1,54 @@
+"""SVG snapshots of the explorer, its help and the picker at 80x24 and 160x48 (pytest-textual-snapshot).
+
+Update after an intended change with `pytest tests/tui/test_snapshots.py --snapshot-update`
+and look at the report before committing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import Input
+
+from vista_tui.app import VistaApp
+from vista_tui.mapdata import Store
+from vista_tui.screens.main import MapScreen
+
+SIZES = [(80, 24), (160, 48)]
+
+
+async def until_map_open(pilot: Pilot) -> None:
+    for _ in range(200):
+        await pilot.pause(0.02)
+        if isinstance(pilot.app.screen, MapScreen):
+            break
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def no_blink(pilot: Pilot) -> None:
+    for box in pilot.app.screen.query(Input):
+        box.cursor_blink = False
+    await pilot.pause()
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_map_screen(snap_compare, snapshot_store: Path, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+    app = VistaApp(Store(snapshot_store), snapshot_store / "maps" / "syn-labelled")
+    assert snap_compare(app, terminal_size=size, run_before=until_map_open, press=["j", "l"])
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_help_screen(snap_compare, snapshot_store: Path, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+    app = VistaApp(Store(snapshot_store), snapshot_store / "maps" / "syn-plain")
+    assert snap_compare(app, terminal_size=size, run_before=until_map_open, press=["question_mark"])
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_picker(snap_compare, snapshot_store: Path, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+    app = VistaApp(Store(snapshot_store))
+    assert snap_compare(app, terminal_size=size, run_before=no_blink)

@@ -1,0 +1,125 @@
+"""The VISTA-TUI application: the map picker, the explorer, and the one place worker failures land."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from textual import on, work
+from textual.app import App
+from textual.binding import Binding, BindingType
+from textual.message import Message
+from textual.worker import Worker
+
+from vista_tui.mapdata import MapEntry, MapError, Store
+from vista_tui.messages import WorkerFailed, forward_failure
+from vista_tui.model import MapModel
+from vista_tui.screens.error import ErrorScreen
+from vista_tui.screens.help import HelpScreen
+from vista_tui.screens.main import MapScreen
+from vista_tui.screens.picker import PickerScreen
+from vista_tui.widgets.cluster_tree import ClusterTree
+from vista_tui.widgets.contexts import ContextList
+
+
+class VistaApp(App[None]):
+    """Walk a latent's map: picker → explorer; help, palette and errors on top."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "VISTA"
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark,f1", "help", "Help"),
+        Binding(
+            "ctrl+p",
+            "command_palette",
+            "Commands",
+            show=False,
+            tooltip="Command palette: jump to a node by label or id, open another map, any action",
+        ),
+    ]
+
+    class MapLoaded(Message):
+        """A map finished opening in a worker."""
+
+        def __init__(self, model: MapModel) -> None:
+            self.model = model
+            super().__init__()
+
+    def __init__(self, store: Store, map_path: Path | None = None) -> None:
+        super().__init__()
+        self.store = store
+        self.initial_map = map_path
+        self._entries: list[MapEntry] | None = None
+        self.model: MapModel | None = None
+
+    def on_mount(self) -> None:
+        if self.initial_map is not None:
+            self.open_map(self.initial_map)
+        else:
+            self.action_pick_map()
+
+    # -- maps ---------------------------------------------------------------------------------
+
+    def store_entries(self, refresh: bool = False) -> list[MapEntry]:
+        """The store's maps, newest first (listed once, refreshed on demand)."""
+        if self._entries is None or refresh:
+            self._entries = self.store.list_maps()
+        return self._entries
+
+    def action_pick_map(self) -> None:
+        picker = PickerScreen(self.store_entries(refresh=True), self.store.maps_dir)
+        if isinstance(self.screen, MapScreen | PickerScreen):
+            self.switch_screen(picker)
+        else:
+            self.push_screen(picker)
+
+    def open_map(self, path: Path) -> None:
+        """Open a map in a worker; the explorer appears when it is read."""
+        self._load_map(path)
+
+    @work(thread=True, exclusive=True, group="open", exit_on_error=False, description="open the map")
+    def _load_map(self, path: Path) -> None:
+        model = MapModel.open(path)
+        _ = model.nodes, model.activations, model.layout
+        root_rows = model.members_by_activation(model.root.node_id)[:64]
+        model.contexts.load(root_rows)  # the first screen's contexts, before it is drawn
+        self.post_message(self.MapLoaded(model))
+
+    @on(MapLoaded)
+    def _map_loaded(self, event: MapLoaded) -> None:
+        self.model = event.model
+        screen = MapScreen(event.model)
+        if isinstance(self.screen, MapScreen | PickerScreen):
+            self.switch_screen(screen)
+        else:
+            self.push_screen(screen)
+        self.sub_title = event.model.map_id
+
+    # -- help ----------------------------------------------------------------------------------
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        self.push_screen(
+            HelpScreen([("tree", ClusterTree), ("map", MapScreen), ("contexts", ContextList), ("app", VistaApp)])
+        )
+
+    # -- failures: the one place ---------------------------------------------------------------
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        failed = forward_failure(event)
+        if failed is not None:
+            self.post_message(failed)
+
+    @on(WorkerFailed)
+    def _worker_failed(self, event: WorkerFailed) -> None:
+        error = event.error
+        message = str(error) if isinstance(error, MapError) else f"{type(error).__name__}: {error}"
+        if event.group == "open":
+            self.push_screen(ErrorScreen("This map cannot be opened", message))
+        elif isinstance(error, MapError):
+            self.push_screen(ErrorScreen(f"Could not {event.description}", message))
+        else:
+            self.notify(f"{event.description} failed: {message}", severity="error", timeout=8)

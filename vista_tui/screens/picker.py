@@ -1,0 +1,129 @@
+"""The map picker: every map in the store, newest first, filtered by typing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.events import Key
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Static
+
+from vista_tui.mapdata import MapEntry
+from vista_tui.sanitize import sanitize
+
+
+class PickerScreen(Screen[None]):
+    """Choose a map; typing filters by map id, latent, model or SAE."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "open", "Open map", priority=True),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+        Binding("down", "cursor(1)", "Down", show=False, priority=True),
+        Binding("up", "cursor(-1)", "Up", show=False, priority=True),
+    ]
+
+    def __init__(self, entries: list[MapEntry], store_path: Path) -> None:
+        super().__init__()
+        self.entries = entries
+        self.store_path = store_path
+        self.shown: list[MapEntry] = []
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="picker-title")
+        yield Input(placeholder="type to filter maps by id, latent, model or SAE", id="filter")
+        yield DataTable(id="maps", cursor_type="row", zebra_stripes=True)
+        yield Static(id="picker-hint")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        title = Text.assemble(("VISTA maps", "bold"), f" in {sanitize(str(self.store_path))}")
+        self.query_one("#picker-title", Static).update(title)
+        table = self.query_one("#maps", DataTable)
+        table.add_columns("map", "latent", "model · SAE", "contexts", "triaged", "built")
+        self._fill("")
+        self.query_one("#filter", Input).focus()
+
+    def _matches(self, entry: MapEntry, needle: str) -> bool:
+        if not needle:
+            return True
+        haystack = entry.map_id
+        if entry.manifest is not None:
+            prov = entry.manifest.provenance
+            haystack += f" {prov.latent} {prov.model} {prov.sae} {prov.hook}"
+        return all(part in haystack.lower() for part in needle.lower().split())
+
+    def _fill(self, needle: str) -> None:
+        table = self.query_one("#maps", DataTable)
+        table.clear()
+        self.shown = [entry for entry in self.entries if self._matches(entry, needle)]
+        for entry in self.shown:
+            if entry.manifest is None:
+                table.add_row(
+                    Text(sanitize(entry.map_id)),
+                    "",
+                    Text(sanitize(entry.error or "unreadable"), style="red"),
+                    "",
+                    "",
+                    "",
+                )
+                continue
+            prov = entry.manifest.provenance
+            table.add_row(
+                Text(sanitize(entry.map_id)),
+                Text(str(prov.latent), justify="right"),
+                Text(sanitize(f"{_short(prov.model)} · {_short(prov.sae)}")),
+                Text(f"{prov.n_contexts:,}", justify="right"),
+                Text("—", justify="center"),
+                Text(entry.manifest.created[:16].replace("T", " ")),
+            )
+        hint = self.query_one("#picker-hint", Static)
+        if not self.entries:
+            hint.update("no maps yet — run `vista demo` (offline demo) or `vista build --help`")
+        elif not self.shown:
+            hint.update("no map matches the filter — Esc clears it")
+        else:
+            hint.update(f"{len(self.shown)} of {len(self.entries)} maps · ↑↓ choose · Enter opens")
+
+    @on(Input.Changed, "#filter")
+    def _filter(self, event: Input.Changed) -> None:
+        self._fill(event.value.strip())
+
+    def action_cursor(self, step: int) -> None:
+        table = self.query_one("#maps", DataTable)
+        if table.row_count:
+            table.move_cursor(row=max(0, min(table.row_count - 1, table.cursor_row + step)))
+
+    def action_clear_filter(self) -> None:
+        self.query_one("#filter", Input).value = ""
+
+    def action_open(self) -> None:
+        table = self.query_one("#maps", DataTable)
+        if not self.shown or table.cursor_row >= len(self.shown):
+            return
+        entry = self.shown[table.cursor_row]
+        if entry.manifest is None:
+            self.notify(sanitize(entry.error or "this map cannot be read"), severity="error", timeout=6)
+            return
+        self.app.open_map(entry.path)  # type: ignore[attr-defined]
+
+    @on(DataTable.RowSelected, "#maps")
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_open()
+
+    def on_key(self, event: Key) -> None:
+        # Typing anywhere filters: printable keys go to the filter box.
+        filter_box = self.query_one("#filter", Input)
+        if event.is_printable and not filter_box.has_focus and event.character:
+            filter_box.focus()
+            filter_box.insert_text_at_cursor(event.character)
+            event.stop()
+
+
+def _short(name: str) -> str:
+    """The last path component of a model or SAE name."""
+    return name.rstrip("/").rsplit("/", 1)[-1] if "/" in name else name
