@@ -21,6 +21,17 @@ from vista_tui.mapdata.reader import _context_from_row
 from vista_tui.sanitize import sanitize
 
 
+def node_title(node: ClusterNode, n_keywords: int = 3) -> str:
+    """A node's name, sanitised: its LLM label, else its top keywords; '(noise)' for noise."""
+    if node.kind == "noise":
+        return "(noise)"
+    if node.labels.llm_label:
+        return sanitize(node.labels.llm_label)
+    if node.labels.keywords:
+        return sanitize(", ".join(node.labels.keywords[:n_keywords]))
+    return f"cluster {node.node_id[:8]}"
+
+
 @dataclass(frozen=True)
 class SearchHit:
     """A node matching a search, and where the query was found."""
@@ -185,17 +196,11 @@ class MapModel:
         return members[order]
 
     def title(self, node_id: str, n_keywords: int = 3) -> str:
-        """A node's display name, sanitised: the LLM label, else its top keywords."""
+        """A node's display name, sanitised (see `node_title`); the root is named by its latent."""
         node = self.nodes[node_id]
         if node.kind == "root":
             return f"latent {self.manifest.provenance.latent}"
-        if node.kind == "noise":
-            return "(noise)"
-        if node.labels.llm_label:
-            return sanitize(node.labels.llm_label)
-        if node.labels.keywords:
-            return sanitize(", ".join(node.labels.keywords[:n_keywords]))
-        return f"cluster {node_id[:8]}"
+        return node_title(node, n_keywords)
 
     # -- search --------------------------------------------------------------------------------
 

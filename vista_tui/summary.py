@@ -7,22 +7,12 @@ from rich.table import Table
 from rich.text import Text
 
 from vista_tui.mapdata import ClusterNode, MapReader
+from vista_tui.model import node_title
 from vista_tui.sanitize import sanitize
 
 
 def tree_depth(nodes: list[ClusterNode]) -> int:
     return max((node.depth for node in nodes), default=0)
-
-
-def node_title(node: ClusterNode, n_keywords: int = 4) -> str:
-    """A short name for a node: its LLM label when there is one, else its top keywords."""
-    if node.kind == "noise":
-        return "(noise)"
-    if node.labels.llm_label:
-        return sanitize(node.labels.llm_label)
-    if node.labels.keywords:
-        return sanitize(", ".join(node.labels.keywords[:n_keywords]))
-    return f"node {node.node_id[:8]}"
 
 
 def map_summary(reader: MapReader, max_clusters: int = 8) -> Group:

@@ -73,3 +73,21 @@ def test_list_shows_broken_maps_without_failing(store: Path) -> None:
     result = vista("list", "--cache", str(store))
     assert result.returncode == 0
     assert "m1" in result.stdout and "broken" in result.stdout
+
+
+def test_explore_refuses_a_bad_map_with_one_line(store: Path) -> None:
+    path = store / "maps" / "m1" / "manifest.json"
+    raw = json.loads(path.read_text())
+    raw["schema_version"] = 99
+    path.write_text(json.dumps(raw))
+    assert_one_line_error(vista("explore", "m1", "--cache", str(store)), "version 99")
+
+
+def test_explore_refuses_a_truncated_map_with_one_line(store: Path) -> None:
+    contexts = store / "maps" / "m1" / "contexts.parquet"
+    contexts.write_bytes(contexts.read_bytes()[:64])
+    assert_one_line_error(vista("explore", "m1", "--cache", str(store)), "truncated", "vista build")
+
+
+def test_explore_unknown_map(store: Path) -> None:
+    assert_one_line_error(vista("explore", "nope", "--cache", str(store)), "no map 'nope'")

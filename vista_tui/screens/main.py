@@ -115,6 +115,10 @@ class MapScreen(Screen[None]):
     def _leaf_opened(self, event: ClusterTree.LeafOpened) -> None:
         self.query_one("#contexts", ContextList).focus()
 
+    @on(ContextList.Highlighted, "#contexts")
+    def _context_highlighted(self, event: ContextList.Highlighted) -> None:
+        self.query_one("#minimap", Minimap).mark_row(event.row)
+
     @on(ContextList.Opened)
     def _context_opened(self, event: ContextList.Opened) -> None:
         self.app.push_screen(ContextScreen(self.model, event.row))

@@ -271,33 +271,25 @@ class ContextList(ScrollView, can_focus=True):
     cursor: Reactive[int] = reactive(0, init=False)
     """Index of the highlighted line (a position in the list, not a context row)."""
 
-    class Opened(Message):
+    class _RowMessage(Message):
+        """A message about one context of the list."""
+
+        def __init__(self, context_list: ContextList, row: int) -> None:
+            self.context_list = context_list
+            self.row = row
+            """The context's row in the map's contexts table."""
+            super().__init__()
+
+        @property
+        def control(self) -> ContextList:
+            """The list that sent the message (for `@on(..., selector)`)."""
+            return self.context_list
+
+    class Opened(_RowMessage):
         """Enter (or a double click) on a context: show it in full."""
 
-        def __init__(self, context_list: ContextList, row: int) -> None:
-            self.context_list = context_list
-            self.row = row
-            """The context's row in the map's contexts table."""
-            super().__init__()
-
-        @property
-        def control(self) -> ContextList:
-            """The list that sent the message (for `@on(..., selector)`)."""
-            return self.context_list
-
-    class Highlighted(Message):
+    class Highlighted(_RowMessage):
         """The cursor moved to another context (also sent when the list is switched)."""
-
-        def __init__(self, context_list: ContextList, row: int) -> None:
-            self.context_list = context_list
-            self.row = row
-            """The context's row in the map's contexts table."""
-            super().__init__()
-
-        @property
-        def control(self) -> ContextList:
-            """The list that sent the message (for `@on(..., selector)`)."""
-            return self.context_list
 
     class RowsLoaded(Message):
         """Internal: a worker prepared some contexts (posted from the worker's thread)."""

@@ -16,6 +16,7 @@ from textual.style import Style
 from textual.widget import Widget
 
 from vista_tui.mapdata import FidelityCurve
+from vista_tui.widgets.text import fit_lines
 
 NOT_COMPUTED = "fidelity not computed — rebuild with `vista build`"
 """What the panel says for a map without a fidelity curve."""
@@ -28,17 +29,6 @@ BAR_ROWS = 2
 
 MAX_BAR_ROWS = 4
 """Tallest sparkline, when the app gives the panel more height than it asks for."""
-
-
-def _fit(lines: list[Content], height: int, width: int) -> list[Content]:
-    """At most `height` lines, the last one ending in … when some were cut."""
-    if len(lines) <= height:
-        return lines
-    if height <= 0:
-        return []
-    last = lines[height - 1]
-    cut = last.truncate(max(1, min(last.cell_length, width - 1)))
-    return [*lines[: height - 1], cut + "…"]
 
 
 def _percent(value: float) -> str:
@@ -152,12 +142,12 @@ class FidelityPanel(Widget):
         curve = self.curve
         if curve is None or not curve.gain:
             hint = Content.styled(NOT_COMPUTED, self._style("fidelity--hint")).wrap(width)
-            return hint if height is None else _fit(hint, height, width)
+            return hint if height is None else fit_lines(hint, height, width)
         caption = self.caption(curve, width)
         if height is None:
             n_rows, with_axis = BAR_ROWS, True
         else:
-            caption = _fit(caption, max(1, height - 2), width)
+            caption = fit_lines(caption, max(1, height - 2), width)
             room = max(0, height - len(caption))
             with_axis = room >= 2
             n_rows = min(MAX_BAR_ROWS, room - 1) if with_axis else room

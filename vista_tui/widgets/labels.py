@@ -21,6 +21,7 @@ from textual.widget import Widget
 from vista_tui.mapdata import ClusterNode
 from vista_tui.model import MapModel
 from vista_tui.sanitize import sanitize
+from vista_tui.widgets.text import fit_lines
 
 NARROW_WIDTH = 60
 """Below this many columns the readings stack as rows instead of columns."""
@@ -36,16 +37,6 @@ MAX_EXPLANATION_CHARS = 800
 MAX_PROMPT_CHARS = 400
 MAX_KEYWORD_CHARS = 60
 MAX_KEYWORDS = 12
-
-
-def _fit(lines: list[Content], height: int, width: int) -> list[Content]:
-    """At most `height` lines, the last one ending in … when some were cut."""
-    if len(lines) <= height:
-        return lines
-    if height <= 0:
-        return []
-    last = lines[height - 1]
-    return [*lines[: height - 1], last.truncate(max(1, min(last.cell_length, width - 1))) + "…"]
 
 
 def label_hint(map_id: str) -> str:
@@ -208,11 +199,11 @@ class LabelsPanel(Widget):
 
         if height is not None:
             if len(top) + middle_height() + len(bottom) > height:
-                top = _fit(top, 1, width)
+                top = fit_lines(top, 1, width)
             while len(top) + middle_height() + len(bottom) > height and max(caps) > 1:
                 longest = max(range(len(caps)), key=caps.__getitem__)
                 caps[longest] -= 1
-        shown = [_fit(lines, cap, w) for lines, cap, w in zip(wrapped, caps, widths, strict=True)]
+        shown = [fit_lines(lines, cap, w) for lines, cap, w in zip(wrapped, caps, widths, strict=True)]
         if layout == "columns":
             middle = self._columns(titles, shown, widths)
         else:
