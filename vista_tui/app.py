@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from textual import on, work
 from textual.app import App
@@ -14,6 +15,7 @@ from textual.worker import Worker
 from vista_tui.mapdata import MapEntry, MapError, Store
 from vista_tui.messages import WorkerFailed, forward_failure
 from vista_tui.model import MapModel
+from vista_tui.renders import ENV_MODEL, RenderEvent, RenderQueue
 from vista_tui.screens.error import ErrorScreen
 from vista_tui.screens.help import HelpScreen
 from vista_tui.screens.main import MapScreen
@@ -47,12 +49,53 @@ class VistaApp(App[None]):
             self.model = model
             super().__init__()
 
-    def __init__(self, store: Store, map_path: Path | None = None) -> None:
+    class RenderUpdate(Message):
+        """A render job changed state (posted from the render queue's thread)."""
+
+        def __init__(self, event: RenderEvent) -> None:
+            self.event = event
+            super().__init__()
+
+    def __init__(
+        self,
+        store: Store,
+        map_path: Path | None = None,
+        *,
+        image_class: type[Any] | None = None,
+        diffusion_model: str | None = None,
+    ) -> None:
         super().__init__()
         self.store = store
         self.initial_map = map_path
         self._entries: list[MapEntry] | None = None
         self.model: MapModel | None = None
+        self.image_class = image_class
+        """The textual-image widget chosen before start-up (None: half cells, chosen on first use)."""
+        self.diffusion_model = diffusion_model if diffusion_model is not None else os.environ.get(ENV_MODEL) or None
+        """What `r` renders with; None draws sketches."""
+        self._renders: RenderQueue | None = None
+        self.map_screen: MapScreen | None = None
+
+    @property
+    def renders(self) -> RenderQueue:
+        """The render queue; its worker process starts with the first job."""
+        if self._renders is None:
+            self._renders = RenderQueue(
+                self.store.root, on_event=lambda event: self.post_message(self.RenderUpdate(event))
+            )
+        return self._renders
+
+    def image_widget(self) -> type[Any]:
+        if self.image_class is None:
+            from textual_image.widget import HalfcellImage  # no terminal probe for half cells
+
+            self.image_class = HalfcellImage
+        return self.image_class
+
+    async def action_quit(self) -> None:
+        if self._renders is not None:
+            self._renders.close(timeout=2.0)
+        self.exit()
 
     def on_mount(self) -> None:
         if self.initial_map is not None:
@@ -91,11 +134,25 @@ class VistaApp(App[None]):
     def _map_loaded(self, event: MapLoaded) -> None:
         self.model = event.model
         screen = MapScreen(event.model)
+        self.map_screen = screen
         if isinstance(self.screen, MapScreen | PickerScreen):
             self.switch_screen(screen)
         else:
             self.push_screen(screen)
         self.sub_title = event.model.map_id
+
+    # -- renders -------------------------------------------------------------------------------
+
+    @on(RenderUpdate)
+    def _render_update(self, event: RenderUpdate) -> None:
+        screen = self.map_screen
+        if screen is not None and screen.is_attached and event.event.job.map_dir == screen.model.reader.path:
+            screen.render_changed(event.event)
+
+    def action_open_render(self) -> None:
+        """`o`: the selected node's render in an external viewer, else its path copied (OSC 52)."""
+        if self.map_screen is not None:
+            self.map_screen.action_open_render()
 
     # -- help ----------------------------------------------------------------------------------
 

@@ -17,7 +17,9 @@ from pathlib import Path
 from rich.console import Console
 
 from vista_tui import __version__
+from vista_tui.graphics import GRAPHICS_MODES
 from vista_tui.mapdata import MapError, MapReader, Store, resolve_store
+from vista_tui.render_cli import add_render_parser
 
 PIPELINE_COMMANDS = {
     "build": "harvest contexts of latents and build their maps (see `vista build --help`)",
@@ -87,28 +89,39 @@ def cmd_pipeline(command: str, args: Sequence[str]) -> int:
     return code
 
 
-def explore(store: Store, map_path: Path | None) -> int:
+def explore(store: Store, map_path: Path | None, graphics: str | None = None, model: str | None = None) -> int:
     """Run the TUI (on the picker when no map is given)."""
     if map_path is not None:
         try:
             MapReader(map_path).verify()
         except MapError as error:
             return _error(str(error))
+    from vista_tui.graphics import image_widget_class
+
+    try:
+        image_class = image_widget_class(graphics)  # probes the terminal: before Textual takes it over
+    except ValueError as error:
+        return _error(str(error))
     from vista_tui.app import VistaApp  # Textual loads only for the TUI commands
 
-    VistaApp(store, map_path).run()
+    app = VistaApp(store, map_path, image_class=image_class, diffusion_model=model)
+    try:
+        app.run()
+    finally:
+        if app._renders is not None:
+            app._renders.close(timeout=2.0)
     return 0
 
 
 def cmd_explore(args: argparse.Namespace) -> int:
     store = Store(resolve_store(args.cache))
     if args.map is None:
-        return explore(store, None)
+        return explore(store, None, args.graphics, args.model)
     try:
         path = store.find_map(args.map)
     except MapError as error:
         return _error(str(error))
-    return explore(store, path)
+    return explore(store, path, args.graphics, args.model)
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
@@ -155,7 +168,20 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cache", metavar="DIR", help="the map store (default: $VISTA_CACHE, ./cache, user cache)")
     exploring = commands.add_parser("explore", help="open a map in the explorer (no map: the map picker)")
     exploring.add_argument("map", nargs="?", help="map id in the store, or path to a map directory")
+    exploring.add_argument(
+        "--graphics",
+        choices=GRAPHICS_MODES,
+        default=None,
+        help="how images are drawn: auto (probe the terminal), kitty, sixel, halfcell, unicode (default: $VISTA_GRAPHICS or auto)",
+    )
+    exploring.add_argument(
+        "--model",
+        metavar="DIR_OR_ID",
+        default=None,
+        help="diffusion model for `r` renders (default: $VISTA_DIFFUSION_MODEL; none: sketches)",
+    )
     exploring.set_defaults(run=cmd_explore)
+    add_render_parser(commands)
     listing = commands.add_parser("list", help="list the maps in the store")
     listing.set_defaults(run=cmd_list)
     summary = commands.add_parser("summary", help="print a map's summary: latent, N, tree, keywords, fidelity")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
 from rich.text import Text
@@ -16,9 +17,12 @@ from textual.widgets import Footer, Input, Static
 from textual.worker import get_current_worker
 
 from vista_tui.commands import NodeCommands
+from vista_tui.graphics import open_externally
 from vista_tui.model import MapModel
+from vista_tui.renders import RenderEvent, RenderJob, cached_render, read_sidecar
 from vista_tui.sanitize import sanitize
 from vista_tui.screens.context_detail import ContextScreen
+from vista_tui.screens.image import ImageScreen
 from vista_tui.widgets.cluster_tree import ClusterTree
 from vista_tui.widgets.contexts import ContextList
 from vista_tui.widgets.fidelity import FidelityPanel
@@ -40,6 +44,23 @@ class MapScreen(Screen[None]):
         Binding(
             "escape", "clear", "Clear", show=False, tooltip="Close the search bar, else clear hits, else leave the zoom"
         ),
+        Binding("r", "render", "Render", tooltip="Render the selected node (a sketch when no diffusion model is set)"),
+        Binding("R", "render_map", "Render map", show=False, tooltip="Render the whole map as a panorama"),
+        Binding("v", "view_render", "View", tooltip="Show the selected node's render inline"),
+        Binding(
+            "o",
+            "open_render",
+            "Open outside",
+            show=False,
+            tooltip="Open the render in $VISTA_VIEWER, else copy its path",
+        ),
+        Binding(
+            "x",
+            "cancel_render",
+            "Cancel render",
+            show=False,
+            tooltip="Cancel the selected node's queued or running render",
+        ),
         Binding("tab", "app.focus_next", "Switch pane", tooltip="Move between the tree and the contexts"),
         Binding("shift+tab", "app.focus_previous", "Switch pane back", show=False),
     ]
@@ -60,6 +81,10 @@ class MapScreen(Screen[None]):
         self.model = model
         self.hits: list[str] = []
         self.search_query = ""
+        self.render_jobs: dict[str, str] = {}
+        """Node id → id of its latest render job."""
+        self.render_state: dict[str, RenderEvent] = {}
+        """Node id → the latest event of its render."""
 
     def compose(self) -> ComposeResult:
         yield Static(id="map-header")
@@ -71,6 +96,7 @@ class MapScreen(Screen[None]):
             with Vertical(id="right"):
                 yield LabelsPanel(self.model, id="labels")
                 yield ContextList(self.model, id="contexts")
+        yield Static(id="render-status")
         yield Input(placeholder="search labels, keywords, contexts — Enter to search, Esc to cancel", id="search")
         yield Footer()
 
@@ -224,3 +250,100 @@ class MapScreen(Screen[None]):
             self._apply_hits("", [])
         elif self.query_one("#tree", ClusterTree).view_root != self.model.root.node_id:
             self.action_unzoom()
+
+    # -- renders -------------------------------------------------------------------------------
+
+    def _job(self, node_id: str | None, kind: str = "node") -> RenderJob:
+        model = self.app.diffusion_model  # type: ignore[attr-defined]
+        root = self.model.root.node_id
+        return RenderJob(
+            map_dir=self.model.reader.path,
+            node_id=None if node_id in (None, root) else node_id,
+            kind=kind,  # type: ignore[arg-type]
+            model=model,
+        )
+
+    def _submit(self, node_id: str, job: RenderJob) -> None:
+        job_id = self.app.renders.submit(job)  # type: ignore[attr-defined]
+        self.render_jobs[node_id] = job_id
+        what = "sketch" if job.model is None else "render"
+        self.notify(f"{what} of {self.model.title(node_id)} queued", timeout=2)
+
+    def action_render(self) -> None:
+        if self.selected is not None:
+            self._submit(self.selected, self._job(self.selected))
+
+    def action_render_map(self) -> None:
+        self._submit(self.model.root.node_id, self._job(None, "panorama"))
+
+    def action_cancel_render(self) -> None:
+        job_id = self.render_jobs.get(self.selected or "")
+        if job_id is None or not self.app.renders.cancel(job_id):  # type: ignore[attr-defined]
+            self.notify("nothing to cancel for this node", timeout=2)
+
+    def render_changed(self, event: RenderEvent) -> None:
+        """A render job moved: update the node's glyph, the status line, and say when it is done."""
+        node_id = event.job.node_id or self.model.root.node_id
+        if self.render_jobs.get(node_id) not in (None, event.job_id):
+            return  # an older job of this node
+        self.render_state[node_id] = event
+        glyph = {"queued": "◌", "started": "◐", "progress": "◐", "done": "●", "failed": "✗", "cancelled": " "}[
+            event.kind
+        ]
+        tree = self.query_one("#tree", ClusterTree)
+        tree.glyphs[node_id] = glyph
+        tree.rebuild()
+        title = self.model.title(node_id)
+        if event.kind == "done":
+            how = "from the cache" if event.cached else f"in {event.seconds:.1f} s"
+            self.notify(f"{title}: render ready {how} — v to view, o to open outside", timeout=4)
+        elif event.kind == "failed":
+            self.notify(f"{title}: render failed — {event.error}", severity="error", timeout=8)
+        self._update_render_status()
+
+    def _update_render_status(self) -> None:
+        status = self.query_one("#render-status", Static)
+        active = [e for e in self.render_state.values() if e.kind in ("queued", "started", "progress")]
+        running = [e for e in active if e.kind != "queued"]
+        if not active:
+            status.remove_class("-visible")
+            return
+        parts = [
+            f"rendering {self.model.title(e.job.node_id or self.model.root.node_id)} {e.percent}%" for e in running
+        ]
+        queued = len(active) - len(running)
+        if queued:
+            parts.append(f"{queued} queued")
+        status.update(Text(" · ".join(parts) + " · x cancels"))
+        status.add_class("-visible")
+
+    def selected_render(self) -> Path | None:
+        """The selected node's render: this session's latest, else one in the cache."""
+        node_id = self.selected or self.model.root.node_id
+        event = self.render_state.get(node_id)
+        if event is not None and event.kind == "done" and event.path is not None:
+            return event.path
+        for kind in ("node", "panorama"):
+            path = cached_render(self._job(node_id, kind))
+            if path is not None:
+                return path
+        return None
+
+    def action_view_render(self) -> None:
+        path = self.selected_render()
+        if path is None:
+            self.notify("no render of this node yet — r renders it, R renders the whole map", timeout=3)
+            return
+        self.app.push_screen(ImageScreen(path, read_sidecar(path), self.app.image_widget()))  # type: ignore[attr-defined]
+
+    def action_open_render(self) -> None:
+        path = self.selected_render()
+        if path is None:
+            self.notify("no render of this node yet — r renders it", timeout=3)
+            return
+        command = open_externally(path)
+        if command is None:
+            self.app.copy_to_clipboard(str(path))
+            self.notify(f"no viewer here; path copied to your clipboard (OSC 52): {path}", timeout=8)
+        else:
+            self.notify(f"opened with {command[0]}", timeout=2)
