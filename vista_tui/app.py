@@ -12,6 +12,7 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.worker import Worker
 
+from vista_tui.annotations import TriageConfig
 from vista_tui.mapdata import MapEntry, MapError, Store
 from vista_tui.messages import WorkerFailed, forward_failure
 from vista_tui.model import MapModel
@@ -20,6 +21,7 @@ from vista_tui.screens.error import ErrorScreen
 from vista_tui.screens.help import HelpScreen
 from vista_tui.screens.main import MapScreen
 from vista_tui.screens.picker import PickerScreen
+from vista_tui.triage import Triage, open_triage, reconcile_message
 from vista_tui.widgets.cluster_tree import ClusterTree
 from vista_tui.widgets.contexts import ContextList
 
@@ -45,8 +47,9 @@ class VistaApp(App[None]):
     class MapLoaded(Message):
         """A map finished opening in a worker."""
 
-        def __init__(self, model: MapModel) -> None:
+        def __init__(self, model: MapModel, triage: Triage) -> None:
             self.model = model
+            self.triage = triage
             super().__init__()
 
     class RenderUpdate(Message):
@@ -63,6 +66,7 @@ class VistaApp(App[None]):
         *,
         image_class: type[Any] | None = None,
         diffusion_model: str | None = None,
+        triage_config: TriageConfig | None = None,
     ) -> None:
         super().__init__()
         self.store = store
@@ -75,6 +79,10 @@ class VistaApp(App[None]):
         """What `r` renders with; None draws sketches."""
         self._renders: RenderQueue | None = None
         self.map_screen: MapScreen | None = None
+        self.triage_config = triage_config
+        """Statuses and author for triage; None reads `load_config()` (VISTA_CONFIG, the user config) per map."""
+        self.triage: Triage | None = None
+        """The open map's annotation store."""
 
     @property
     def renders(self) -> RenderQueue:
@@ -95,6 +103,9 @@ class VistaApp(App[None]):
     async def action_quit(self) -> None:
         if self._renders is not None:
             self._renders.close(timeout=2.0)
+        if self.triage is not None:
+            self.triage.close()
+            self.triage = None
         self.exit()
 
     def on_mount(self) -> None:
@@ -128,12 +139,20 @@ class VistaApp(App[None]):
         _ = model.nodes, model.activations, model.layout
         root_rows = model.members_by_activation(model.root.node_id)[:64]
         model.contexts.load(root_rows)  # the first screen's contexts, before it is drawn
-        self.post_message(self.MapLoaded(model))
+        triage = open_triage(model, self.triage_config)  # never raises AnnotationError: read-only instead
+        self.post_message(self.MapLoaded(model, triage))
 
     @on(MapLoaded)
     def _map_loaded(self, event: MapLoaded) -> None:
         self.model = event.model
-        screen = MapScreen(event.model)
+        if self.triage is not None:
+            self.triage.close()
+        self.triage = triage = event.triage
+        if triage.error is not None:
+            self.notify(f"triage is read-only: {triage.error}", severity="error", timeout=10)
+        elif (moved := reconcile_message(triage.report)) is not None:
+            self.notify(moved, timeout=8)
+        screen = MapScreen(event.model, triage)
         self.map_screen = screen
         if isinstance(self.screen, MapScreen | PickerScreen):
             self.switch_screen(screen)

@@ -17,6 +17,7 @@ from pathlib import Path
 from rich.console import Console
 
 from vista_tui import __version__
+from vista_tui.annotate_cli import add_annotate_parsers
 from vista_tui.graphics import GRAPHICS_MODES
 from vista_tui.mapdata import MapError, MapReader, Store, resolve_store
 from vista_tui.render_cli import add_render_parser
@@ -89,13 +90,25 @@ def cmd_pipeline(command: str, args: Sequence[str]) -> int:
     return code
 
 
-def explore(store: Store, map_path: Path | None, graphics: str | None = None, model: str | None = None) -> int:
+def explore(
+    store: Store,
+    map_path: Path | None,
+    graphics: str | None = None,
+    model: str | None = None,
+    config: str | None = None,
+) -> int:
     """Run the TUI (on the picker when no map is given)."""
     if map_path is not None:
         try:
             MapReader(map_path).verify()
         except MapError as error:
             return _error(str(error))
+    from vista_tui.annotations import AnnotationError, load_config
+
+    try:
+        triage_config = load_config(Path(config) if config else None)
+    except AnnotationError as error:
+        return _error(str(error))
     from vista_tui.graphics import image_widget_class
 
     try:
@@ -104,7 +117,7 @@ def explore(store: Store, map_path: Path | None, graphics: str | None = None, mo
         return _error(str(error))
     from vista_tui.app import VistaApp  # Textual loads only for the TUI commands
 
-    app = VistaApp(store, map_path, image_class=image_class, diffusion_model=model)
+    app = VistaApp(store, map_path, image_class=image_class, diffusion_model=model, triage_config=triage_config)
     try:
         app.run()
     finally:
@@ -116,12 +129,12 @@ def explore(store: Store, map_path: Path | None, graphics: str | None = None, mo
 def cmd_explore(args: argparse.Namespace) -> int:
     store = Store(resolve_store(args.cache))
     if args.map is None:
-        return explore(store, None, args.graphics, args.model)
+        return explore(store, None, args.graphics, args.model, args.config)
     try:
         path = store.find_map(args.map)
     except MapError as error:
         return _error(str(error))
-    return explore(store, path, args.graphics, args.model)
+    return explore(store, path, args.graphics, args.model, args.config)
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
@@ -180,8 +193,15 @@ def make_parser() -> argparse.ArgumentParser:
         default=None,
         help="diffusion model for `r` renders (default: $VISTA_DIFFUSION_MODEL; none: sketches)",
     )
+    exploring.add_argument(
+        "--config",
+        metavar="FILE",
+        default=None,
+        help="triage config TOML (default: $VISTA_CONFIG, else the user config dir)",
+    )
     exploring.set_defaults(run=cmd_explore)
     add_render_parser(commands)
+    add_annotate_parsers(commands)
     listing = commands.add_parser("list", help="list the maps in the store")
     listing.set_defaults(run=cmd_list)
     summary = commands.add_parser("summary", help="print a map's summary: latent, N, tree, keywords, fidelity")

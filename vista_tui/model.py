@@ -20,6 +20,19 @@ from vista_tui.mapdata import ClusterNode, Context, MapReader
 from vista_tui.mapdata.reader import _context_from_row
 from vista_tui.sanitize import sanitize
 
+EXPLANATIONS_FILE = "explanations.json"
+
+
+def read_published_explanations(map_dir: Path) -> list[str]:
+    """Descriptions from `<map>/explanations.json` (a Neuronpedia import); [] when absent or unreadable."""
+    import json
+
+    try:
+        raw = json.loads((map_dir / EXPLANATIONS_FILE).read_text(encoding="utf-8"))
+        return [str(e["description"]) for e in raw.get("explanations", []) if e.get("description")]
+    except (OSError, ValueError, AttributeError, TypeError, KeyError):
+        return []
+
 
 def node_title(node: ClusterNode, n_keywords: int = 3) -> str:
     """A node's name, sanitised: its LLM label, else its top keywords; '(noise)' for noise."""
@@ -147,6 +160,8 @@ class MapModel:
         self.layout = reader.layout
         self.contexts = ContextStore(reader)
         self._texts: list[str] | None = None
+        self.published = read_published_explanations(reader.path)
+        """The latent's published explanations (imported with `vista import-explanations`)."""
 
     @classmethod
     def open(cls, path: Path | str) -> MapModel:

@@ -154,7 +154,7 @@ async def test_context_opens_in_full(plain: VistaApp) -> None:
 
 
 async def test_help_lists_every_key(plain: VistaApp) -> None:
-    async with plain.run_test(size=(120, 50)) as pilot:
+    async with plain.run_test(size=(120, 64)) as pilot:  # tall enough for every row, triage keys included
         await open_map(pilot, plain)
         await pilot.press("question_mark")
         assert isinstance(plain.screen, HelpScreen)
@@ -229,3 +229,21 @@ async def test_truncated_map_shows_an_error_screen(tmp_path: Path) -> None:
         await pilot.pause()
         text = screen_text(app)
         assert "cannot be opened" in text and "truncated" in text and "vista build" in text
+
+
+async def test_published_explanation_shows_at_the_root(tmp_path: Path) -> None:
+    import json
+
+    from tests.synthetic_map import build_synthetic_map
+
+    path = build_synthetic_map(tmp_path / "maps" / "syn", latent=42)
+    explanations = {"schema_version": 1, "latent": 42, "explanations": [{"description": "words beginning with mus"}]}
+    (path / "explanations.json").write_text(json.dumps(explanations))
+    app = VistaApp(Store(tmp_path), path)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await open_map(pilot, app)
+        text = screen_text(app)
+        assert "Neuronpedia: words" in text and "beginning with mus" in text, text
+        await pilot.press("j")
+        await pilot.pause()
+        assert "Neuronpedia" not in screen_text(app)

@@ -1,7 +1,7 @@
 """The cluster tree: the latent, its clusters and sub-clusters, walked from the keyboard.
 
-One line per visible node with fixed columns: a status glyph (reserved for triage and
-render status), the indented label, size, mean and max activation. Built on OptionList so
+One line per visible node with fixed columns: two glyphs (triage status, then render
+status), the indented label, size, mean and max activation. Built on OptionList so
 scrolling, highlighting and mouse work as in every Textual list.
 """
 
@@ -20,6 +20,7 @@ from textual.widgets.option_list import Option
 from vista_tui.model import MapModel
 
 GLYPH_WIDTH = 2
+"""The triage glyph, then the render glyph (the fold marker follows: the root row has no indent)."""
 
 
 def _cut(text: str, width: int) -> str:
@@ -81,7 +82,11 @@ class ClusterTree(OptionList):
         self.hits: set[str] = set()
         """Nodes matching the current search."""
         self.glyphs: dict[str, str] = {}
-        """Per-node status glyph (triage, render); blank when absent."""
+        """Per-node render glyph (second column); blank when absent."""
+        self.status_glyphs: dict[str, str] = {}
+        """Per-node triage status glyph (first column); blank when absent."""
+        self.shown: set[str] | None = None
+        """When filtering: the nodes to keep (matches and their ancestors); None shows every node."""
         self._rows: list[str] = []
         self._width = 0
 
@@ -95,12 +100,29 @@ class ClusterTree(OptionList):
     def _visible(self) -> list[str]:
         rows: list[str] = []
         stack = [self.view_root]
+        shown = self.shown
         while stack:
             node_id = stack.pop()
             rows.append(node_id)
             if node_id in self.expanded:
-                stack.extend(reversed(self.model.children(node_id)))
+                children = self.model.children(node_id)
+                if shown is not None:
+                    children = [c for c in children if c in shown]
+                stack.extend(reversed(children))
         return rows
+
+    def filter(self, matches: set[str] | None) -> None:
+        """Show only `matches` and their ancestors, unfolded to reach them (None: show every node)."""
+        if matches is None:
+            self.shown = None
+        else:
+            shown = set(matches)
+            for node_id in matches:
+                ancestors = self.model.ancestors(node_id)
+                shown.update(ancestors)
+                self.expanded.update(ancestors)
+            self.shown = shown
+        self.rebuild()
 
     def _prompt(self, node_id: str, width: int) -> Text:
         model = self.model
@@ -113,7 +135,7 @@ class ClusterTree(OptionList):
             stats += f" {node.mean_activation:>5.2f} {node.max_activation:>5.2f}"
         title_width = width - GLYPH_WIDTH - 2 * depth - 2 - len(stats) - 1
         title = _cut(model.title(node_id), max(title_width, 4))
-        glyph = self.glyphs.get(node_id, " ")[:1] + " "
+        glyph = self.status_glyphs.get(node_id, " ")[:1] + self.glyphs.get(node_id, " ")[:1]
         style = ""
         if node.kind == "noise":
             style = self.get_component_rich_style("cluster-tree--noise", partial=True)

@@ -135,6 +135,12 @@ class LabelsPanel(Widget):
                 parts.append(Content(sanitize(labels.llm_explanation, MAX_EXPLANATION_CHARS)))
         elif reason is None:
             parts.append(Content.styled(label_hint(self.model.map_id), self._style("labels--hint")))
+        if node.kind == "root":
+            for description in self.model.published[:2]:
+                parts.append(
+                    Content.styled("Neuronpedia: ", self._style("labels--note"))
+                    + Content(sanitize(description, MAX_EXPLANATION_CHARS))
+                )
         return Content("\n").join(parts)
 
     def _visual(self, node: ClusterNode) -> Content:

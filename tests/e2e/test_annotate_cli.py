@@ -1,0 +1,185 @@
+"""`annotate`, `triage-status`, `export`, `import-explanations` as a script runs them."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from tests.synthetic_map import build_synthetic_map
+from vista_tui.annotate_cli import EXPORT_COLUMNS, LIST_COLUMNS
+from vista_tui.mapdata import MapReader
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def vista(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "vista_tui.annotate_cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=60,
+    )
+
+
+@pytest.fixture
+def store_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("VISTA_CONFIG", str(tmp_path / "config.toml"))
+    (tmp_path / "config.toml").write_text('[triage]\nauthor = "cli-tester"\n')
+    build_synthetic_map(tmp_path / "store" / "maps" / "m", n=120, seed=1)
+    return tmp_path / "store"
+
+
+def test_annotate_then_triage_status(store_dir: Path) -> None:
+    reader = MapReader(store_dir / "maps" / "m")
+    cluster = reader.tree[1].node_id
+    done = vista("--cache", str(store_dir), "annotate", "m", "root", "--status", "junk", "--tag", "a", "--note", "hi")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"saved {reader.root.node_id} status=junk tags=a")
+    done = vista("--cache", str(store_dir), "annotate", "m", cluster[:6], "--status", "interpretable", "--tag", "b")
+    assert done.returncode == 0, done.stderr
+    done = vista("--cache", str(store_dir), "annotate", "m", cluster[:6], "--untag", "b")
+    assert "tags=-" in done.stdout
+    status = vista("--cache", str(store_dir), "triage-status", "m", "--json")
+    assert status.returncode == 0, status.stderr
+    report = json.loads(status.stdout)
+    total = len(reader.tree)
+    assert report["total"] == total and report["reviewed"] == 2 and report["orphans"] == 0
+    assert report["counts"]["junk"] == 1 and report["counts"]["unreviewed"] == total - 2
+    table = vista("--cache", str(store_dir), "triage-status", "m")
+    assert f"2 / {total} nodes reviewed" in table.stdout and "orphaned annotations: 0" in table.stdout
+
+
+def _exported(path: Path, fmt: str) -> list[dict[str, object]]:
+    if fmt == "jsonl":
+        return [json.loads(line) for line in path.read_text().splitlines()]
+    if fmt == "csv":
+        with path.open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        out = []
+        for row in rows:
+            parsed: dict[str, object] = dict(row)
+            for key in LIST_COLUMNS:
+                parsed[key] = json.loads(row[key])
+            for key in ("depth", "size"):
+                parsed[key] = int(row[key]) if row[key] else None
+            parsed["parent_id"] = row["parent_id"] or None
+            out.append(parsed)
+        return out
+    return pq.read_table(path).to_pylist()
+
+
+def test_export_round_trips_in_every_format_with_orphans(store_dir: Path, tmp_path: Path) -> None:
+    map_dir = store_dir / "maps" / "m"
+    reader = MapReader(map_dir)
+    leaf = next(n for n in reader.tree if n.depth == 2).node_id
+    assert (
+        vista(
+            "--cache", str(store_dir), "annotate", "m", leaf, "--status", "split", "--note", 'a "quoted", note'
+        ).returncode
+        == 0
+    )
+    build_synthetic_map(map_dir, n=120, seed=7)  # reshuffled clusters: the leaf's annotation has no node now
+    exports = {}
+    for fmt in ("jsonl", "csv", "parquet"):
+        out = tmp_path / f"export.{fmt}"
+        done = vista("--cache", str(store_dir), "export", "m", "--format", fmt, "--output", str(out))
+        assert done.returncode == 0, done.stderr
+        exports[fmt] = _exported(out, fmt)
+    assert exports["jsonl"] == exports["csv"] == exports["parquet"]
+    rows = exports["jsonl"]
+    assert all(tuple(row) == EXPORT_COLUMNS for row in rows)
+    assert len(rows) == len(MapReader(map_dir).tree) + 1
+    orphan = rows[-1]
+    assert orphan["kind"] == "orphan" and orphan["node_id"] == leaf and orphan["status"] == "split"
+    assert orphan["note"] == 'a "quoted", note' and orphan["author"] == "cli-tester"
+    assert orphan["depth"] is None and orphan["size"] == len(orphan["member_context_ids"]) > 0  # type: ignore[arg-type]
+    status = json.loads(vista("--cache", str(store_dir), "triage-status", "m", "--json").stdout)
+    assert status["orphans"] == 1
+    to_stdout = vista("--cache", str(store_dir), "export", "m", "--format", "jsonl")
+    assert [json.loads(line) for line in to_stdout.stdout.splitlines()] == rows
+
+
+def test_import_explanations_json_and_jsonl(store_dir: Path, tmp_path: Path) -> None:
+    map_dir = store_dir / "maps" / "m"  # latent 42
+    items = [
+        {
+            "modelId": "gemma-2-2b",
+            "layer": "20-gemmascope-res-16k",
+            "index": "42",
+            "description": "mus- words",
+            "explanationModelName": "gpt-4o-mini",
+            "score": 0.61,
+        },
+        {"modelId": "gemma-2-2b", "layer": "20-gemmascope-res-16k", "index": "43", "description": "not ours"},
+    ]
+    listing = tmp_path / "export.json"
+    listing.write_text(json.dumps(items))
+    done = vista("--cache", str(store_dir), "import-explanations", "m", str(listing))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"imported 1 explanation for latent 42 into {map_dir / 'explanations.json'}"
+    lines = tmp_path / "export.jsonl"
+    lines.write_text(
+        json.dumps({"index": 42, "explanation": "muscles and music"}) + "\n\n" + json.dumps(items[0]) + "\n"
+    )
+    done = vista("--cache", str(store_dir), "import-explanations", "m", str(lines))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("imported 1 explanation ") and "(1 already there)" in done.stdout
+    stored = json.loads((map_dir / "explanations.json").read_text())
+    assert stored["latent"] == 42
+    assert [e["description"] for e in stored["explanations"]] == ["mus- words", "muscles and music"]
+    assert (
+        stored["explanations"][0]["score"] == 0.61 and stored["explanations"][0]["explanation_model"] == "gpt-4o-mini"
+    )
+    no_index = tmp_path / "plain.json"
+    no_index.write_text(json.dumps([{"description": "anything"}]))
+    assert vista("--cache", str(store_dir), "import-explanations", "m", str(no_index)).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["annotate", "m", "zzzz", "--status", "junk"], "has no node 'zzzz'"),
+        (["annotate", "m", "root", "--status", "great"], "unknown status 'great'"),
+        (["annotate", "nomap", "root", "--status", "junk"], "nomap"),
+        (["annotate", "m", "root", "--tag", " "], "tag cannot be empty"),
+        (["export", "m", "--format", "parquet"], "needs --output"),
+        (["import-explanations", "m", "missing.json"], "cannot read"),
+        (["import-explanations", "m", "BAD"], "neither JSON nor JSON lines"),
+        (["import-explanations", "m", "OTHER"], "no explanation in"),
+        (["import-explanations", "m", "EMPTY"], "has no 'description' or 'explanation'"),
+        (["triage-status", "m", "--config", "BADCONFIG"], "not valid TOML"),
+    ],
+)
+def test_bad_inputs_give_one_line_and_exit_2(store_dir: Path, tmp_path: Path, args: list[str], words: str) -> None:
+    files = {
+        "BAD": "{not json\nat all",
+        "OTHER": json.dumps([{"index": 7, "description": "x"}]),
+        "EMPTY": json.dumps([{"index": 42, "description": ""}]),
+        "BADCONFIG": "[triage\n",
+    }
+    resolved = []
+    for arg in args:
+        if arg in files:
+            (tmp_path / arg).write_text(files[arg])
+            arg = str(tmp_path / arg)
+        resolved.append(arg)
+    done = vista("--cache", str(store_dir), *resolved)
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
+    assert words in done.stderr and "Traceback" not in done.stderr
+
+
+def test_damaged_annotations_are_reported_not_replaced(store_dir: Path) -> None:
+    database = store_dir / "maps" / "m" / "annotations.sqlite"
+    database.write_bytes(b"\x00garbage" * 100)
+    done = vista("--cache", str(store_dir), "annotate", "m", "root", "--status", "junk")
+    assert done.returncode == 2 and "is damaged" in done.stderr and "Traceback" not in done.stderr
+    assert database.read_bytes() == b"\x00garbage" * 100
