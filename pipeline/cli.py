@@ -213,6 +213,72 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return _announce(built)
 
 
+def add_label_arguments(parser: argparse.ArgumentParser) -> None:
+    """Every option of `label`."""
+    parser.add_argument("map_dir", metavar="MAP", help="map id in the store, or path to a map directory")
+    add_cache_argument(parser)
+    parser.add_argument(
+        "--no-agreement", action="store_true", help="skip scoring how far the readings agree (MiniLM; on by default)"
+    )
+    parser.add_argument(
+        "--node", action="append", dest="nodes", metavar="ID", help="label only this node; repeatable (default: all)"
+    )
+    parser.add_argument("--backend", choices=("openai", "transformers"), default="openai", help="(default: openai)")
+    parser.add_argument(
+        "--base-url", help="OpenAI-compatible API root, e.g. http://127.0.0.1:8000/v1 (default: $VISTA_LLM_BASE_URL)"
+    )
+    parser.add_argument("--model", help="model name sent to the endpoint (default: $VISTA_LLM_MODEL)")
+    parser.add_argument("--concurrency", type=int, default=4, help="requests in flight (default: 4)")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default: 60)")
+    parser.add_argument("--retries", type=int, default=4, help="retries on 429, 5xx and timeouts (default: 4)")
+    parser.add_argument(
+        "--api-key-env",
+        metavar="NAME",
+        help="environment variable holding the API key (default: $VISTA_LLM_API_KEY or $OPENAI_API_KEY)",
+    )
+
+
+def cmd_label(args: argparse.Namespace) -> int:
+    from pipeline import label
+
+    args.map_dir = Store(resolve_store(args.cache)).find_map(args.map_dir)
+
+    overrides: dict[str, object] = {}
+    if args.base_url:
+        overrides["base_url"] = args.base_url
+    if args.model:
+        overrides["model"] = args.model
+    if args.api_key_env:
+        key = os.environ.get(args.api_key_env)
+        if not key:
+            raise ValueError(f"--api-key-env {args.api_key_env}: that environment variable is not set")
+        overrides["api_key"] = key
+    cfg = label.LabelConfig(
+        backend=args.backend,
+        concurrency=args.concurrency,
+        timeout_s=args.timeout,
+        retries=args.retries,
+        **overrides,  # type: ignore[arg-type]
+    )
+    with rich_reporter() as report:
+        result = label.run(cfg, args.map_dir, node_ids=args.nodes, progress=report("label", "label nodes (LLM)"))
+        if result.n_ok and not args.no_agreement:
+            from pipeline import agreement
+
+            progress = report("agreement", "agreement: LLM label vs visual prompt vs keywords (MiniLM)")
+            scored = agreement.run(args.map_dir)
+            progress(1, 1, f"{scored} nodes")
+    tokens = f"{result.prompt_tokens:,} + {result.completion_tokens:,} tokens"
+    stderr.print(
+        f"[green]✓[/] labelled {result.n_ok}/{result.n_nodes} nodes ({result.n_cached} cached, {tokens})"
+        + (f", [red]{result.n_failed} failed[/]" if result.n_failed else "")
+    )
+    for node_id, reason in list(result.failures.items())[:5]:
+        stderr.print(f"  {node_id}: {reason}", soft_wrap=True, markup=False)
+    print(result.map_dir, flush=True)
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vista", description="VISTA precompute pipeline")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -236,6 +302,14 @@ def make_parser() -> argparse.ArgumentParser:
     add_demo_arguments(demo)
     add_cache_argument(demo)
     demo.set_defaults(run=cmd_demo)
+    label_parser = commands.add_parser(
+        "label",
+        help="name every node of a map with an LLM (OpenAI-compatible endpoint)",
+        description="Ask an LLM for a label, an explanation and a visual prompt per node, leaves first. "
+        "Answers are cached in MAP_DIR/labels.jsonl as they arrive, so a rerun asks only for what is missing.",
+    )
+    add_label_arguments(label_parser)
+    label_parser.set_defaults(run=cmd_label)
     return parser
 
 

@@ -32,3 +32,18 @@ def test_vista_help_does_not_load_heavy_modules() -> None:
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert set(result.stderr.strip().split(",")).isdisjoint(HEAVY)
     assert "build" in result.stdout and "demo" in result.stdout
+
+
+def test_opening_a_map_does_not_import_pandas(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """pyarrow's to_numpy pulls in pandas (~300 ms, ~40 MB) when it is installed; the TUI never needs it."""
+    from tests.synthetic_map import build_synthetic_map
+
+    path = build_synthetic_map(tmp_path / "m")
+    probe = (
+        "import sys\nfrom vista_tui.model import MapModel\n"
+        f"m = MapModel.open({str(path)!r})\n"
+        "m.contexts.load(m.members_by_activation(m.root.node_id)[:50])\n"
+        "print(len(m.activations), m.layout.shape, 'pandas' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.split()[-1] == "False", result.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -83,6 +84,8 @@ class VistaApp(App[None]):
         """Statuses and author for triage; None reads `load_config()` (VISTA_CONFIG, the user config) per map."""
         self.triage: Triage | None = None
         """The open map's annotation store."""
+        self.label_command: list[str] = [sys.executable, "-m", "pipeline", "label"]
+        """What `L` runs to relabel a node, before `MAP_DIR --node ID` (a child process: the TUI never imports the pipeline)."""
 
     @property
     def renders(self) -> RenderQueue:

@@ -21,6 +21,8 @@ from vista_tui.mapdata.reader import _context_from_row
 from vista_tui.sanitize import sanitize
 
 EXPLANATIONS_FILE = "explanations.json"
+AGREEMENT_FILE = "agreement.json"
+"""Written by `pipeline.agreement`: the published explanations scored against each top-level cluster."""
 
 
 def read_published_explanations(map_dir: Path) -> list[str]:
@@ -43,6 +45,18 @@ def node_title(node: ClusterNode, n_keywords: int = 3) -> str:
     if node.labels.keywords:
         return sanitize(", ".join(node.labels.keywords[:n_keywords]))
     return f"cluster {node.node_id[:8]}"
+
+
+def read_latent_agreement(map_dir: Path) -> dict[str, float]:
+    """Top-level cluster id → agreement with the published explanations, from `<map>/agreement.json`; {} when absent."""
+    import json
+
+    try:
+        raw = json.loads((map_dir / AGREEMENT_FILE).read_text(encoding="utf-8"))
+        clusters = raw.get("clusters", {})
+        return {str(k): float("nan") if v is None else float(v) for k, v in clusters.items()}
+    except (OSError, ValueError, AttributeError, TypeError):
+        return {}
 
 
 @dataclass(frozen=True)
@@ -162,10 +176,27 @@ class MapModel:
         self._texts: list[str] | None = None
         self.published = read_published_explanations(reader.path)
         """The latent's published explanations (imported with `vista import-explanations`)."""
+        self.latent_agreement = read_latent_agreement(reader.path)
+        """Top-level cluster id → its agreement with the published explanations (`agreement.json`)."""
 
     @classmethod
     def open(cls, path: Path | str) -> MapModel:
         return cls(MapReader(path))
+
+    def reload_labels(self) -> None:
+        """Re-read the tree's labels and the latent-level agreement (after a relabel wrote the map).
+
+        The tree's shape stays: a relabel rewrites labels, not clusters, so each node keeps its
+        place and only its `labels` are replaced; nodes the new tree lacks keep their old ones.
+        """
+        reader = MapReader(self.reader.path)
+        for node in reader.tree:
+            current = self.nodes.get(node.node_id)
+            if current is not None:
+                current.labels = node.labels
+        self.manifest = reader.manifest
+        self.published = read_published_explanations(reader.path)
+        self.latent_agreement = read_latent_agreement(reader.path)
 
     @property
     def map_id(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -94,6 +95,14 @@ class MapScreen(Screen[None]):
         Binding(
             "f", "filter", "Filter", show=False, tooltip="Show only nodes with a status or tag (status:junk, tag:verb)"
         ),
+        Binding(
+            "d",
+            "disagreement_order",
+            "Disagreement order",
+            show=False,
+            tooltip="List each cluster's children least-agreeing readings first (press again for size order)",
+        ),
+        Binding("L", "relabel", "Relabel", show=False, tooltip="Relabel the selected node with the LLM labeller"),
         Binding("tab", "app.focus_next", "Switch pane", tooltip="Move between the tree and the contexts"),
         Binding("shift+tab", "app.focus_previous", "Switch pane back", show=False),
     ]
@@ -107,6 +116,15 @@ class MapScreen(Screen[None]):
         def __init__(self, query: str, node_ids: list[str]) -> None:
             self.query = query
             self.node_ids = node_ids
+            super().__init__()
+
+    class RelabelDone(Message):
+        """A relabel child process finished (posted from its worker)."""
+
+        def __init__(self, node_id: str, error: str | None) -> None:
+            self.node_id = node_id
+            self.error = error
+            """None when it succeeded and the labels were re-read; else the one-line reason."""
             super().__init__()
 
     def __init__(self, model: MapModel, triage: Triage | None = None) -> None:
@@ -283,6 +301,8 @@ class MapScreen(Screen[None]):
             title += f" · {len(self.hits)} hits for {sanitize(self.search_query)!r}"
         if self.triage_filter is not None:
             title += f" · filter {sanitize(str(self.triage_filter))}"
+        if tree.disagreement_order:
+            title += " · disagreement order"
         tree.border_title = title
 
     def action_clear(self) -> None:
@@ -297,6 +317,56 @@ class MapScreen(Screen[None]):
             self._apply_filter(None)
         elif self.query_one("#tree", ClusterTree).view_root != self.model.root.node_id:
             self.action_unzoom()
+
+    # -- disagreement and relabelling --------------------------------------------------------
+
+    def action_disagreement_order(self) -> None:
+        """`d`: toggle listing children by ascending agreement (the readings that disagree most first)."""
+        tree = self.query_one("#tree", ClusterTree)
+        tree.disagreement_order = not tree.disagreement_order
+        tree.rebuild()
+        self._update_tree_title()
+        if tree.disagreement_order:
+            self.notify("disagreement order: least-agreeing readings first — d again for size order", timeout=3)
+
+    def label_command(self) -> list[str]:
+        """The relabel command before `MAP_DIR --node ID`: the app's `label_command`, else `python -m pipeline label`."""
+        command = getattr(self.app, "label_command", None)
+        return list(command) if command else [sys.executable, "-m", "pipeline", "label"]
+
+    def action_relabel(self) -> None:
+        """`L`: relabel the selected node in a child process, then re-read its labels."""
+        if self.selected is None:
+            return
+        self.notify(f"relabelling {self.model.title(self.selected)}…", timeout=2)
+        self._run_relabel(self.selected)
+
+    @work(thread=True, group="label", exit_on_error=False, description="relabel the node")
+    def _run_relabel(self, node_id: str) -> None:
+        command = [*self.label_command(), str(self.model.reader.path), "--node", node_id]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, errors="replace", check=False)
+        except OSError as error:
+            self.post_message(self.RelabelDone(node_id, f"could not start {command[0]}: {error}"))
+            return
+        if done.returncode != 0:
+            lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+            reason = lines[-1] if lines else f"exit status {done.returncode}"
+            self.post_message(self.RelabelDone(node_id, reason))
+            return
+        self.model.reload_labels()  # re-read off the UI thread; the handler only redraws
+        self.post_message(self.RelabelDone(node_id, None))
+
+    @on(RelabelDone)
+    def _relabel_done(self, event: RelabelDone) -> None:
+        title = self.model.title(event.node_id)
+        if event.error is not None:
+            self.notify(f"relabel of {title} failed: {sanitize(event.error, 300)}", severity="error", timeout=8)
+            return
+        self.query_one("#tree", ClusterTree).rebuild()
+        self.query_one("#labels", LabelsPanel).refresh(layout=True)
+        self._update_tree_title()
+        self.notify(f"relabelled {title}", timeout=3)
 
     # -- triage ------------------------------------------------------------------------------
 

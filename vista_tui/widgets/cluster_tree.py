@@ -7,6 +7,7 @@ scrolling, highlighting and mouse work as in every Textual list.
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 from rich.text import Text
@@ -87,6 +88,8 @@ class ClusterTree(OptionList):
         """Per-node triage status glyph (first column); blank when absent."""
         self.shown: set[str] | None = None
         """When filtering: the nodes to keep (matches and their ancestors); None shows every node."""
+        self.disagreement_order = False
+        """List each parent's children by ascending agreement (least agreeing first, NaN last)."""
         self._rows: list[str] = []
         self._width = 0
 
@@ -97,6 +100,19 @@ class ClusterTree(OptionList):
         """Visible node ids, top to bottom."""
         return self._rows
 
+    def ordered_children(self, node_id: str) -> list[str]:
+        """A node's children in the tree's current order (display order, or by disagreement)."""
+        children = self.model.children(node_id)
+        if not self.disagreement_order:
+            return children
+        nodes = self.model.nodes
+
+        def key(child: str) -> tuple[bool, float]:
+            agreement = nodes[child].labels.agreement
+            return (not math.isfinite(agreement), agreement if math.isfinite(agreement) else 0.0)
+
+        return sorted(children, key=key)  # stable: ties keep the display order
+
     def _visible(self) -> list[str]:
         rows: list[str] = []
         stack = [self.view_root]
@@ -105,7 +121,7 @@ class ClusterTree(OptionList):
             node_id = stack.pop()
             rows.append(node_id)
             if node_id in self.expanded:
-                children = self.model.children(node_id)
+                children = self.ordered_children(node_id)
                 if shown is not None:
                     children = [c for c in children if c in shown]
                 stack.extend(reversed(children))
@@ -196,7 +212,7 @@ class ClusterTree(OptionList):
         node_id = self.selected
         if node_id is None:
             return
-        children = self.model.children(node_id)
+        children = self.ordered_children(node_id)
         if not children:
             self.post_message(self.LeafOpened(node_id))
             return

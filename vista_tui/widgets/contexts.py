@@ -268,7 +268,7 @@ class ContextList(ScrollView, can_focus=True):
     }
     """
 
-    cursor: Reactive[int] = reactive(0, init=False)
+    cursor: Reactive[int] = reactive(0, init=False, repaint=False)
     """Index of the highlighted line (a position in the list, not a context row)."""
 
     class _RowMessage(Message):

@@ -161,6 +161,22 @@ class LabelsPanel(Widget):
         text = agreement_text(node.labels.agreement)
         return Content.styled(text, self._style("labels--hint")) if text == AGREEMENT_NOT_COMPUTED else Content(text)
 
+    def _latent_agreement(self, node: ClusterNode) -> Content | None:
+        """At the root: how well the published explanation agrees with each top-level cluster."""
+        scores = self.model.latent_agreement
+        if node.kind != "root" or not scores:
+            return None
+        parts = [
+            f"{self.model.title(node_id, 2)} {score:.2f}"
+            if math.isfinite(score)
+            else f"{self.model.title(node_id, 2)} n/a"
+            for node_id in self.model.children(node.node_id)
+            if (score := scores.get(node_id)) is not None
+        ]
+        if not parts:
+            return None
+        return Content.styled("published vs clusters: ", self._style("labels--heading")) + Content(" · ".join(parts))
+
     def _noise_note(self, node: ClusterNode) -> Content | None:
         if node.kind != "noise":
             return None
@@ -185,6 +201,9 @@ class LabelsPanel(Widget):
         note = self._noise_note(node)
         top = note.wrap(width) if note is not None else []
         bottom = self._agreement(node).wrap(width)
+        latent = self._latent_agreement(node)
+        if latent is not None:
+            bottom += latent.wrap(width)
         titles = ["LLM label", "visual", "keywords"]
         bodies = [self._llm(node), self._visual(node), self._keywords(node)]
         if width >= NARROW_WIDTH:

@@ -1,0 +1,700 @@
+"""TUI figures: cold start in a real terminal, key-to-repaint latency, peak memory.
+
+    .venv/bin/python -m benchmarks.tui [--repeats 5] [--n-big 100000] [--keys 200] [--only abc] [--profile]
+
+Prints medians of --repeats runs and ratios against baselines measured in the same run;
+nothing is asserted. Synthetic maps (tests/synthetic_map.py) are cached under the temp dir,
+keyed by N and by the generator's source, so reruns skip the ~20 s build of 100k. Every
+figure is wall time on a shared machine: the load average is printed with each part.
+
+(a) Cold start. Each run is a fresh process in its own pseudo-terminal (os.openpty, 80x24
+    set with TIOCSWINSZ, TERM=xterm-256color). The clock runs from just before the spawn
+    until the bytes written to the terminal, escape sequences stripped, contain the map's
+    root label ("latent 42": the tree's first row and the header of the first map screen,
+    so the map has been read and drawn) or, for the baseline, the text of a minimal
+    Textual app (a Static on a pushed Screen). `vista explore MAP --cache DIR` runs as a
+    user runs it: argument parsing, verify, imports, the map opened in its worker.
+    Compiled bytecode comes from a cache of the benchmark's own (PYTHONPYCACHEPREFIX), as
+    an installed package has it, also where PYTHONDONTWRITEBYTECODE is set; one row runs
+    without it. One row hides pandas, which pyarrow imports on `to_numpy` when installed
+    (it is no dependency of the TUI). One discarded warm-up run of each variant, then the
+    variants alternate. Also printed: the first byte each process wrote (imports done,
+    driver started), and the import of `vista_tui.app` alone (`python -X importtime`:
+    self time by top-level package, and the biggest cumulative entries).
+(b) Key-to-repaint latency, in a child process: `app.run_test(size=(160, 48))` on the
+    --n-big map. The app's `_display` is wrapped on the instance to encode each compositor
+    update into the terminal string as the real driver would (the headless driver skips
+    that) and to timestamp it. A key's latency runs from `pilot.press` to the last repaint
+    before the app goes quiet (no paint, no pending refresh and no contexts worker for
+    QUIET_S), i.e. the frame that shows the key's whole effect, Textual's frame timer
+    (1/60 s) included. When the key made the contexts list read rows in its worker, the
+    latency ends at the last repaint before the first rows were posted (the list drawn
+    with placeholder lines), and the time until they are drawn is printed apart as
+    "fill". CPU is the process CPU time per key. Baseline, same method: j/k on a bare
+    OptionList. --profile runs the TUI part under cProfile (UI thread only).
+(c) Peak RSS (ru_maxrss from os.wait4 on a headless run_test child): the minimal Textual
+    app; the TUI with the --n-big map just opened; the TUI after `end` on the root's
+    contexts, once the last rows are read and drawn (with and without pandas).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse
+import hashlib
+import json
+import re
+import select
+import shutil
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH_DIR = Path(tempfile.gettempdir()) / "vista-bench-tui"
+"""Cached maps, the bytecode cache of the measured children, the pandas blocker."""
+TERMINAL_SIZE = (80, 24)
+"""Columns and lines of the pseudo-terminal of the cold-start runs."""
+CELL_PIXELS = (16, 32)
+"""Pixels of a cell in the pty's reported size (what tmux 3.3a reports here)."""
+ALT_SCREEN = b"\x1b[?1049h"
+"""Textual's first write: the driver has started (imports done, app constructed)."""
+DA1_REPLY = b"\x1b[?1;2c"
+"""tmux 3.3a's answer to Device Attributes (ESC [ c): VT100 with advanced video, no Sixel."""
+PILOT_SIZE = (160, 48)
+"""Columns and lines of the run_test app of the latency and memory runs."""
+LATENT = 42
+ROOT_LABEL = f"latent {LATENT}"
+"""What the map's first screen draws for the root (tree row and header)."""
+MINIMAL_TEXT = "minimal textual app ready"
+QUIET_S = 0.05
+"""A key has settled when nothing was painted or posted for this long (> one 1/60 s frame)."""
+SMALL_N = 4000
+"""Contexts of the cold-start map."""
+TEXTUAL_IMPORT = "import textual.app, textual.screen, textual.widgets; from textual.widgets import Static"
+"""What the minimal app imports, for the whole-process import figure."""
+EXPLORE_IMPORTS = "import vista_tui.cli, vista_tui.app, textual_image.widget"
+"""What `vista explore MAP` imports before its first screen (the CLI, the app, the image widgets)."""
+
+MINIMAL_APP = f"""
+from textual.app import App, ComposeResult
+from textual.screen import Screen
+from textual.widgets import Static
+
+
+class MinimalScreen(Screen):
+    def compose(self) -> ComposeResult:
+        yield Static({MINIMAL_TEXT!r})
+
+
+class MinimalApp(App):
+    def on_mount(self) -> None:
+        self.push_screen(MinimalScreen())
+
+
+if __name__ == "__main__":
+    MinimalApp().run()
+"""
+
+_ESCAPES = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)"  # OSC
+    r"|\x1bP[^\x1b]*\x1b\\"  # DCS
+    r"|\x1b[()][0-9A-Za-z]"  # charset
+    r"|\x1b[=>78NOc]"
+)
+
+
+# -- shared helpers -------------------------------------------------------------------------------
+
+
+def median(values: Sequence[float]) -> float:
+    """The median."""
+    return statistics.median(values)
+
+
+def p95(values: Sequence[float]) -> float:
+    """95th percentile (inclusive interpolation)."""
+    if len(values) < 2:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[94]
+
+
+def bench_store(n: int) -> tuple[Path, str]:
+    """A store holding the synthetic map of `n` contexts, built in a child (numpy, pyarrow) once and cached."""
+    result = subprocess.run(child_command("store", str(n)), capture_output=True, text=True, cwd=REPO)
+    if result.returncode != 0:
+        raise RuntimeError(f"building the {n}-context map failed:\n{result.stderr[-3000:]}")
+    lines = result.stdout.strip().splitlines()
+    for line in lines[:-1]:
+        print(line, flush=True)
+    store, map_id = lines[-1].split("\t")
+    return Path(store), map_id
+
+
+def child_store(n: int) -> None:
+    """Build the map if the cache lacks it (keyed by N and by the generator's source); print store and map id."""
+    from tests.synthetic_map import build_synthetic_map
+    from vista_tui.mapdata import MapError, MapReader
+
+    source = (REPO / "tests" / "synthetic_map.py").read_bytes()
+    root = BENCH_DIR / hashlib.sha256(source).hexdigest()[:10]
+    map_id = f"syn-{n}"
+    map_dir = root / "maps" / map_id
+    try:
+        MapReader(map_dir).verify()
+    except MapError:
+        shutil.rmtree(map_dir, ignore_errors=True)
+        start = time.perf_counter()
+        build_synthetic_map(map_dir, n=n, seed=0, latent=LATENT)
+        print(f"  built {map_dir} in {time.perf_counter() - start:.1f} s")
+    print(f"{root}\t{map_id}")
+
+
+def child_command(*args: str) -> list[str]:
+    """The command line of a child of this benchmark (`--child KIND ARGS…`)."""
+    return [sys.executable, "-m", "benchmarks.tui", "--child", *args]
+
+
+# -- (a) cold start in a pseudo-terminal ----------------------------------------------------------
+
+
+def child_env(bytecode: bool = True, hide_pandas: bool = False) -> dict[str, str]:
+    """Environment of a measured child: TERM set, no size or Textual overrides, bytecode cached in the temp dir.
+
+    bytecode: compiled modules are read from and written to a cache of this benchmark's own
+    (PYTHONPYCACHEPREFIX), as an installed package would have them, whatever
+    PYTHONDONTWRITEBYTECODE says; False runs with the caller's own setting.
+    hide_pandas: a `pandas` that raises ImportError comes first on the path, as on an install
+    of the TUI alone (pandas is no dependency of vista-tui; pyarrow imports it when it can).
+    """
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES") and not k.startswith("TEXTUAL")}
+    env["TERM"] = "xterm-256color"
+    if bytecode:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(BENCH_DIR / "pycache")
+    if hide_pandas:
+        hidden = BENCH_DIR / "hide-pandas"
+        (hidden / "pandas").mkdir(parents=True, exist_ok=True)
+        (hidden / "pandas" / "__init__.py").write_text('raise ImportError("pandas hidden by benchmarks.tui")\n')
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(hidden), env.get("PYTHONPATH")]))
+    return env
+
+
+def run_in_pty(command: list[str], marker: str, env: dict[str, str], timeout: float = 60) -> dict[str, float]:
+    """Spawn `command` in a fresh 80x24 pseudo-terminal; seconds to Textual's start and to `marker`, peak RSS."""
+    import fcntl
+    import termios
+
+    master, slave = os.openpty()
+    cols, lines = TERMINAL_SIZE
+    # Pixel size too, as tmux and most terminals report it (textual-image reads cells from it).
+    fcntl.ioctl(
+        slave, termios.TIOCSWINSZ, struct.pack("HHHH", lines, cols, cols * CELL_PIXELS[0], lines * CELL_PIXELS[1])
+    )
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        command, stdin=slave, stdout=slave, stderr=slave, cwd=REPO, env=env, start_new_session=True
+    )
+    os.close(slave)
+    output = bytearray()
+    driver_up = found = None
+    deadline = start + timeout
+    quit_sent = False
+    answered = 0
+    exited: tuple[int, Any] | None = None
+    try:
+        while time.perf_counter() < deadline and exited is None:
+            ready, _, _ = select.select([master], [], [], 0.05)
+            if ready:
+                try:
+                    chunk = os.read(master, 1 << 16)
+                except OSError:  # EIO: the child closed the terminal
+                    chunk = b""
+                now = time.perf_counter()
+                output += chunk
+                if driver_up is None and ALT_SCREEN in output:
+                    driver_up = now
+                asked = output.count(b"\x1b[c") + output.count(b"\x1b[0c")
+                if asked > answered:  # a terminal answers Device Attributes; tmux 3.3a answers nothing else asked
+                    os.write(master, DA1_REPLY * (asked - answered))
+                    answered = asked
+                if found is None and marker in _ESCAPES.sub("", output.decode("utf-8", errors="replace")):
+                    found = now
+            if found is not None and not quit_sent:
+                os.write(master, b"\x11")  # ctrl+q: both apps quit on it
+                quit_sent = True
+                deadline = min(deadline, time.perf_counter() + 10)
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)  # wait4, not poll: it gives the child's rusage
+            if pid:
+                exited = status, usage
+    finally:
+        if exited is None:
+            process.kill()
+            _, status, usage = os.wait4(process.pid, 0)
+            exited = status, usage
+        process.returncode = os.waitstatus_to_exitcode(exited[0])
+        os.close(master)
+    if found is None or driver_up is None:
+        tail = _ESCAPES.sub("", output.decode("utf-8", errors="replace"))[-2000:]
+        raise RuntimeError(f"{marker!r} never appeared from {command}; the terminal showed:\n{tail}")
+    return {"driver": driver_up - start, "painted": found - start, "max_rss_mb": exited[1].ru_maxrss / 1024}
+
+
+def bench_cold_start(store: Path, map_id: str, repeats: int) -> None:
+    """(a): the variants of `vista explore` and the minimal app, alternating, each in a fresh pty."""
+    vista = [sys.executable, "-m", "vista_tui.cli", "explore", map_id, "--cache", str(store)]
+    minimal = [sys.executable, "-c", MINIMAL_APP]
+    variants = {
+        "minimal Textual app": (minimal, MINIMAL_TEXT, child_env()),
+        f"vista explore {map_id}": (vista, ROOT_LABEL, child_env()),
+        "  same, --graphics halfcell": ([*vista, "--graphics", "halfcell"], ROOT_LABEL, child_env()),
+        "  same, pandas hidden (TUI-only install)": (vista, ROOT_LABEL, child_env(hide_pandas=True)),
+        "  same, no bytecode cache (this shell)": (vista, ROOT_LABEL, child_env(bytecode=False)),
+    }
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
+    for command, marker, env in variants.values():
+        run_in_pty(command, marker, env)  # warm-up: page cache, bytecode cache
+    for i in range(repeats):
+        names = list(variants) if i % 2 == 0 else list(variants)[::-1]
+        for name in names:
+            command, marker, env = variants[name]
+            runs[name].append(run_in_pty(command, marker, env))
+
+    def figure(name: str, key: str) -> float:
+        return median([run[key] for run in runs[name]])
+
+    baseline = figure("minimal Textual app", "painted")
+    print(f"\n(a) cold start to first painted screen, {TERMINAL_SIZE[0]}x{TERMINAL_SIZE[1]} pty, median of {repeats}")
+    print(f"  screen ready when the terminal shows {ROOT_LABEL!r} (vista) or {MINIMAL_TEXT!r} (minimal)")
+    print(f"  {'':<42} {'Textual up':>10} {'painted':>9} {'ratio':>6} {'peak RSS':>9}")
+    for name in variants:
+        print(
+            f"  {name:<42} {figure(name, 'driver') * 1000:7.0f} ms {figure(name, 'painted') * 1000:6.0f} ms"
+            f" {figure(name, 'painted') / baseline:5.2f}x {figure(name, 'max_rss_mb'):6.0f} MB"
+        )
+    vista_name = f"vista explore {map_id}"
+    spread = ", ".join(f"{run['painted'] * 1000:.0f}" for run in runs[vista_name])
+    print(
+        f"  ratio vista / minimal: {figure(vista_name, 'painted') / baseline:.2f}x (target <= 1.5x); runs: {spread} ms"
+    )
+
+
+IMPORT_LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \| (\s*)(\S+)")
+
+
+def import_times(code: str, repeats: int) -> list[list[tuple[str, int, float, float]]]:
+    """`python -X importtime -c CODE`, --repeats times: (module, nesting, self ms, cumulative ms) per import."""
+    runs = []
+    for _ in range(repeats):
+        # Output to a pipe, not a terminal: textual-image's terminal probe does not run, only its import.
+        result = subprocess.run(
+            [sys.executable, "-X", "importtime", "-c", code],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env=child_env(),
+            check=True,
+        )
+        entries = []
+        for line in result.stderr.splitlines():
+            match = IMPORT_LINE.match(line)
+            if match:
+                depth = len(match.group(3)) // 2
+                entries.append((match.group(4), depth, int(match.group(1)) / 1000, int(match.group(2)) / 1000))
+        runs.append(entries)
+    return runs
+
+
+def by_package(runs: list[list[tuple[str, int, float, float]]]) -> list[tuple[str, float]]:
+    """Median self time per top-level package, biggest first."""
+    times: dict[str, list[float]] = {}
+    for entries in runs:
+        sums: dict[str, float] = {}
+        for name, _, self_ms, _ in entries:
+            sums[name.split(".")[0]] = sums.get(name.split(".")[0], 0.0) + self_ms
+        for package, value in sums.items():
+            times.setdefault(package, []).append(value)
+    return sorted(((package, median(values)) for package, values in times.items()), key=lambda item: -item[1])
+
+
+def bench_imports(repeats: int) -> None:
+    """Where the import of `vista_tui.app` goes; and of everything `vista explore` imports."""
+    runs = import_times("import vista_tui.app", repeats)
+    totals = [sum(e[2] for e in entries) for entries in runs]
+    typical = runs[totals.index(sorted(totals)[len(totals) // 2])]
+    print(f"\n  import of vista_tui.app alone (python -X importtime, median of {repeats}): {median(totals):.0f} ms")
+    print("  self time by top-level package: " + ", ".join(f"{p} {ms:.0f} ms" for p, ms in by_package(runs)[:8]))
+    print("  biggest cumulative entries (median run; indent = nesting):")
+    shown = [e for e in typical if e[1] <= 3 and e[0] != "vista_tui.app"]
+    for name, depth, _, cumulative in sorted(shown, key=lambda e: -e[3])[:14]:
+        print(f"    {cumulative:7.1f} ms  {'  ' * depth}{name}")
+    explore_runs = import_times(EXPLORE_IMPORTS, repeats)
+    explore_total = median([sum(e[2] for e in entries) for entries in explore_runs])
+    print(f"  everything `vista explore` imports ({EXPLORE_IMPORTS}): {explore_total:.0f} ms")
+    print(
+        "    self time by top-level package: " + ", ".join(f"{p} {ms:.0f} ms" for p, ms in by_package(explore_runs)[:8])
+    )
+    wall = {}
+    for label, code in (("vista explore's imports", EXPLORE_IMPORTS), ("minimal app's imports", TEXTUAL_IMPORT)):
+        seconds = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], cwd=REPO, env=child_env(), check=True)
+            seconds.append(time.perf_counter() - start)
+        wall[label] = median(seconds)
+    print("  whole process `python -c IMPORTS`: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in wall.items()))
+
+
+# -- (b) key-to-repaint latency (child process) ---------------------------------------------------
+
+
+class KeyTimer:
+    """Timestamps of repaints and of contexts posted by the list's worker, and the per-key latencies."""
+
+    def __init__(self) -> None:
+        self.paints: list[float] = []
+        self.loads: list[float] = []
+        self.latency: dict[str, list[float]] = {}
+        self.fill: dict[str, list[float]] = {}
+        self.paints_per_key: dict[str, list[int]] = {}
+        self.cpu: dict[str, list[float]] = {}
+        self.no_paint: dict[str, int] = {}
+
+    def record(self, action: str, start: float, settled: float, cpu: float) -> None:
+        """Latency (and fill, when the worker posted rows) of a key pressed at `start` that settled at `settled`."""
+        self.cpu.setdefault(action, []).append(cpu)
+        paints = [t for t in self.paints if start < t <= settled]
+        loads = [t for t in self.loads if start < t <= settled]
+        self.paints_per_key.setdefault(action, []).append(len(paints))
+        if not paints:
+            self.no_paint[action] = self.no_paint.get(action, 0) + 1
+            return
+        shown = paints[-1]
+        if loads:
+            before = [t for t in paints if t < loads[0]]
+            shown = before[-1] if before else next(t for t in paints if t > loads[0])
+            self.fill.setdefault(action, []).append(paints[-1] - start)
+        self.latency.setdefault(action, []).append(shown - start)
+
+
+def time_paints(app: Any, timer: KeyTimer) -> Any:
+    """Wrap `app._display` so that each update is encoded as a real terminal driver would, and timestamped."""
+    display = app._display
+
+    def timed_display(screen: Any, renderable: Any) -> None:
+        painting = renderable is not None and not app._batch_count
+        if painting and app.is_headless and hasattr(renderable, "render_segments"):
+            # The headless driver drops the update before encoding it: encode it here, as LinuxDriver would.
+            renderable.render_segments(app.console)
+        display(screen, renderable)
+        if painting:
+            timer.paints.append(time.perf_counter())
+
+    # On the instance, not a subclass: a subclass defined here would look for the app's CSS_PATH here.
+    app._display = timed_display
+    return app
+
+
+async def settle(app: Any, timer: KeyTimer, since: float, timeout: float = 10) -> float:
+    """Wait until nothing is painted or posted for QUIET_S and no refresh or contexts read is pending."""
+    import asyncio
+
+    from textual.worker import WorkerState
+
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        await asyncio.sleep(0.003)
+        screen = app.screen
+        pending = (
+            screen._dirty_widgets or screen._layout_required or screen._repaint_required or screen._scroll_required
+        )
+        working = any(
+            w.group == "contexts" and w.state in (WorkerState.PENDING, WorkerState.RUNNING) for w in app.workers
+        )
+        last = max([since, *timer.paints[-1:], *timer.loads[-1:]])
+        if not pending and not working and time.perf_counter() - last >= QUIET_S:
+            return time.perf_counter()
+    raise TimeoutError("the app never settled")
+
+
+async def press_timed(pilot: Any, timer: KeyTimer, key: str, action: str | None) -> None:
+    """Press `key`, wait for the app to settle, and record its latency under `action` (None: not recorded)."""
+    start, cpu = time.perf_counter(), time.process_time()
+    await pilot.press(key)
+    settled = await settle(pilot.app, timer, start)
+    if action is not None:
+        timer.record(action, start, settled, time.process_time() - cpu)
+
+
+async def latency_vista(store: Path, map_id: str, keys: int, timer: KeyTimer) -> None:
+    """(b): tree j/k and l/h, then the root's contexts by line and by page, each key timed."""
+    from vista_tui.app import VistaApp
+    from vista_tui.mapdata import Store
+    from vista_tui.screens.main import MapScreen
+    from vista_tui.widgets.cluster_tree import ClusterTree
+    from vista_tui.widgets.contexts import ContextList
+
+    # Timestamp each batch of rows the list's worker posts (its constructor runs in the worker's thread).
+    original_init = ContextList.RowsLoaded.__init__
+
+    def rows_loaded_init(self: Any, contexts: Any) -> None:
+        timer.loads.append(time.perf_counter())  # posted from the worker's thread
+        original_init(self, contexts)
+
+    ContextList.RowsLoaded.__init__ = rows_loaded_init  # type: ignore[method-assign]
+    app = time_paints(VistaApp(Store(store), store / "maps" / map_id), timer)
+    async with app.run_test(size=PILOT_SIZE) as pilot:
+        while not isinstance(app.screen, MapScreen):
+            await pilot.pause(0.05)
+        await settle(app, timer, time.perf_counter())
+        screen = app.screen
+        tree = screen.query_one("#tree", ClusterTree)
+        n_children = len(app.model.children(app.model.root.node_id))
+
+        # Tree j/k: down the root's children and back up; each step shows another node's contexts.
+        for _ in range(0, keys, n_children):
+            for _ in range(n_children):
+                await press_timed(pilot, timer, "j", "tree j (next node)")
+            for _ in range(n_children):
+                await press_timed(pilot, timer, "k", "tree k (previous node)")
+
+        # Tree l/h: open a sense (cursor to its first child), back to it, fold it, on to the next sense.
+        await press_timed(pilot, timer, "j", None)
+        senses = [n for n in app.model.children(app.model.root.node_id) if app.model.children(n)]
+        for i in range(keys):
+            await press_timed(pilot, timer, "l", "tree l (open, to first child)")
+            await press_timed(pilot, timer, "h", "tree h (to parent)")
+            await press_timed(pilot, timer, "h", "tree h (fold)")
+            step = "j" if (i % len(senses)) < len(senses) - 1 else None
+            if step:
+                await press_timed(pilot, timer, "j", None)
+            else:
+                for _ in range(len(senses) - 1):
+                    await press_timed(pilot, timer, "k", None)
+
+        # Contexts: the root's 100k, scrolled by line and by page.
+        screen.jump_to(app.model.root.node_id)
+        await settle(app, timer, time.perf_counter())
+        assert tree.selected == app.model.root.node_id
+        contexts = screen.query_one("#contexts", ContextList)
+        contexts.focus()
+        await settle(app, timer, time.perf_counter())
+        for _ in range(keys):
+            await press_timed(pilot, timer, "j", "contexts j (line down)")
+        for _ in range(keys):
+            await press_timed(pilot, timer, "pagedown", "contexts pagedown")
+        await press_timed(pilot, timer, "end", "contexts end (to the last of 100k)")
+        await press_timed(pilot, timer, "home", "contexts home")
+
+
+async def latency_baseline(keys: int, timer: KeyTimer) -> None:
+    """(b)'s baseline: j/k on a bare six-option OptionList, timed the same way."""
+    from textual.app import App, ComposeResult
+    from textual.binding import Binding
+    from textual.widgets import OptionList
+
+    class BareList(OptionList):
+        BINDINGS: ClassVar = [Binding("j", "cursor_down"), Binding("k", "cursor_up")]
+
+    class BareApp(App[None]):
+        def compose(self) -> ComposeResult:
+            yield BareList(*[f"option {i}" for i in range(6)])
+
+    app = time_paints(BareApp(), timer)
+    async with app.run_test(size=PILOT_SIZE) as pilot:
+        await settle(app, timer, time.perf_counter())
+        for _ in range(0, keys, 5):
+            for _ in range(5):
+                await press_timed(pilot, timer, "j", "baseline: bare OptionList j")
+            for _ in range(5):
+                await press_timed(pilot, timer, "k", "baseline: bare OptionList k")
+
+
+def child_latency(store: Path, map_id: str, keys: int, profile: bool) -> None:
+    """The (b) child: baseline, then the TUI (under cProfile with --profile); prints its figures as JSON."""
+    import asyncio
+
+    timer = KeyTimer()
+    asyncio.run(latency_baseline(keys, timer))
+    if profile:
+        import cProfile
+        import pstats
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+        asyncio.run(latency_vista(store, map_id, keys, timer))
+        profiler.disable()
+        stats = pstats.Stats(profiler, stream=sys.stderr)
+        stats.sort_stats("tottime").print_stats(20)
+        stats.sort_stats("cumulative").print_stats(r"vista_tui|_refresh_layout|render_update|_on_timer_update", 30)
+    else:
+        asyncio.run(latency_vista(store, map_id, keys, timer))
+    result = {
+        "latency": timer.latency,
+        "fill": timer.fill,
+        "no_paint": timer.no_paint,
+        "paints_per_key": {k: statistics.mean(v) for k, v in timer.paints_per_key.items()},
+        "cpu": {k: median(v) for k, v in timer.cpu.items()},
+    }
+    print("RESULT " + json.dumps(result))
+
+
+def bench_latency(store: Path, map_id: str, n: int, keys: int, profile: bool) -> None:
+    """(b): run the latency child and print its figures."""
+    command = child_command("latency", str(store), map_id, str(keys)) + (["--profile"] if profile else [])
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=child_env())
+    if result.returncode != 0:
+        raise RuntimeError(f"latency child failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))
+    figures = json.loads(line.removeprefix("RESULT "))
+    print(f"\n(b) key-to-repaint latency, run_test {PILOT_SIZE[0]}x{PILOT_SIZE[1]}, map of {n:,} contexts")
+    print("  press -> last repaint before quiet (frame timer and terminal encoding included); target p95 <= 30 ms")
+    print("  CPU: median process CPU time per key (all threads, pilot and polling included; see the baseline)")
+    print(f"  {'action':<38} {'keys':>5} {'median':>8} {'p95':>8} {'max':>8} {'CPU':>8} {'paints/key':>10}")
+    for action, values in figures["latency"].items():
+        ms = [v * 1000 for v in values]
+        print(
+            f"  {action:<38} {len(ms):5d} {median(ms):6.1f}ms {p95(ms):6.1f}ms {max(ms):6.1f}ms"
+            f" {figures['cpu'][action] * 1000:6.1f}ms {figures['paints_per_key'][action]:10.2f}"
+        )
+    for action, count in figures["no_paint"].items():
+        print(f"  {action}: {count} keys painted nothing")
+    if figures["fill"]:
+        print("  fill: press -> rows read by the worker drawn (keys that showed placeholders only)")
+        for action, values in figures["fill"].items():
+            ms = [v * 1000 for v in values]
+            print(f"  {action:<38} {len(ms):5d} {median(ms):6.1f}ms {p95(ms):6.1f}ms {max(ms):6.1f}ms")
+    if profile:
+        print("\n  cProfile of the TUI run (UI thread; own time, then cumulative):\n" + result.stderr[-12000:])
+
+
+# -- (c) peak memory (child process) --------------------------------------------------------------
+
+
+async def memory_run(which: str, store: Path, map_id: str) -> None:
+    """The (c) child: the minimal app, or the TUI with the map open (`vista-open`) or after `end` (`vista-end`)."""
+    if which == "minimal":
+        namespace: dict[str, Any] = {}
+        exec(MINIMAL_APP, namespace)  # the same app as the cold-start baseline
+        app = namespace["MinimalApp"]()
+        async with app.run_test(size=PILOT_SIZE) as pilot:
+            await pilot.pause(0.2)
+        return
+    from vista_tui.app import VistaApp
+    from vista_tui.mapdata import Store
+    from vista_tui.screens.main import MapScreen
+    from vista_tui.widgets.contexts import ContextList
+
+    app = VistaApp(Store(store), store / "maps" / map_id)
+    async with app.run_test(size=PILOT_SIZE) as pilot:
+        while not isinstance(app.screen, MapScreen):
+            await pilot.pause(0.05)
+        await pilot.pause(0.2)
+        if which == "vista-end":
+            contexts = app.screen.query_one("#contexts", ContextList)
+            contexts.focus()
+            await pilot.press("end")
+            deadline = time.perf_counter() + 30
+            while time.perf_counter() < deadline:
+                await pilot.pause(0.05)
+                top = contexts.scroll_offset.y
+                visible = contexts.rows[top : top + contexts.scrollable_content_region.height]
+                if contexts.cursor == len(contexts.rows) - 1 and all(
+                    contexts.prepared(int(row)) is not None for row in visible
+                ):
+                    break
+            else:
+                raise TimeoutError("the last contexts were never read")
+            await pilot.pause(0.2)
+
+
+def bench_memory(store: Path, map_id: str, n: int, repeats: int) -> None:
+    """(c): peak RSS of each memory child, from os.wait4."""
+    peaks: dict[str, list[float]] = {"minimal": [], "vista-open": [], "vista-end": [], "vista-end-no-pandas": []}
+    for _ in range(repeats):
+        for which in peaks:
+            env = child_env(hide_pandas=which.endswith("no-pandas"))
+            command = child_command("memory", which.removesuffix("-no-pandas"), str(store), map_id)
+            process = subprocess.Popen(command, cwd=REPO, env=env)
+            _, status, usage = os.wait4(process.pid, 0)
+            process.returncode = os.waitstatus_to_exitcode(status)
+            if process.returncode != 0:
+                raise RuntimeError(f"memory child {which} failed ({process.returncode})")
+            peaks[which].append(usage.ru_maxrss / 1024)
+    base = median(peaks["minimal"])
+    print(f"\n(c) peak RSS (ru_maxrss of a headless run_test child), median of {repeats}")
+    labels = {
+        "minimal": "minimal Textual app",
+        "vista-open": f"vista, {n:,}-context map opened",
+        "vista-end": f"vista, {n:,} map, root contexts scrolled to the end",
+        "vista-end-no-pandas": "  same, pandas hidden (TUI-only install)",
+    }
+    for which, values in peaks.items():
+        print(f"  {labels[which]:<52} {median(values):7.0f} MB  {median(values) / base:5.2f}x minimal")
+    print(f"  the map's cost at the end: {median(peaks['vista-end']) - base:.0f} MB over the minimal app")
+
+
+# -- main -----------------------------------------------------------------------------------------
+
+
+def run_child(args: list[str]) -> None:
+    """Dispatch `--child KIND ARGS…`."""
+    kind, rest = args[0], args[1:]
+    if kind == "store":
+        child_store(int(rest[0]))
+    elif kind == "latency":
+        child_latency(Path(rest[0]), rest[1], int(rest[2]), "--profile" in rest)
+    elif kind == "memory":
+        import asyncio
+
+        asyncio.run(memory_run(rest[0], Path(rest[1]), rest[2]))
+    else:
+        raise SystemExit(f"unknown child {kind!r}")
+
+
+def main() -> None:
+    """Run the parts asked for and print their figures."""
+    # The measured children re-enter here: `python -m benchmarks.tui --child KIND ARGS…`.
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        run_child(sys.argv[2:])
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5, help="runs per figure (median; default: 5)")
+    parser.add_argument("--n-big", type=int, default=100_000, help="contexts of the big map (default: 100000)")
+    parser.add_argument("--keys", type=int, default=200, help="key presses per action in (b) (default: 200)")
+    parser.add_argument("--only", default="abc", help="which parts to run, e.g. 'a' or 'bc' (default: abc)")
+    parser.add_argument("--profile", action="store_true", help="(b) under cProfile; prints the top functions")
+    args = parser.parse_args()
+
+    print(f"cores={os.cpu_count()} load={os.getloadavg()[0]:.2f} python={sys.version.split()[0]}", flush=True)
+    parts: dict[str, Callable[[], None]] = {}
+    if "a" in args.only:
+        small_store, small_id = bench_store(SMALL_N)
+
+        def part_a() -> None:
+            bench_cold_start(small_store, small_id, args.repeats)
+            bench_imports(args.repeats)
+
+        parts["a"] = part_a
+    if "b" in args.only or "c" in args.only:
+        big_store, big_id = bench_store(args.n_big)
+        parts["b"] = lambda: bench_latency(big_store, big_id, args.n_big, args.keys, args.profile)
+        parts["c"] = lambda: bench_memory(big_store, big_id, args.n_big, args.repeats)
+    for name in "abc":
+        if name in args.only:
+            parts[name]()
+            print(f"  (load average after ({name}): {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
