@@ -247,3 +247,14 @@ async def test_published_explanation_shows_at_the_root(tmp_path: Path) -> None:
         await pilot.press("j")
         await pilot.pause()
         assert "Neuronpedia" not in screen_text(app)
+
+
+async def test_a_key_right_after_a_move_acts_on_the_new_node(plain: VistaApp) -> None:
+    """Typed fast (j then r in one burst), the render goes to the node the cursor moved to."""
+    async with plain.run_test(size=(100, 30)) as pilot:
+        screen = await open_map(pilot, plain)
+        await pilot.press("j", "r")
+        moved_to = tree_of(plain).selected
+        assert moved_to != screen.model.root.node_id
+        assert screen.render_jobs and list(screen.render_jobs) == [moved_to]
+        plain.renders.close()

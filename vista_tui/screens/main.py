@@ -171,6 +171,7 @@ class MapScreen(Screen[None]):
         )
         tree = self.query_one("#tree", ClusterTree)
         tree.border_title = "clusters"
+        tree.follow = self._follow_tree
         self.query_one("#contexts", ContextList).border_title = "contexts"
         self.query_one("#minimap", Minimap).border_title = "map"
         self.query_one("#tree", ClusterTree).focus()
@@ -193,10 +194,13 @@ class MapScreen(Screen[None]):
         self.query_one("#minimap", Minimap).show_node(node_id)
         self._show_annotation()
 
+    def _follow_tree(self, node_id: str) -> None:
+        if node_id != self.selected:
+            self.show(node_id)
+
     @on(ClusterTree.NodeSelected)
     def _node_selected(self, event: ClusterTree.NodeSelected) -> None:
-        if event.node_id != self.selected:
-            self.show(event.node_id)
+        self._follow_tree(event.node_id)
 
     @on(ClusterTree.LeafOpened)
     def _leaf_opened(self, event: ClusterTree.LeafOpened) -> None:

@@ -8,6 +8,7 @@ scrolling, highlighting and mouse work as in every Textual list.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import ClassVar
 
 from rich.text import Text
@@ -92,6 +93,10 @@ class ClusterTree(OptionList):
         """List each parent's children by ascending agreement (least agreeing first, NaN last)."""
         self._rows: list[str] = []
         self._width = 0
+        self.follow: Callable[[str], None] | None = None
+        """Called at once when the cursor moves (before NodeSelected arrives), so a key typed
+        right after a move acts on the node now under the cursor, and the panels repaint in
+        the same frame."""
 
     # -- rows ---------------------------------------------------------------------------------
 
@@ -206,6 +211,8 @@ class ClusterTree(OptionList):
             node_id = self._rows[highlighted]
             if node_id != self.selected:
                 self.selected = node_id
+                if self.follow is not None:
+                    self.follow(node_id)
                 self.post_message(self.NodeSelected(node_id))
 
     def action_open(self) -> None:
