@@ -397,8 +397,9 @@ class MapScreen(Screen[None]):
         panel = self.query_one("#triage-note", Static)
         annotation = self.triage.get(self.selected) if self.triage is not None and self.selected else None
         if annotation is None:
-            panel.remove_class("-visible")
-            panel.update("")
+            if panel.has_class("-visible"):  # a hidden, empty line needs no update (each one re-lays out)
+                panel.remove_class("-visible")
+                panel.update("")
             return
         line = Text()
         line.append(sanitize(annotation.status), "bold")
