@@ -219,22 +219,29 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def open_for_reading(
+    map_dir: Path, reader: MapReader, config: TriageConfig
+) -> tuple[AnnotationStore, dict[str, list[str]]]:
+    """The store for a reading command: reconciled when it exists and can be written, else read-only."""
+    writable = (map_dir / "annotations.sqlite").exists()
+    try:
+        return open_store(map_dir, reader, config, write=writable)
+    except AnnotationError:
+        if not writable:
+            raise
+        return open_store(map_dir, reader, config, write=False)  # e.g. a read-only map directory
+
+
 # -- triage-status -----------------------------------------------------------------------------
 
 
 def cmd_triage_status(args: argparse.Namespace) -> int:
     """Print nodes per status over the current tree; 0 done, 2 bad input."""
     try:
-        config = _config(args)
         map_dir = _map_dir(args)
         reader = MapReader(map_dir)
-        writable = (map_dir / "annotations.sqlite").exists()
-        try:
-            store, members = open_store(map_dir, reader, config, write=writable)
-        except AnnotationError:
-            if not writable:
-                raise
-            store, members = open_store(map_dir, reader, config, write=False)  # e.g. a read-only map
+        config = _config(args)
+        store, members = open_for_reading(map_dir, reader, config)
         try:
             counts = store.counts(list(members))
             orphans = sum(1 for node_id in store.all() if node_id not in members)
@@ -349,16 +356,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.format == "parquet" and not args.output:
         return _error("--format parquet needs --output FILE (Parquet is not written to a terminal)")
     try:
-        config = _config(args)
         map_dir = _map_dir(args)
         reader = MapReader(map_dir)
-        writable = (map_dir / "annotations.sqlite").exists()
-        try:
-            store, _ = open_store(map_dir, reader, config, write=writable)
-        except AnnotationError:
-            if not writable:
-                raise
-            store, _ = open_store(map_dir, reader, config, write=False)
+        config = _config(args)
+        store, _ = open_for_reading(map_dir, reader, config)
         try:
             rows = export_rows(reader, store, config.statuses)
         finally:
