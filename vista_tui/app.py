@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from pathlib import Path
@@ -162,6 +163,21 @@ class VistaApp(App[None]):
         else:
             self.push_screen(screen)
         self.sub_title = event.model.map_id
+        self.call_after_refresh(self._freeze_heap)
+
+    @staticmethod
+    def _freeze_heap() -> None:
+        """Take what is alive once a map is drawn (the map, the widgets, Textual) out of the cyclic GC.
+
+        A full collection walks every tracked object: with a map open that took 40-60 ms, and
+        landing on a key press it was the slowest repaints (p95). Frozen objects are still freed
+        by reference counting; `on_unmount` thaws them so that nothing outlives the app.
+        """
+        gc.collect()
+        gc.freeze()
+
+    def on_unmount(self) -> None:
+        gc.unfreeze()
 
     # -- renders -------------------------------------------------------------------------------
 

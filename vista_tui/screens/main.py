@@ -107,7 +107,7 @@ class MapScreen(Screen[None]):
         Binding("shift+tab", "app.focus_previous", "Switch pane back", show=False),
     ]
 
-    selected: Reactive[str | None] = reactive(None, init=False)
+    selected: Reactive[str | None] = reactive(None, init=False, repaint=False)
     """The node whose labels and contexts are shown."""
 
     class SearchDone(Message):
@@ -172,7 +172,9 @@ class MapScreen(Screen[None]):
         tree = self.query_one("#tree", ClusterTree)
         tree.border_title = "clusters"
         tree.follow = self._follow_tree
-        self.query_one("#contexts", ContextList).border_title = "contexts"
+        contexts = self.query_one("#contexts", ContextList)
+        contexts.border_title = "contexts"
+        contexts.follow = self._follow_contexts
         self.query_one("#minimap", Minimap).border_title = "map"
         self.query_one("#tree", ClusterTree).focus()
         self._refresh_triage()
@@ -206,9 +208,8 @@ class MapScreen(Screen[None]):
     def _leaf_opened(self, event: ClusterTree.LeafOpened) -> None:
         self.query_one("#contexts", ContextList).focus()
 
-    @on(ContextList.Highlighted, "#contexts")
-    def _context_highlighted(self, event: ContextList.Highlighted) -> None:
-        self.query_one("#minimap", Minimap).mark_row(event.row)
+    def _follow_contexts(self, row: int) -> None:
+        self.query_one("#minimap", Minimap).mark_row(row)
 
     @on(ContextList.Opened)
     def _context_opened(self, event: ContextList.Opened) -> None:

@@ -20,6 +20,7 @@ from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
 from vista_tui.model import MapModel
+from vista_tui.widgets.viewport import fixed_viewport_size
 
 GLYPH_WIDTH = 2
 """The triage glyph, then the render glyph (the fold marker follows: the root row has no indent)."""
@@ -58,8 +59,12 @@ class ClusterTree(OptionList):
     ClusterTree > .cluster-tree--glyph { color: $accent; }
     """
 
-    selected: Reactive[str | None] = reactive(None, init=False)
+    virtual_size = fixed_viewport_size()
+    """Lines of the tree; a new length moves the scrollbar without re-laying out the screen."""
+    selected: Reactive[str | None] = reactive(None, init=False, repaint=False)
     """The node id under the cursor."""
+    highlighted: Reactive[int | None] = reactive(None, repaint=False)
+    """OptionList's cursor, without a repaint of every row on each move (see `watch_highlighted`)."""
 
     class NodeSelected(Message):
         """The cursor moved to another node."""
@@ -205,8 +210,15 @@ class ClusterTree(OptionList):
         if self.scrollable_content_region.width != self._width:
             self.rebuild()
 
-    def watch_highlighted(self, highlighted: int | None) -> None:
+    def watch_highlighted(self, old: int | None, highlighted: int | None) -> None:
         super().watch_highlighted(highlighted)
+        # Only the rows that lose and gain the cursor change (scrolling repaints the rest itself).
+        if len(self._rows) == self.virtual_size.height:  # one line per row
+            for index in (old, highlighted):
+                if index is not None:
+                    self.refresh_line(index)
+        else:
+            self.refresh()
         if highlighted is not None and 0 <= highlighted < len(self._rows):
             node_id = self._rows[highlighted]
             if node_id != self.selected:

@@ -9,7 +9,7 @@ Every string drawn from a context passes through `sanitize_token` first.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -32,6 +32,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from vista_tui.mapdata import Context
 from vista_tui.model import MapModel
 from vista_tui.sanitize import MAX_TOKEN_CHARS, sanitize, sanitize_token
+from vista_tui.widgets.viewport import fixed_viewport_size
 
 ACTIVATION_WIDTH = 6
 """Cells of the activation column (right-aligned, two decimals)."""
@@ -196,6 +197,19 @@ def layout_window(context: PreparedContext, width: int, focus_at: int) -> list[t
     return pieces
 
 
+def merge_pieces(pieces: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """`layout_window`'s pieces with neighbours of the same kind joined (and empty ones dropped)."""
+    merged: list[tuple[str, int]] = []
+    for text, kind in pieces:
+        if not text:
+            continue
+        if merged and merged[-1][1] == kind:
+            merged[-1] = (merged[-1][0] + text, kind)
+        else:
+            merged.append((text, kind))
+    return merged
+
+
 @dataclass(frozen=True, slots=True)
 class _LineStyles:
     """Rich styles for one kind of line (cursor or not), derived from the component classes."""
@@ -268,6 +282,8 @@ class ContextList(ScrollView, can_focus=True):
     }
     """
 
+    virtual_size = fixed_viewport_size()
+    """Lines of the list; a new length moves the scrollbar without re-laying out the screen."""
     cursor: Reactive[int] = reactive(0, init=False, repaint=False)
     """Index of the highlighted line (a position in the list, not a context row)."""
 
@@ -311,6 +327,8 @@ class ContextList(ScrollView, can_focus=True):
         self._pending: set[int] = set()
         self._failed: set[int] = set()
         self._load_scheduled = False
+        self.follow: Callable[[int], None] | None = None
+        """Called with the highlighted row whenever it changes, before the next frame."""
 
     # -- content ---------------------------------------------------------------------------------
 
@@ -337,10 +355,18 @@ class ContextList(ScrollView, can_focus=True):
         self._failed.clear()
         self.set_reactive(ContextList.cursor, 0)
         self.virtual_size = Size(0, len(self._rows))
+        if self.is_mounted:
+            self._scroll_update(self.virtual_size)
         self.scroll_to(0, 0, animate=False, immediate=True)
         self.refresh()
         if len(self._rows):
-            self.post_message(self.Highlighted(self, int(self._rows[0])))
+            self._highlighted(int(self._rows[0]))
+
+    def _highlighted(self, row: int) -> None:
+        """Tell the screen (synchronously through `follow`, so the same frame shows it) and any listener."""
+        if self.follow is not None:
+            self.follow(row)
+        self.post_message(self.Highlighted(self, row))
 
     def move_to_row(self, row: int) -> bool:
         """Put the cursor on context `row` if the list holds it (e.g. picked on the minimap)."""
@@ -435,8 +461,7 @@ class ContextList(ScrollView, can_focus=True):
         styles = self._line_styles(is_cursor)
         marker = CURSOR_MARKER if is_cursor else " "
         segments = [
-            Segment(marker, styles.activation),
-            Segment(format_activation(float(self.model.activations[row])), styles.activation),
+            Segment(marker + format_activation(float(self.model.activations[row])), styles.activation),
             Segment(" ", styles.base),
         ]
         window = width - PREFIX_WIDTH
@@ -444,9 +469,11 @@ class ContextList(ScrollView, can_focus=True):
             note = UNREADABLE if row in self._failed else PLACEHOLDER
             segments.append(Segment(note, styles.placeholder))
         elif window > 0:
-            pieces = layout_window(context, window, focus_column(width) - PREFIX_WIDTH)
             shades = styles.shades
-            segments.extend(Segment(text, styles.focus if kind < 0 else shades[kind]) for text, kind in pieces if text)
+            # Neighbouring tokens of one shade make one segment: every segment costs Textual work
+            # on each repaint (styling, filters, cropping), and most tokens are unshaded.
+            for text, kind in merge_pieces(layout_window(context, window, focus_column(width) - PREFIX_WIDTH)):
+                segments.append(Segment(text, styles.focus if kind < 0 else shades[kind]))
         return Strip(segments).adjust_cell_length(width, styles.base)
 
     # -- loading ---------------------------------------------------------------------------------
@@ -535,7 +562,7 @@ class ContextList(ScrollView, can_focus=True):
         self.refresh_line(new)
         self._scroll_to_cursor()
         if 0 <= new < len(self._rows):
-            self.post_message(self.Highlighted(self, int(self._rows[new])))
+            self._highlighted(int(self._rows[new]))
 
     def _scroll_to_cursor(self) -> None:
         self.scroll_to_region(
