@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pipeline.steps import Progress as StepProgress
@@ -223,18 +224,51 @@ def add_label_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--node", action="append", dest="nodes", metavar="ID", help="label only this node; repeatable (default: all)"
     )
-    parser.add_argument("--backend", choices=("openai", "transformers"), default="openai", help="(default: openai)")
+    parser.add_argument(
+        "--backend",
+        choices=("openai", "transformers"),
+        default="openai",
+        help="an OpenAI-compatible endpoint, or a local transformers chat model (default: openai)",
+    )
     parser.add_argument(
         "--base-url", help="OpenAI-compatible API root, e.g. http://127.0.0.1:8000/v1 (default: $VISTA_LLM_BASE_URL)"
     )
-    parser.add_argument("--model", help="model name sent to the endpoint (default: $VISTA_LLM_MODEL)")
-    parser.add_argument("--concurrency", type=int, default=4, help="requests in flight (default: 4)")
+    parser.add_argument(
+        "--model",
+        help="model name sent to the endpoint (default: $VISTA_LLM_MODEL); with --backend transformers, "
+        "the local model directory",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=4,
+        help="requests in flight; with --backend transformers, prompts generated in one batch (default: 4)",
+    )
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default: 60)")
     parser.add_argument("--retries", type=int, default=4, help="retries on 429, 5xx and timeouts (default: 4)")
     parser.add_argument(
         "--api-key-env",
         metavar="NAME",
         help="environment variable holding the API key (default: $VISTA_LLM_API_KEY or $OPENAI_API_KEY)",
+    )
+    parser.add_argument("--n-contexts", type=int, default=12, help="contexts quoted per node (default: 12)")
+    parser.add_argument("--max-new-tokens", type=int, default=300, help="longest reply, in tokens (default: 300)")
+    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy, reproducible answers (default: 0)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of sampled answers (default: 0)")
+    parser.add_argument(
+        "--device", default="auto", help="torch device of --backend transformers; auto = cuda if any (default: auto)"
+    )
+    parser.add_argument(
+        "--price-in",
+        type=float,
+        metavar="USD",
+        help="USD per million prompt tokens, for the cost estimate (default: $VISTA_LLM_PRICE_IN)",
+    )
+    parser.add_argument(
+        "--price-out",
+        type=float,
+        metavar="USD",
+        help="USD per million completion tokens (default: $VISTA_LLM_PRICE_OUT)",
     )
 
 
@@ -253,13 +287,22 @@ def cmd_label(args: argparse.Namespace) -> int:
         if not key:
             raise ValueError(f"--api-key-env {args.api_key_env}: that environment variable is not set")
         overrides["api_key"] = key
+    for name in ("price_in", "price_out"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
     cfg = label.LabelConfig(
         backend=args.backend,
         concurrency=args.concurrency,
         timeout_s=args.timeout,
         retries=args.retries,
+        n_contexts=args.n_contexts,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        seed=args.seed,
+        device=args.device,
         **overrides,  # type: ignore[arg-type]
     )
+    label.check_local_model(cfg)  # a wrong --model is one line, before any progress bar
     with rich_reporter() as report:
         result = label.run(cfg, args.map_dir, node_ids=args.nodes, progress=report("label", "label nodes (LLM)"))
         if result.n_ok and not args.no_agreement:
@@ -268,13 +311,15 @@ def cmd_label(args: argparse.Namespace) -> int:
             progress = report("agreement", "agreement: LLM label vs visual prompt vs keywords (MiniLM)")
             scored = agreement.run(args.map_dir)
             progress(1, 1, f"{scored} nodes")
-    tokens = f"{result.prompt_tokens:,} + {result.completion_tokens:,} tokens"
-    stderr.print(
-        f"[green]✓[/] labelled {result.n_ok}/{result.n_nodes} nodes ({result.n_cached} cached, {tokens})"
-        + (f", [red]{result.n_failed} failed[/]" if result.n_failed else "")
-    )
+    outcome, *details = result.summary()
+    mark = "[yellow]![/]" if result.n_failed else "[green]✓[/]"
+    stderr.print(f"{mark} {escape(outcome)}", soft_wrap=True)
+    for line in details:
+        stderr.print(f"  {line}", soft_wrap=True, markup=False)
     for node_id, reason in list(result.failures.items())[:5]:
         stderr.print(f"  {node_id}: {reason}", soft_wrap=True, markup=False)
+    if result.n_failed > 5:
+        stderr.print(f"  … and {result.n_failed - 5} more (label_status in the tree)", soft_wrap=True, markup=False)
     print(result.map_dir, flush=True)
     return 0
 
@@ -304,7 +349,7 @@ def make_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=cmd_demo)
     label_parser = commands.add_parser(
         "label",
-        help="name every node of a map with an LLM (OpenAI-compatible endpoint)",
+        help="name every node of a map with an LLM (OpenAI-compatible endpoint or a local transformers model)",
         description="Ask an LLM for a label, an explanation and a visual prompt per node, leaves first. "
         "Answers are cached in MAP_DIR/labels.jsonl as they arrive, so a rerun asks only for what is missing.",
     )

@@ -7,6 +7,11 @@ them while its siblings stay distinct. Every valid answer is appended to `<map>/
 the moment it arrives (keyed by node id, prompt hash and model), so a rerun after a kill asks only
 for what is missing. The tree is rewritten once, at the end.
 
+The same prompts can go to a local transformers chat model instead (`backend="transformers"`,
+`model=<directory>`): loaded once, on the first prompt, from local files only; the worker threads
+queue their prompts and whichever holds the model generates for the queue's head in one
+left-padded batch.
+
 Replies are untrusted text: they are checked for shape, stripped of control characters, cut to
 limits, and refused when they carry prompt-injection markers or links; such a node is marked
 `failed: <reason>` and the run goes on.
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import socket
@@ -31,6 +37,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import pyarrow as pa
 
 from pipeline.steps import Progress, make_record, no_progress, timed
 from vista_tui.mapdata import ClusterNode, MapReader, update_tree, utc_now
@@ -76,6 +83,16 @@ def _env(*names: str) -> str | None:
     return None
 
 
+def _env_price(name: str) -> float | None:
+    value = _env(name)
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"${name} must be a price in USD per million tokens, got {value!r}") from None
+
+
 @dataclass(frozen=True)
 class LabelConfig:
     """How nodes are labelled: which LLM, how hard to push it, what to show it, what to accept."""
@@ -87,6 +104,18 @@ class LabelConfig:
     """Model name sent to the endpoint (None sends 'default'); a local path for the transformers backend."""
     api_key: str | None = field(default_factory=lambda: _env("VISTA_LLM_API_KEY", "OPENAI_API_KEY"), repr=False)
     concurrency: int = 4
+    """Requests in flight (openai); prompts generated together in one batch (transformers)."""
+    device: str = "auto"
+    """Torch device of the transformers backend: 'auto' is cuda when there is one, else cpu."""
+    max_new_tokens: int = 300
+    """Longest reply asked for (max_tokens of the request; max_new_tokens of a local generate)."""
+    temperature: float = 0.0
+    """0 asks for greedy (reproducible) answers; above 0 the local backend samples, seeded with `seed`."""
+    seed: int = 0
+    price_in: float | None = field(default_factory=lambda: _env_price("VISTA_LLM_PRICE_IN"))
+    """USD per million prompt tokens, for the run's cost estimate (None: no estimate)."""
+    price_out: float | None = field(default_factory=lambda: _env_price("VISTA_LLM_PRICE_OUT"))
+    """USD per million completion tokens."""
     timeout_s: float = 60.0
     retries: int = 4
     """Extra tries after the first, on 429, 5xx, timeouts and connection errors."""
@@ -111,9 +140,17 @@ class LabelConfig:
             raise ValueError(f"base_url must start with http:// or https://, got {self.base_url!r}")
         if self.backend == "transformers" and not self.model:
             raise ValueError("the transformers backend needs --model (a local chat model directory)")
-        for name in ("concurrency", "n_contexts"):
+        for name in ("concurrency", "n_contexts", "max_new_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not self.device or not re.fullmatch(r"auto|cpu|mps|cuda(?::\d+)?", self.device):
+            raise ValueError(f"device must be auto, cpu, mps, cuda or cuda:N, got {self.device!r}")
+        if not 0 <= self.temperature <= 2:
+            raise ValueError(f"temperature must be between 0 and 2, got {self.temperature}")
+        for name in ("price_in", "price_out"):
+            price = getattr(self, name)
+            if price is not None and not (math.isfinite(price) and price >= 0):
+                raise ValueError(f"{name} must be a price >= 0 in USD per million tokens, got {price}")
         if self.retries < 0:
             raise ValueError(f"retries must be >= 0, got {self.retries}")
         if not self.timeout_s > 0:
@@ -134,8 +171,11 @@ class LabelConfig:
         """What shapes the labels, for the manifest (never the API key)."""
         return {
             "backend": self.backend,
-            "base_url": self.base_url,
+            "base_url": self.base_url if self.backend == "openai" else None,
             "model": self.model_name,
+            "temperature": self.temperature,
+            "seed": self.seed,
+            "max_new_tokens": self.max_new_tokens,
             "n_contexts": self.n_contexts,
             "max_label_chars": self.max_label_chars,
             "max_prompt_chars": self.max_prompt_chars,
@@ -166,17 +206,52 @@ class LabelReport:
     """Answers taken from labels.jsonl instead of asked for."""
     n_requested: int = 0
     """Nodes asked for (each may have taken several HTTP tries)."""
+    n_requests: int = 0
+    """Requests sent (HTTP tries, or prompts generated locally), retries included."""
+    n_retries: int = 0
     n_skipped: int = 0
     """Nodes left for a later run (max_requests reached)."""
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cost_usd: float | None = None
+    """Estimated from the tokens and the config's prices; None when no price was given."""
     seconds: float = 0.0
+    """Wall time of the run (model loading included), not counting the final tree write."""
     failures: dict[str, str] = field(default_factory=dict)
     """node id -> reason, for every node marked failed."""
 
     @property
     def n_failed(self) -> int:
         return len(self.failures)
+
+    @property
+    def n_new(self) -> int:
+        """Labels this run got from the model (not from the cache)."""
+        return self.n_ok - self.n_cached
+
+    @property
+    def labels_per_s(self) -> float:
+        return self.n_new / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> list[str]:
+        """The run in three plain lines: outcome; requests and throughput; tokens and cost."""
+        outcome = f"labelled {self.n_ok}/{self.n_nodes} nodes: {self.n_new} new, {self.n_cached} cached"
+        if self.n_failed:
+            outcome += f", {self.n_failed} failed"
+        if self.n_skipped:
+            outcome += f", {self.n_skipped} left for the next run"
+        requests = f"{self.n_requests:,} request{'' if self.n_requests == 1 else 's'}"
+        retries = f"{self.n_retries:,} retr{'y' if self.n_retries == 1 else 'ies'}"
+        tokens = f"{self.prompt_tokens:,} prompt + {self.completion_tokens:,} completion tokens"
+        if self.cost_usd is None:
+            cost = "no cost estimate (give --price-in/--price-out)"
+        else:
+            cost = f"estimated cost ${self.cost_usd:.4f}"
+        return [
+            outcome,
+            f"{requests} ({retries}) in {self.seconds:.1f} s: {self.labels_per_s:.2f} labels/s",
+            f"{tokens}; {cost}",
+        ]
 
 
 class _NodeFailed(Exception):
@@ -190,7 +265,47 @@ class _Unreachable(Exception):
 # -- contexts and prompts -------------------------------------------------------------------------
 
 
-def representative_rows(reader: MapReader, node: ClusterNode, n: int, candidates: int = 4) -> list[int]:
+class RunContexts:
+    """The contexts' text, tokens and focus, read from the map once for a whole run.
+
+    `MapReader.contexts` reads the whole contexts table on every call (~15 ms a node on a small
+    map, more on a big one); a labelling run looks at a few dozen rows of every node, so it keeps
+    the three columns it quotes in memory and takes rows from them. Strings are read as bytes and
+    decoded leniently: a corpus (or a foreign writer) can leave invalid UTF-8 in a map.
+    """
+
+    def __init__(self, reader: MapReader) -> None:
+        table = reader.contexts_table(["text", "tokens", "focus"])
+        self._text = table.column("text").cast(pa.binary())
+        self._tokens = table.column("tokens").cast(pa.list_(pa.binary()))
+        self._focus = table.column("focus")
+
+    @staticmethod
+    def _indices(rows: np.ndarray | list[int]) -> pa.Array:
+        return pa.array(np.asarray(rows, dtype=np.int64))
+
+    def texts(self, rows: np.ndarray | list[int]) -> list[str | None]:
+        """The text of each row, in the order given."""
+        return [_decode(raw) for raw in self._text.take(self._indices(rows)).to_pylist()]
+
+    def windows(self, rows: np.ndarray | list[int]) -> list[tuple[list[str], int]]:
+        """(tokens, focus) of each row, in the order given."""
+        indices = self._indices(rows)
+        tokens = self._tokens.take(indices).to_pylist()
+        focus = self._focus.take(indices).to_pylist()
+        return [
+            ([_decode(token) or "" for token in window or []], int(at or 0))
+            for window, at in zip(tokens, focus, strict=True)
+        ]
+
+
+def _decode(raw: bytes | None) -> str | None:
+    return None if raw is None else raw.decode("utf-8", errors="replace")
+
+
+def representative_rows(
+    reader: MapReader, node: ClusterNode, n: int, candidates: int = 4, contexts: RunContexts | None = None
+) -> list[int]:
     """Row indices of the node's most telling contexts: high activation and central, distinct texts."""
     members = np.asarray(node.members, dtype=np.int64)
     if len(members) == 0:
@@ -206,8 +321,9 @@ def representative_rows(reader: MapReader, node: ClusterNode, n: int, candidates
     order = members[np.argsort(-score, kind="stable")][: n * candidates]
     picked: list[int] = []
     seen: set[str] = set()
-    for row, context in zip(order.tolist(), reader.contexts(order), strict=True):
-        text = " ".join(context.text.lower().split()) if isinstance(context.text, str) else ""
+    contexts = contexts or RunContexts(reader)
+    for row, raw in zip(order.tolist(), contexts.texts(order), strict=True):
+        text = " ".join(raw.lower().split()) if isinstance(raw, str) else ""
         if text in seen:
             continue
         seen.add(text)
@@ -330,8 +446,12 @@ def parse_reply(content: Any, cfg: LabelConfig) -> tuple[str, str, str]:
 
 @dataclass
 class _Counter:
+    """Requests and tokens of a run, added to from every worker thread."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    requests: int = 0
+    retries: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, usage: Any) -> None:
@@ -340,6 +460,11 @@ class _Counter:
         with self.lock:
             self.prompt_tokens += _int(usage.get("prompt_tokens"))
             self.completion_tokens += _int(usage.get("completion_tokens"))
+
+    def request(self, retry: bool = False) -> None:
+        with self.lock:
+            self.requests += 1
+            self.retries += int(retry)
 
 
 def _int(value: Any) -> int:
@@ -360,8 +485,9 @@ def _chat(cfg: LabelConfig, node_id: str, prompt: str, counter: _Counter) -> str
         {
             "model": cfg.model_name,
             "messages": [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt}],
-            "temperature": 0,
-            "max_tokens": 300,
+            "temperature": cfg.temperature,
+            "seed": cfg.seed,
+            "max_tokens": cfg.max_new_tokens,
             "response_format": {"type": "json_object"},
         }
     ).encode("utf-8")
@@ -374,6 +500,7 @@ def _chat(cfg: LabelConfig, node_id: str, prompt: str, counter: _Counter) -> str
         if attempt:
             time.sleep(cfg.backoff_s * 2 ** (attempt - 1))
         request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+        counter.request(retry=attempt > 0)
         try:
             with urllib.request.urlopen(request, timeout=cfg.timeout_s) as response:
                 raw = response.read(MAX_REPLY_CHARS * 4 + 4096)
@@ -412,6 +539,232 @@ def _chat(cfg: LabelConfig, node_id: str, prompt: str, counter: _Counter) -> str
     if refused_every_time:
         raise _Unreachable(reason)
     raise _NodeFailed(f"{reason} after {cfg.retries + 1} tries")
+
+
+# -- a local chat model ---------------------------------------------------------------------------
+
+
+PLAIN_CHAT_FORMAT = "System: {system}\n\nUser: {user}\n\nAssistant:"
+"""How a prompt is laid out for a tokenizer that has no chat template."""
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return sanitize(text.splitlines()[0] if text else type(error).__name__, 160)
+
+
+@dataclass
+class _LoadedChatModel:
+    tokenizer: Any
+    model: Any
+    device: str
+    pad_id: int
+    stop_ids: frozenset[int]
+    max_positions: int | None
+
+
+def check_local_model(cfg: LabelConfig) -> None:
+    """For the transformers backend: LabelError unless `cfg.model` is a directory with a config.json (cheap)."""
+    if cfg.backend != "transformers":
+        return
+    path = Path(cfg.model or "").expanduser()
+    if not path.is_dir():
+        raise LabelError(
+            f"chat model directory {path} does not exist; pass --model with a local directory holding a "
+            "transformers chat model (config.json, weights, tokenizer files)"
+        )
+    if not (path / "config.json").is_file():
+        raise LabelError(
+            f"{path} is not a transformers model (no config.json); pass the directory that save_pretrained "
+            "or `hf download` wrote"
+        )
+
+
+def load_chat_model(cfg: LabelConfig) -> _LoadedChatModel:
+    """The tokenizer and causal LM in the directory `cfg.model`, from local files only; LabelError otherwise."""
+    check_local_model(cfg)
+    path = Path(cfg.model or "").expanduser()
+    # torch/transformers take seconds to import: only when a local model is really used.
+    from pipeline.harvest import HarvestError, _offline, resolve_device
+
+    _offline()
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        device = resolve_device(cfg.device)
+    except HarvestError as error:
+        raise LabelError(str(error)) from None
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        # float32 on the CPU (bfloat16 matmuls are slow there); the checkpoint's dtype on a GPU.
+        dtype = torch.float32 if device == "cpu" else "auto"
+        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dtype)
+        model.eval()
+        model.to(device)
+    except Exception as error:  # transformers raises many kinds here; the user needs one line
+        raise LabelError(
+            f"chat model at {path} could not be loaded ({type(error).__name__}: {_first_line(error)}); it must "
+            "hold a causal language model and its tokenizer, as save_pretrained writes them"
+        ) from None
+    stop = model.generation_config.eos_token_id
+    stop_ids = {stop} if isinstance(stop, int) else set(stop or ())
+    if tokenizer.eos_token_id is not None:
+        stop_ids.add(tokenizer.eos_token_id)
+    pad = tokenizer.pad_token_id
+    if pad is None:
+        pad = min(stop_ids) if stop_ids else 0
+    positions = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
+    return _LoadedChatModel(tokenizer, model, device, int(pad), frozenset(stop_ids), positions)
+
+
+@dataclass
+class _Waiting:
+    """One prompt in the local model's queue, and what became of it."""
+
+    prompt: str
+    done: threading.Event = field(default_factory=threading.Event)
+    reply: str = ""
+    error: BaseException | None = None
+
+    def settle(self, reply: str = "", error: BaseException | None = None) -> None:
+        self.reply, self.error = reply, error
+        self.done.set()
+
+
+class LocalChatModel:
+    """One local chat model shared by every worker thread, loaded on the first prompt.
+
+    Workers queue their prompts; whichever worker holds the model generates for the head of
+    the queue (up to `concurrency` prompts, one left-padded batch) while the rest wait, so N
+    workers keep one model busy instead of loading N copies.
+    """
+
+    def __init__(self, cfg: LabelConfig) -> None:
+        self.cfg = cfg
+        self._loaded: _LoadedChatModel | None = None
+        self._load_error: LabelError | None = None
+        self._queue: list[_Waiting] = []
+        self._queue_lock = threading.Lock()
+        self._model_lock = threading.Lock()
+
+    def chat(self, prompt: str, counter: _Counter) -> str:
+        """The model's reply to one prompt; raises _NodeFailed (or LabelError when the model cannot load)."""
+        waiting = _Waiting(prompt)
+        with self._queue_lock:
+            self._queue.append(waiting)
+        while not waiting.done.is_set():
+            with self._model_lock:
+                if waiting.done.is_set():
+                    break
+                with self._queue_lock:
+                    batch = self._queue[: self.cfg.concurrency]
+                    del self._queue[: len(batch)]
+                try:
+                    self._generate(batch, counter)
+                finally:
+                    # Out of the queue means answered: else its worker would wait for ever.
+                    for taken in batch:
+                        if not taken.done.is_set():
+                            taken.settle(error=_NodeFailed("generation was interrupted"))
+        if waiting.error is not None:
+            raise waiting.error
+        return waiting.reply
+
+    def _model(self) -> _LoadedChatModel:
+        if self._load_error is not None:
+            raise self._load_error
+        if self._loaded is None:
+            try:
+                self._loaded = load_chat_model(self.cfg)
+            except LabelError as error:
+                self._load_error = error
+                raise
+        return self._loaded
+
+    def chat_text(self, prompt: str) -> tuple[str, bool]:
+        """The prompt laid out for the model, and whether the tokenizer should add its special tokens."""
+        tokenizer = self._model().tokenizer
+        if not getattr(tokenizer, "chat_template", None):
+            return PLAIN_CHAT_FORMAT.format(system=SYSTEM_PROMPT, user=prompt), True
+        messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt}]
+        try:
+            text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        except Exception:  # jinja raises from inside the template
+            # Some templates (Gemma's) refuse a system turn: the instructions go first in the user turn.
+            merged = [{"role": "user", "content": f"{SYSTEM_PROMPT}\n\n{prompt}"}]
+            text = tokenizer.apply_chat_template(merged, add_generation_prompt=True, tokenize=False)
+        return text, False
+
+    def _generate(self, batch: list[_Waiting], counter: _Counter) -> None:
+        try:
+            loaded = self._model()
+            inputs: list[tuple[_Waiting, list[int]]] = []
+            for waiting in batch:
+                text, special = self.chat_text(waiting.prompt)
+                ids = list(loaded.tokenizer(text, add_special_tokens=special)["input_ids"])
+                room = loaded.max_positions
+                if room is not None and len(ids) + self.cfg.max_new_tokens > room:
+                    waiting.settle(
+                        error=_NodeFailed(
+                            f"prompt of {len(ids)} tokens + {self.cfg.max_new_tokens} new ones does not fit the "
+                            f"model's {room} positions; lower --n-contexts or --max-new-tokens"
+                        )
+                    )
+                    continue
+                inputs.append((waiting, ids))
+            if inputs:
+                replies = self._run_generate(loaded, [ids for _, ids in inputs], counter)
+                for (waiting, _), reply in zip(inputs, replies, strict=True):
+                    waiting.settle(reply)
+        except (LabelError, _NodeFailed) as error:
+            for waiting in batch:
+                if not waiting.done.is_set():
+                    waiting.settle(error=error)
+        except Exception as error:  # a failed generate fails these nodes, not the run
+            reason = _NodeFailed(f"generation failed ({type(error).__name__}: {_first_line(error)})")
+            if "out of memory" in str(error).lower():
+                reason = _NodeFailed(f"out of memory generating {len(batch)} prompts at once; lower --concurrency")
+            for waiting in batch:
+                if not waiting.done.is_set():
+                    waiting.settle(error=reason)
+
+    def _run_generate(self, loaded: _LoadedChatModel, prompts: list[list[int]], counter: _Counter) -> list[str]:
+        # Already imported by load_chat_model; cheap here.
+        import torch
+        from transformers import GenerationConfig
+
+        width = max(len(ids) for ids in prompts)
+        # Left padding: every prompt ends where generation starts.
+        input_ids = torch.tensor([[loaded.pad_id] * (width - len(ids)) + ids for ids in prompts], dtype=torch.long)
+        mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompts], dtype=torch.long)
+        sample = self.cfg.temperature > 0
+        # A fresh GenerationConfig: a checkpoint's own defaults (often sampling) must not override ours.
+        generation = GenerationConfig(
+            max_new_tokens=self.cfg.max_new_tokens,
+            do_sample=sample,
+            temperature=self.cfg.temperature if sample else None,
+            top_p=None,
+            top_k=None,
+            pad_token_id=loaded.pad_id,
+            eos_token_id=sorted(loaded.stop_ids) or None,
+        )
+        if sample:
+            torch.manual_seed(self.cfg.seed)
+        with torch.inference_mode():
+            output = loaded.model.generate(
+                input_ids=input_ids.to(loaded.device),
+                attention_mask=mask.to(loaded.device),
+                generation_config=generation,
+            )
+        replies = []
+        for ids, row in zip(prompts, output[:, width:].tolist(), strict=True):
+            stop = next((i for i, token in enumerate(row) if token in loaded.stop_ids), None)
+            answer = row if stop is None else row[:stop]
+            counter.request()
+            counter.add({"prompt_tokens": len(ids), "completion_tokens": len(row) if stop is None else stop + 1})
+            replies.append(loaded.tokenizer.decode(answer, skip_special_tokens=True))
+        return replies
 
 
 # -- the cache ------------------------------------------------------------------------------------
@@ -477,8 +830,7 @@ def run(
     progress: Progress = no_progress,
 ) -> LabelReport:
     """Label every node of the map (or only `node_ids`), leaves first; rewrite the tree once at the end."""
-    if cfg.backend == "transformers":
-        raise LabelError("the transformers backend is not available yet; use --backend openai with a local server")
+    check_local_model(cfg)
     map_dir = Path(map_dir)
     reader = MapReader(map_dir)
     tree = list(reader.tree)
@@ -497,6 +849,8 @@ def run(
     cache = read_cache(map_dir)
     writer = _CacheWriter(map_dir / CACHE_FILE)
     counter = _Counter()
+    contexts = RunContexts(reader)
+    local = LocalChatModel(cfg) if cfg.backend == "transformers" else None
     results: dict[str, NodeLabel] = {}
     lock = threading.Lock()
     budget = [cfg.max_requests]
@@ -511,8 +865,8 @@ def run(
         return node.labels.llm_label if node.labels.label_status == "ok" else ""
 
     def prompt_for(node: ClusterNode) -> str:
-        rows = representative_rows(reader, node, cfg.n_contexts)
-        quoted = [format_context(c.tokens, c.focus, cfg.max_context_chars) for c in reader.contexts(rows)]
+        rows = representative_rows(reader, node, cfg.n_contexts, contexts=contexts)
+        quoted = [format_context(tokens, focus, cfg.max_context_chars) for tokens, focus in contexts.windows(rows)]
         kids = [current_label(kid) for kid in children.get(node.node_id, []) if kid.kind != "noise"]
         return build_prompt(quoted, [label for label in kids if label])
 
@@ -526,7 +880,10 @@ def run(
                 budget[0] -= 1
             report.n_requested += 1
         try:
-            content = _chat(cfg, node.node_id, prompt, counter)
+            if local is not None:
+                content = local.chat(prompt, counter)
+            else:
+                content = _chat(cfg, node.node_id, prompt, counter)
         except _Unreachable as error:
             with lock:
                 unreachable.append(str(error))
@@ -590,6 +947,12 @@ def run(
     report.seconds = seconds[0]
     report.prompt_tokens = counter.prompt_tokens
     report.completion_tokens = counter.completion_tokens
+    report.n_requests = counter.requests
+    report.n_retries = counter.retries
+    if cfg.price_in is not None or cfg.price_out is not None:
+        report.cost_usd = (
+            counter.prompt_tokens * (cfg.price_in or 0.0) + counter.completion_tokens * (cfg.price_out or 0.0)
+        ) / 1e6
     _write_tree(reader, tree, results, report, cfg)
     return report
 

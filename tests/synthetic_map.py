@@ -38,6 +38,30 @@ SUBSENSES = {
     "music": ["classical", "jazz", "folk"],
     "museum": ["history", "modern"],
 }
+READINGS = {
+    "root": (
+        "Words that begin with mus-, across unrelated senses.",
+        "a collage of a flexed arm, a jar of mustard and a violin",
+        0.58,
+    ),
+    "muscle": (
+        "Body tissue that contracts: anatomy and strength training.",
+        "an anatomical drawing of a flexed biceps",
+        0.71,
+    ),
+    "mustard": (
+        "The yellow condiment and the plant its seeds come from.",
+        "a jar of yellow mustard beside mustard seeds",
+        0.66,
+    ),
+    "music": ("Songs, melodies and the playing of instruments.", "a jazz quartet playing on a dim stage", 0.34),
+    "museum": (
+        "Galleries, exhibits and the people who curate them.",
+        "a quiet museum hall with paintings on white walls",
+        0.49,
+    ),
+}
+"""With `agreement=True`: each labelled node's LLM explanation, LLM visual prompt and agreement score."""
 FILLER = ["the", "a", "of", "and", "in", "with", "for", "was", "is", "to", "on", "very", "that"]
 
 HOSTILE_TEXTS = [
@@ -66,8 +90,15 @@ def build_synthetic_map(
     hostile: bool = False,
     width: int = 13,
     llm_labels: bool = False,
+    agreement: bool = False,
 ) -> Path:
-    """Write a map of `n` contexts to `map_dir` (deterministic for a given seed) and return it."""
+    """Write a map of `n` contexts to `map_dir` (deterministic for a given seed) and return it.
+
+    `llm_labels` names the root and every other top-level cluster; `agreement` (which implies it)
+    also gives those nodes an explanation, an LLM visual prompt, status ok and an agreement score,
+    as `vista label` and its agreement step leave them.
+    """
+    llm_labels = llm_labels or agreement
     rng = np.random.default_rng(seed)
     senses = list(SENSES)
     leaves = [(sense, sub) for sense in senses for sub in SUBSENSES[sense]]
@@ -120,10 +151,25 @@ def build_synthetic_map(
         table = _with_invalid_utf8(table, row=0)
 
     def make_node(
-        members: np.ndarray, parent: str | None, depth: int, kind: str, keywords: list[str], label: str = ""
+        members: np.ndarray,
+        parent: str | None,
+        depth: int,
+        kind: str,
+        keywords: list[str],
+        label: str = "",
+        reading: str = "",
     ) -> ClusterNode:
         members = np.sort(members).astype(np.int32)
         pts = xy[members]
+        explanation, visual_prompt, score = READINGS[reading] if agreement and label else ("", "", float("nan"))
+        labels = NodeLabels(
+            keywords=keywords,
+            visual_prompt=visual_prompt or (f"an illustration of {', '.join(keywords[:3])}" if keywords else ""),
+            llm_label=label,
+            llm_explanation=explanation,
+            label_status="ok" if explanation else "",
+            agreement=score,
+        )
         return ClusterNode(
             node_id=node_id_for([ids[i] for i in members], kind),  # type: ignore[arg-type]
             parent_id=parent,
@@ -135,15 +181,17 @@ def build_synthetic_map(
             mean_activation=float(activations[members].mean()),
             max_activation=float(activations[members].max()),
             stability=0.0 if kind != "cluster" else float(len(members)) / n,
-            labels=NodeLabels(
-                keywords=keywords,
-                visual_prompt=f"an illustration of {', '.join(keywords[:3])}" if keywords else "",
-                llm_label=label,
-            ),
+            labels=labels,
         )
 
     root = make_node(
-        np.arange(n), None, 0, "root", ["mus", "muscle", "music"], "words starting with mus-" if llm_labels else ""
+        np.arange(n),
+        None,
+        0,
+        "root",
+        ["mus", "muscle", "music"],
+        "words starting with mus-" if llm_labels else "",
+        "root",
     )
     nodes = [root]
     for s, sense in enumerate(senses):
@@ -158,6 +206,7 @@ def build_synthetic_map(
             "cluster",
             SENSES[sense][:5],
             f"{sense} sense" if llm_labels and s % 2 == 0 else "",
+            sense,
         )
         nodes.append(sense_node)
         for leaf in leaf_ids:

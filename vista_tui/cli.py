@@ -25,7 +25,7 @@ from vista_tui.render_cli import add_render_parser
 PIPELINE_COMMANDS = {
     "build": "harvest contexts of latents and build their maps (see `vista build --help`)",
     "demo": "build the offline demo maps (MiniLM + a small SAE over stdlib docstrings) and open them",
-    "label": "name every node with an LLM (OpenAI-compatible endpoint): label, explanation, visual prompt",
+    "label": "name every node with an LLM (OpenAI-compatible endpoint or local model): label, explanation, visual prompt",
 }
 EXIT_BAD_INPUT = 2
 

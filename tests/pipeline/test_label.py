@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -72,18 +73,23 @@ def test_prompt_quotes_contexts_delimited_and_marked(map_dir: Path) -> None:
     assert server.requests[0].body["messages"][0]["role"] == "system"
 
 
-@pytest.mark.parametrize("status", [429, 500, 503])
-def test_transient_errors_are_retried(map_dir: Path, status: int) -> None:
+def fails_once(status: int) -> Callable[[ChatRequest], Reply]:
+    """A server policy: each node's first request gets HTTP `status`, its retry a good answer."""
     seen: set[str] = set()
     lock = threading.Lock()
 
-    def flaky(request: ChatRequest) -> Reply:
+    def respond(request: ChatRequest) -> Reply:
         with lock:
             first = request.node_id not in seen
             seen.add(request.node_id)
         return Reply(status=status) if first else good(request)
 
-    with chat_server(flaky) as server:
+    return respond
+
+
+@pytest.mark.parametrize("status", [429, 500, 503])
+def test_transient_errors_are_retried(map_dir: Path, status: int) -> None:
+    with chat_server(fails_once(status)) as server:
         report = label.run(config(server.base_url), map_dir)
     assert report.n_failed == 0 and report.n_ok == report.n_nodes
     assert len(server.requests) == 2 * report.n_nodes
@@ -156,6 +162,18 @@ def test_bad_reply_fails_that_node_and_the_run_goes_on(map_dir: Path, bad: Reply
     assert set(report.failures) == {n.node_id for n in failed}
     assert not any("mustard" in n.labels.llm_label for n in tree)
     assert len(server.requests) == len(tree)  # bad replies are not retried
+
+
+def test_hostile_contexts_are_quoted_inert(tmp_path: Path) -> None:
+    map_dir = build_synthetic_map(tmp_path / "hostile", n=120, hostile=True)  # escapes, bidi, invalid UTF-8
+    with chat_server() as server:
+        report = label.run(config(server.base_url), map_dir)
+    assert report.n_failed == 0 and report.n_ok == report.n_nodes
+    root_prompt = server.requests[-1].prompt
+    assert "hostile" in root_prompt
+    for request in server.requests:
+        assert not any(char in request.prompt for char in "\x1b\x00\x07\u202e")
+        assert "x" * 300 not in request.prompt
 
 
 def test_overlong_reply_is_cut_to_limits(map_dir: Path) -> None:
@@ -245,8 +263,50 @@ def test_config_validates() -> None:
         config("ftp://x")
     with pytest.raises(ValueError, match="backend"):
         config("http://127.0.0.1:1/v1", backend="cloud")
-    with pytest.raises(LabelError, match="not available yet"):
+    with pytest.raises(ValueError, match="device"):
+        config("http://127.0.0.1:1/v1", device="gpu")
+    with pytest.raises(ValueError, match="temperature"):
+        config("http://127.0.0.1:1/v1", temperature=-1)
+    with pytest.raises(ValueError, match="price_out"):
+        config("http://127.0.0.1:1/v1", price_out=-0.5)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        config("http://127.0.0.1:1/v1", max_new_tokens=0)
+    with pytest.raises(LabelError, match="/models/x does not exist"):
         label.run(LabelConfig(backend="transformers", model="/models/x", base_url=None), Path("/nonexistent"))
+
+
+def test_prices_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VISTA_LLM_PRICE_IN", "0.15")
+    monkeypatch.setenv("VISTA_LLM_PRICE_OUT", "0.6")
+    cfg = config("http://127.0.0.1:1/v1")
+    assert (cfg.price_in, cfg.price_out) == (0.15, 0.6)
+    assert "price_in" not in cfg.params()  # prices do not shape the labels
+    monkeypatch.setenv("VISTA_LLM_PRICE_OUT", "cheap")
+    with pytest.raises(ValueError, match=r"\$VISTA_LLM_PRICE_OUT must be a price"):
+        config("http://127.0.0.1:1/v1")
+
+
+def test_run_counts_requests_retries_tokens_and_cost(map_dir: Path) -> None:
+    with chat_server(fails_once(429)) as server:
+        report = label.run(config(server.base_url, price_in=2.0, price_out=8.0), map_dir)
+    assert report.n_requests == len(server.requests) == 2 * report.n_nodes
+    assert report.n_retries == report.n_nodes and report.n_requested == report.n_nodes
+    # The loopback server reports a quarter of each answered prompt's characters; a 429 carries no usage.
+    prompts = {r.node_id: r.prompt for r in server.requests}
+    assert report.prompt_tokens == sum(len(prompt) // 4 for prompt in prompts.values()) > 0
+    assert report.completion_tokens > 0
+    assert report.cost_usd == pytest.approx((2.0 * report.prompt_tokens + 8.0 * report.completion_tokens) / 1e6)
+    assert report.seconds > 0 and report.labels_per_s == pytest.approx(report.n_ok / report.seconds)
+    outcome, requests, tokens = report.summary()
+    assert outcome == f"labelled {report.n_nodes}/{report.n_nodes} nodes: {report.n_nodes} new, 0 cached"
+    assert requests.startswith(f"{2 * report.n_nodes} requests ({report.n_nodes} retries) in ")
+    assert "labels/s" in requests
+    assert tokens.endswith(f"estimated cost ${report.cost_usd:.4f}")
+
+    with chat_server() as server:
+        again = label.run(config(server.base_url), map_dir)
+    assert again.n_requests == 0 and again.n_cached == again.n_nodes and again.cost_usd is None
+    assert again.summary()[2].endswith("no cost estimate (give --price-in/--price-out)")
 
 
 def test_context_is_cut_around_focus_and_defanged() -> None:
@@ -270,7 +330,9 @@ def test_cli_label_prints_map_path(map_dir: Path, capsys: pytest.CaptureFixture[
     with chat_server() as server:
         code = main(["label", str(map_dir), "--base-url", server.base_url, "--model", "m", "--concurrency", "2"])
     assert code == 0
-    assert capsys.readouterr().out.strip() == str(map_dir)
+    captured = capsys.readouterr()
+    assert captured.out.strip() == str(map_dir)
+    assert "no cost estimate" in captured.err
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -278,3 +340,18 @@ def test_cli_label_prints_map_path(map_dir: Path, capsys: pytest.CaptureFixture[
     assert code == 2
     err = capsys.readouterr().err
     assert "cannot reach the LLM endpoint" in err
+
+
+def test_cli_summary_reports_requests_tokens_and_cost(map_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.cli import main
+
+    args = ["label", str(map_dir), "--model", "m", "--price-in", "1.5", "--price-out", "6", "--no-agreement"]
+    with chat_server() as server:
+        code = main([*args, "--base-url", server.base_url])
+    assert code == 0
+    err = capsys.readouterr().err
+    n = len(server.requests)
+    lines = err[err.index("labelled") :].splitlines()
+    assert lines[0] == f"labelled {n}/{n} nodes: {n} new, 0 cached"
+    assert lines[1].strip().startswith(f"{n} requests (0 retries) in ") and lines[1].endswith(" labels/s")
+    assert " prompt + " in lines[2] and "estimated cost $" in lines[2]
