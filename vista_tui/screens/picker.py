@@ -16,6 +16,10 @@ from textual.widgets import DataTable, Footer, Input, Static
 from vista_tui.mapdata import MapEntry
 from vista_tui.sanitize import sanitize
 
+COLUMNS = ("map", "latent", "model · SAE", "contexts", "triaged", "built")
+WIDE = 100
+"""From this many terminal columns on, the picker shows the model · SAE column."""
+
 
 class PickerScreen(Screen[None]):
     """Choose a map; typing filters by map id, latent, model or SAE."""
@@ -43,10 +47,15 @@ class PickerScreen(Screen[None]):
     def on_mount(self) -> None:
         title = Text.assemble(("VISTA maps", "bold"), f" in {sanitize(str(self.store_path))}")
         self.query_one("#picker-title", Static).update(title)
-        table = self.query_one("#maps", DataTable)
-        table.add_columns("map", "latent", "model · SAE", "contexts", "triaged", "built")
-        self._fill("")
+        self._fill()
         self.query_one("#filter", Input).focus()
+
+    def on_resize(self) -> None:
+        self._fill(keep_cursor=True)
+
+    def on_screen_resume(self) -> None:
+        # The terminal may have been resized while another screen was on top.
+        self._fill(keep_cursor=True)
 
     def _matches(self, entry: MapEntry, needle: str) -> bool:
         if not needle:
@@ -57,30 +66,37 @@ class PickerScreen(Screen[None]):
             haystack += f" {prov.latent} {prov.model} {prov.sae} {prov.hook}"
         return all(part in haystack.lower() for part in needle.lower().split())
 
-    def _fill(self, needle: str) -> None:
+    def _fill(self, keep_cursor: bool = False) -> None:
+        """Rebuild the table for the filter and the terminal's width (columns are sized to fit it)."""
         table = self.query_one("#maps", DataTable)
-        table.clear()
+        cursor = table.cursor_row if keep_cursor else 0
+        needle = self.query_one("#filter", Input).value.strip()
         self.shown = [entry for entry in self.entries if self._matches(entry, needle)]
-        for entry in self.shown:
-            if entry.manifest is None:
-                table.add_row(
-                    Text(sanitize(entry.map_id)),
-                    "",
-                    Text(sanitize(entry.error or "unreadable"), style="red"),
-                    "",
-                    "",
-                    "",
-                )
-                continue
-            prov = entry.manifest.provenance
-            table.add_row(
-                Text(sanitize(entry.map_id)),
-                Text(str(prov.latent), justify="right"),
-                Text(sanitize(f"{_short(prov.model)} · {_short(prov.sae)}")),
-                Text(f"{prov.n_contexts:,}", justify="right"),
-                Text("—", justify="center"),
-                Text(entry.manifest.created[:16].replace("T", " ")),
-            )
+        wide = self.app.size.width >= WIDE
+        labels = list(COLUMNS) if wide else [c for c in COLUMNS if c != "model · SAE"]
+        rows = [_cells(entry, wide) for entry in self.shown]
+        widths = [max([len(label), *(row[i].cell_len for row in rows)]) for i, label in enumerate(labels)]
+        # The map id (and model · SAE when shown) get what the other columns leave, with an ellipsis.
+        room = (
+            self.app.size.width
+            - table.styles.margin.width
+            - table.styles.gutter.width
+            - table.styles.scrollbar_size_vertical
+            - 2 * table.cell_padding * len(labels)
+            - sum(widths[1:])
+        )
+        if wide:
+            room += widths[2]
+            widths[2] = max(len(labels[2]), min(widths[2], max(room - widths[0], room // 2)))
+            room -= widths[2]
+        widths[0] = max(len(labels[0]), min(widths[0], room))
+        table.clear(columns=True)
+        for label, width in zip(labels, widths, strict=True):
+            table.add_column(label, width=width)
+        for row in rows:
+            table.add_row(*row)
+        if cursor and table.row_count:
+            table.move_cursor(row=min(cursor, table.row_count - 1))
         hint = self.query_one("#picker-hint", Static)
         if not self.entries:
             hint.update("no maps yet — run `vista demo` (offline demo) or `vista build --help`")
@@ -90,8 +106,8 @@ class PickerScreen(Screen[None]):
             hint.update(f"{len(self.shown)} of {len(self.entries)} maps · ↑↓ choose · Enter opens")
 
     @on(Input.Changed, "#filter")
-    def _filter(self, event: Input.Changed) -> None:
-        self._fill(event.value.strip())
+    def _filter(self) -> None:
+        self._fill()
 
     def action_cursor(self, step: int) -> None:
         table = self.query_one("#maps", DataTable)
@@ -122,6 +138,29 @@ class PickerScreen(Screen[None]):
             filter_box.focus()
             filter_box.insert_text_at_cursor(event.character)
             event.stop()
+
+
+def _cells(entry: MapEntry, wide: bool) -> list[Text]:
+    """A map's row: map, latent, [model · SAE,] contexts, triaged, built; all map text sanitised."""
+    if entry.manifest is None:
+        # The reason follows the map id (its path is the map's own, already named by the id).
+        error = (entry.error or "unreadable").removeprefix(str(entry.path)).lstrip("/ ")
+        cells = [Text.assemble(sanitize(entry.map_id), "  ", (sanitize(error), "red"))] + [Text() for _ in range(5)]
+    else:
+        prov = entry.manifest.provenance
+        cells = [
+            Text(sanitize(entry.map_id)),
+            Text(str(prov.latent), justify="right"),
+            Text(sanitize(f"{_short(prov.model)} · {_short(prov.sae)}")),
+            Text(f"{prov.n_contexts:,}", justify="right"),
+            Text("—", justify="center"),
+            Text(entry.manifest.created[:16].replace("T", " ")),
+        ]
+    if not wide:
+        del cells[2]
+    for cell in cells:  # a cell wider than its column ends in "…"
+        cell.no_wrap, cell.overflow = True, "ellipsis"
+    return cells
 
 
 def _short(name: str) -> str:
