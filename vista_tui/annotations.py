@@ -626,6 +626,46 @@ class AnnotationStore:
         return ReconcileReport(moved=tuple(moves), orphaned=orphaned, restored=tuple(sorted(restored)))
 
 
+def count_reviewed(map_dir: Path, unreviewed: str = DEFAULT_STATUSES[0], timeout: float = 0.05) -> int | None:
+    """How many nodes of the map are reviewed, read straight from its file; None when it has none.
+
+    "Reviewed" as `vista triage-status` counts it: annotations whose status is not the first
+    configured one (`unreviewed`), orphans left out. Nothing is created or changed: the file
+    is opened read-only, and `immutable` (no -wal or -shm files) when no writer has a
+    write-ahead log open or the directory is read-only. Unlike triage-status it does not
+    reconcile, so annotations of a rebuilt tree count until the map is opened again.
+    Raises AnnotationError when the file is locked (after `timeout` seconds), damaged, or not
+    an annotations database.
+    """
+    map_dir = Path(map_dir)
+    path = map_dir / DB_NAME
+    if not path.exists():
+        return None
+    wal = map_dir / f"{DB_NAME}-wal"
+    immutable = "&immutable=1" if not wal.exists() or not os.access(map_dir, os.W_OK) else ""
+    try:
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro{immutable}", uri=True, timeout=timeout)
+    except sqlite3.Error as error:
+        raise _translate(error, map_dir) from None
+    try:
+        version, reviewed = connection.execute(
+            "SELECT (SELECT value FROM meta WHERE key='schema_version'), "
+            "(SELECT COUNT(*) FROM annotations WHERE status != ? AND orphaned = 0)",
+            (unreviewed,),
+        ).fetchone()
+    except sqlite3.Error as error:
+        if "no such table" in str(error):
+            with suppress(sqlite3.Error):
+                if connection.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0:
+                    return 0  # never got its tables (killed while being created): empty, as the store reads it
+        raise _translate(error, map_dir) from None
+    finally:
+        connection.close()
+    if version is not None and str(version) != str(SCHEMA_VERSION):
+        raise AnnotationError(f"{DB_NAME} in {map_dir} has schema version {version}; this vista reads {SCHEMA_VERSION}")
+    return int(reviewed)
+
+
 def _annotation(row: Sequence[Any]) -> Annotation:
     node_id, status, tags, note, author, updated = row
     return Annotation(node_id, status, tuple(json.loads(tags)), note, author, updated)

@@ -13,6 +13,7 @@ from textual.events import Key
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
+from vista_tui.annotations import DEFAULT_STATUSES, AnnotationError, count_reviewed, load_config
 from vista_tui.mapdata import MapEntry
 from vista_tui.sanitize import sanitize
 
@@ -36,6 +37,8 @@ class PickerScreen(Screen[None]):
         self.entries = entries
         self.store_path = store_path
         self.shown: list[MapEntry] = []
+        self.triaged: dict[str, str] = {}
+        """Map id → what its triaged cell shows (see `triaged_counts`), read when the picker mounts."""
 
     def compose(self) -> ComposeResult:
         yield Static(id="picker-title")
@@ -47,6 +50,7 @@ class PickerScreen(Screen[None]):
     def on_mount(self) -> None:
         title = Text.assemble(("VISTA maps", "bold"), f" in {sanitize(str(self.store_path))}")
         self.query_one("#picker-title", Static).update(title)
+        self.triaged = triaged_counts(self.entries)
         self._fill()
         self.query_one("#filter", Input).focus()
 
@@ -74,7 +78,7 @@ class PickerScreen(Screen[None]):
         self.shown = [entry for entry in self.entries if self._matches(entry, needle)]
         wide = self.app.size.width >= WIDE
         labels = list(COLUMNS) if wide else [c for c in COLUMNS if c != "model · SAE"]
-        rows = [_cells(entry, wide) for entry in self.shown]
+        rows = [_cells(entry, wide, self.triaged.get(entry.map_id, "—")) for entry in self.shown]
         widths = [max([len(label), *(row[i].cell_len for row in rows)]) for i, label in enumerate(labels)]
         # The map id (and model · SAE when shown) get what the other columns leave, with an ellipsis.
         room = (
@@ -140,7 +144,30 @@ class PickerScreen(Screen[None]):
             event.stop()
 
 
-def _cells(entry: MapEntry, wide: bool) -> list[Text]:
+def triaged_counts(entries: list[MapEntry]) -> dict[str, str]:
+    """Map id → its triaged cell: reviewed nodes as `vista triage-status` counts them (one query per map).
+
+    "—" when none are (no annotations file, or nothing but unreviewed annotations in it), "?"
+    when the file cannot be read (locked, damaged, not an annotations database).
+    """
+    try:
+        unreviewed = load_config().statuses[0]
+    except AnnotationError:  # the map screen reports a bad config; counting falls back to the defaults
+        unreviewed = DEFAULT_STATUSES[0]
+    out: dict[str, str] = {}
+    for entry in entries:
+        if entry.manifest is None:
+            continue
+        try:
+            reviewed = count_reviewed(entry.path, unreviewed)
+        except (AnnotationError, OSError):
+            out[entry.map_id] = "?"
+        else:
+            out[entry.map_id] = f"{reviewed:,}" if reviewed else "—"
+    return out
+
+
+def _cells(entry: MapEntry, wide: bool, triaged: str = "—") -> list[Text]:
     """A map's row: map, latent, [model · SAE,] contexts, triaged, built; all map text sanitised."""
     if entry.manifest is None:
         # The reason follows the map id (its path is the map's own, already named by the id).
@@ -153,7 +180,7 @@ def _cells(entry: MapEntry, wide: bool) -> list[Text]:
             Text(str(prov.latent), justify="right"),
             Text(sanitize(f"{_short(prov.model)} · {_short(prov.sae)}")),
             Text(f"{prov.n_contexts:,}", justify="right"),
-            Text("—", justify="center"),
+            Text(triaged, justify="center" if triaged in ("—", "?") else "right"),
             Text(entry.manifest.created[:16].replace("T", " ")),
         ]
     if not wide:
