@@ -39,11 +39,16 @@ overlapping: the fusion then blends them in proportion to `weight × mask`.
 Seeded: the initial noise comes from a CPU generator seeded with `seed` (the same noise on any
 device), the bootstrap colours from one seeded with `seed + 1`; the same seed, config and
 components give the same image.
+
+Jobs: `render_job` renders a `vista_tui.renders.RenderJob` (what the render worker behind the
+TUI and `vista render` runs); `run` renders through it too, and both file images in
+`<map>/renders/` under `vista_tui.renders.render_key`, the one cache key, so `run` finds what the
+TUI rendered and the other way round. Where `run`'s config differs from the worker's in what
+shapes the picture (`key_options`), the key says so.
 """
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import io
 import json
@@ -52,21 +57,21 @@ import re
 import time
 import unicodedata
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from vista_tui.mapdata import MapReader, atomic_write, atomic_write_json
+from vista_tui.mapdata import MapReader, atomic_write, atomic_write_json, utc_now
+from vista_tui.renders import DIFFUSION_VERSION, RENDERS_DIR, RenderJob, cached_render, render_key
 
 if TYPE_CHECKING:
     import torch
     from PIL import Image
 
-STEP = "render"
-VERSION = 1
-"""Bumped whenever the same inputs would give a different image; part of every render key."""
+VERSION = DIFFUSION_VERSION
+"""Bump `vista_tui.renders.DIFFUSION_VERSION` whenever the same inputs would give a different image (it is part of every render key)."""
 DISTRIBUTIONS = ("torch", "diffusers", "transformers")
 """Packages whose versions shape a render (for sidecars and step records)."""
 
@@ -85,7 +90,11 @@ SCHEDULERS = (
 """Scheduler classes `RenderConfig.scheduler` may name (None keeps the checkpoint's own)."""
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 Per = Literal["context", "cluster"]
-_KEY_RE = re.compile(r"^[0-9a-f]{8,64}$")
+_KEY_RE = re.compile(r"^(?:[a-z]+-)?[0-9a-f]{8,64}$")
+MAX_REGIONS = 32
+"""Regions of a panorama at most (its most active children or contexts)."""
+SHAPING_FIELDS = ("window", "stride", "bootstrap_steps", "background_prompt", "negative_prompt", "scheduler")
+"""RenderConfig fields beyond a RenderJob's that change the picture (device, dtype, time limit and batch do not)."""
 _PROMPT_CHARS = 300
 """Without a tokenizer, context prompts are cut to this many characters (CLIP reads ~77 tokens)."""
 
@@ -446,7 +455,7 @@ def regions_for_map(
     node_id: str | None,
     canvas: tuple[int, int],
     per: Per = "cluster",
-    max_regions: int = 32,
+    max_regions: int = MAX_REGIONS,
     tokenizer: Any | None = None,
     margin: float = 0.08,
     coverage: float = 0.5,
@@ -884,45 +893,99 @@ def render_node(
     return decode(components, final)
 
 
-# -- cache ---------------------------------------------------------------------------------
+# -- jobs and the cache ----------------------------------------------------------------------
 
 
-def render_key(
-    cfg: RenderConfig,
-    prompts: Sequence[str],
-    context_ids: Sequence[str] = (),
-    regions: Sequence[Region] = (),
-    kind: str = "diffusion",
-) -> str:
-    """Content hash of what determines a render: inputs, prompts, region masks, model and sampling, VERSION.
+def job_config(components: Components, job: RenderJob) -> RenderConfig:
+    """The config the render worker renders `job` with: windows of the UNet's native size, half-overlapping."""
+    assert job.model is not None and job.width is not None and job.height is not None
+    native = int(components.unet.config.sample_size) * components.vae_factor
+    factor = components.vae_factor
+    return RenderConfig(
+        model=job.model,
+        steps=job.steps,
+        guidance=job.guidance,
+        seed=job.seed,
+        width=job.width,
+        height=job.height,
+        window=native,
+        stride=max(factor, native // 2 // factor * factor),
+    )
 
-    Device, dtype, time limit and batch are left out: they change speed (and float rounding),
-    not what the picture shows.
+
+def key_options(
+    cfg: RenderConfig, components: Components, job: RenderJob, per: Per = "cluster", max_regions: int = MAX_REGIONS
+) -> dict[str, Any]:
+    """What sets a render of `job` by `cfg` apart from the worker's: the `options` of its render key.
+
+    Empty when `cfg` shapes the picture as the worker would, so both file it under one key.
     """
-    digest = hashlib.sha256()
-    for region in regions:
-        digest.update(np.ascontiguousarray(np.round(region.mask.astype(np.float32) * 255).astype(np.uint8)).tobytes())
-        digest.update(f"{region.mask.shape}|{region.weight!r}|{region.prompt}".encode())
-    payload = {
-        "step": STEP,
-        "version": VERSION,
-        "kind": kind,
-        "model": cfg.model,
-        "seed": cfg.seed,
-        "steps": cfg.steps,
-        "guidance": cfg.guidance,
-        "size": [cfg.width, cfg.height],
-        "window": cfg.window,
-        "stride": cfg.stride,
-        "bootstrap_steps": cfg.bootstrap_steps,
-        "background_prompt": cfg.background_prompt,
-        "negative_prompt": cfg.negative_prompt,
-        "scheduler": cfg.scheduler,
-        "prompts": list(prompts),
-        "contexts": hashlib.sha256("\n".join(sorted(context_ids)).encode("utf-8")).hexdigest(),
-        "regions": digest.hexdigest(),
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()[:24]
+    usual = job_config(components, job)
+    options = {name: getattr(cfg, name) for name in SHAPING_FIELDS if getattr(cfg, name) != getattr(usual, name)}
+    if job.kind == "panorama":
+        if per != "cluster":
+            options["per"] = per
+        if max_regions != MAX_REGIONS:
+            options["max_regions"] = max_regions
+    return options
+
+
+def _node(reader: MapReader, node_id: str | None) -> Any:
+    if node_id is None:
+        return reader.root
+    try:
+        return reader.node(node_id)
+    except KeyError:
+        raise ValueError(f"map {reader.path.name} has no node {node_id!r}") from None
+
+
+def render_job(
+    components: Components,
+    job: RenderJob,
+    cfg: RenderConfig | None = None,
+    per: Per = "cluster",
+    max_regions: int = MAX_REGIONS,
+    progress: Callable[[int, int], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> tuple[Image.Image, dict[str, Any]]:
+    """One render job on MultiDiffusion: the image and its sidecar.
+
+    kind "node": the node's visual prompt over the whole canvas (one window when the canvas is
+    the window's size: a plain single render; a MultiDiffusion panorama of that one prompt when
+    larger). kind "panorama": the node's (default: the root's) child clusters, or with
+    per="context" its most active contexts, as regions at their layout positions. `cfg` is
+    `job_config(components, job)` when None (the worker's); one given must have the job's
+    sampling and size. What is fixed here shapes the image: change it, bump
+    `vista_tui.renders.DIFFUSION_VERSION`.
+    """
+    cfg = job_config(components, job) if cfg is None else cfg
+    reader = MapReader(job.map_dir)
+    node = _node(reader, job.node_id)
+    canvas = canvas_cells(components, cfg)
+    if job.kind == "node":
+        prompt = cut_prompt(_cluster_prompt(node) or cfg.background_prompt, components.tokenizer)
+        regions = [Region(prompt=prompt, mask=np.ones(canvas, np.float32), source=node.node_id)]
+    else:
+        regions = regions_for_map(
+            reader, node.node_id, canvas, per, max_regions=max_regions, tokenizer=components.tokenizer
+        )
+    started = time.perf_counter()
+    image = multidiffusion(components, regions, cfg, progress=progress, cancelled=cancelled)
+    sidecar = sidecar_for(
+        cfg,
+        [region.prompt for region in regions],
+        time.perf_counter() - started,
+        components.scheduler_name if cfg.scheduler is None else cfg.scheduler,
+        render=job.kind,
+        map_id=reader.manifest.map_id,
+        node=job.node_id,
+        regions=[region.source for region in regions],
+        width=cfg.width,
+        height=cfg.height,
+        device=str(components.device),
+        dtype=str(components.dtype).removeprefix("torch."),
+    )
+    return image, sidecar
 
 
 def sidecar_for(
@@ -960,21 +1023,15 @@ def sidecar_for(
 def save_render(image: Image.Image, renders_dir: Path, key: str, sidecar: dict[str, Any]) -> Path:
     """Write `<key>.png`, then `<key>.json` (atomically each); the sidecar's presence marks a complete render."""
     if not _KEY_RE.match(key):
-        raise ValueError(f"key must be 8-64 lowercase hex characters, got {key!r}")
+        raise ValueError(f"key must be 8-64 lowercase hex characters after an optional `name-`, got {key!r}")
     renders_dir = Path(renders_dir)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     data = buffer.getvalue()
     png = renders_dir / f"{key}.png"
     atomic_write(png, lambda handle: handle.write(data))
-    atomic_write_json(renders_dir / f"{key}.json", {"key": key, **sidecar})
+    atomic_write_json(renders_dir / f"{key}.json", {"key": key, "created": utc_now(), **sidecar})
     return png
-
-
-def cached_render(renders_dir: Path, key: str) -> Path | None:
-    """The PNG of a finished render with this key, if there is one (PNG and sidecar both present)."""
-    png = Path(renders_dir) / f"{key}.png"
-    return png if png.is_file() and png.with_suffix(".json").is_file() else None
 
 
 def run(
@@ -985,58 +1042,41 @@ def run(
     components: Components | None = None,
     progress: Callable[[int, int], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
-    max_regions: int = 32,
+    max_regions: int = MAX_REGIONS,
 ) -> RenderResult:
     """Render one node of a map into `<map_dir>/renders/` (or find it there) and return where it is.
 
     per="cluster"/"context": a MultiDiffusion panorama of the node's children or contexts;
-    per="node": a single `window`-square render of the node's visual prompt.
+    per="node": a single `window`-square render of the node's visual prompt. It is the render
+    job the TUI would queue for the same node, size, model and sampling, under the same key
+    (plus `key_options`): an image either rendered is found by the other.
     `components` (kept loaded by a worker) is loaded from `cfg.model` when None.
     """
     if per not in ("cluster", "context", "node"):
         raise ValueError(f"per must be 'cluster', 'context' or 'node', got {per!r}")
-    reader = MapReader(map_dir)
-    node = reader.root if node_id is None else reader.node(node_id)
-    ids = reader.context_ids
-    member_ids = [ids[int(r)] for r in node.members]
-    renders_dir = Path(map_dir) / "renders"
+    width, height = (cfg.window, cfg.window) if per == "node" else (cfg.width, cfg.height)
+    job = RenderJob(
+        Path(map_dir),
+        node_id,
+        kind="node" if per == "node" else "panorama",
+        model=cfg.model,
+        seed=cfg.seed,
+        steps=cfg.steps,
+        width=width,
+        height=height,
+        guidance=cfg.guidance,
+    )
+    cfg = replace(cfg, width=width, height=height)
+    regions_per: Per = "context" if per == "context" else "cluster"
     if components is None:
         components = load_components(cfg.model, cfg.device, cfg.dtype)
-    if per == "node":
-        prompt = cut_prompt(_cluster_prompt(node) or cfg.background_prompt, components.tokenizer)
-        regions: list[Region] = []
-        prompts = [prompt]
-        size = (cfg.window, cfg.window)
-    else:
-        regions = regions_for_map(
-            reader,
-            node.node_id,
-            canvas_cells(components, cfg),
-            per,
-            max_regions=max_regions,
-            tokenizer=components.tokenizer,
-        )
-        prompts = [r.prompt for r in regions]
-        size = (cfg.width, cfg.height)
-    key = render_key(cfg, prompts, member_ids, regions, kind="diffusion" if per != "node" else "diffusion-node")
-    existing = cached_render(renders_dir, key)
+    key = render_key(job, key_options(cfg, components, job, regions_per, max_regions))
+    existing = cached_render(job, key)
     if existing is not None:
         return RenderResult(png=existing, key=key, seconds=0.0, cached=True)
     started = time.perf_counter()
-    if per == "node":
-        image = render_node(components, prompts[0], cfg, progress=progress, cancelled=cancelled)
-    else:
-        image = multidiffusion(components, regions, cfg, progress=progress, cancelled=cancelled)
+    image, sidecar = render_job(components, job, cfg, regions_per, max_regions, progress=progress, cancelled=cancelled)
     seconds = time.perf_counter() - started
-    sidecar = sidecar_for(
-        cfg,
-        prompts,
-        seconds,
-        components.scheduler_name if cfg.scheduler is None else cfg.scheduler,
-        size=size,
-        node_id=node.node_id,
-        per=per,
-        regions=[r.source for r in regions],
-    )
-    png = save_render(image, renders_dir, key, sidecar)
+    sidecar["per"] = per
+    png = save_render(image, job.map_dir / RENDERS_DIR, key, sidecar)
     return RenderResult(png=png, key=key, seconds=seconds, cached=False, sidecar=sidecar)

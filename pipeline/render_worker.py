@@ -15,8 +15,10 @@ Jobs run one at a time on the main thread; a reader thread takes stdin, so a can
 while a job runs (the render checks a flag between steps). The diffusion model is loaded on
 the first diffusion job and kept for the next ones (a job naming another model reloads);
 `"model": null` draws a sketch (pipeline.sketch) and never imports torch. Images are cached
-by content in `<map>/renders/` under `vista_tui.renders.render_key`, so the same request is
-never rendered twice: a hit answers "done" with `"cached": true` and loads nothing.
+by content in `<map>/renders/` under `vista_tui.renders.render_key` (the key `pipeline.render.run`
+uses too), so the same request is never rendered twice: a hit answers "done" with
+`"cached": true` and loads nothing. Lines are read and written by `vista_tui.renders`' protocol
+helpers, the same the queue uses on the other end.
 
 Out of memory: the job fails with that reason and the worker exits (status 3) rather than
 go on in a state nobody can vouch for; the queue starts a fresh one for the next job.
@@ -27,7 +29,6 @@ from __future__ import annotations
 
 import gc
 import io
-import json
 import os
 import platform
 import queue
@@ -39,14 +40,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from vista_tui.mapdata import MapError, MapReader, atomic_write, atomic_write_json, utc_now
+from pipeline.render import save_render
+from vista_tui.mapdata import MapError, MapReader
 from vista_tui.renders import (
     ENV_TEST,
+    RENDERS_DIR,
     SKETCH_VERSION,
     RenderJob,
+    cached_render,
     model_key,
+    read_messages,
     render_key,
-    render_paths,
+    write_message,
 )
 
 EXIT_OUT_OF_MEMORY = 3
@@ -90,22 +95,24 @@ class RenderWorker:
 
     def emit(self, event: str, **fields: Any) -> None:
         """Write one event line and flush it."""
-        line = json.dumps({"event": event, **fields}, allow_nan=False)
         with self._write_lock:
-            self.events.write(line + "\n")
-            self.events.flush()
+            write_message(self.events, {"event": event, **fields})
+
+    def _emit_done(self, job_id: str, image_path: Path, cached: bool, started: float) -> None:
+        self.emit(
+            "done",
+            job_id=job_id,
+            path=str(image_path),
+            sidecar=str(image_path.with_suffix(".json")),
+            cached=cached,
+            seconds=round(time.perf_counter() - started, 4),
+        )
 
     def _read_requests(self, requests: IO[str]) -> None:
-        for line in requests:
-            if not line.strip():
-                continue
-            try:
-                message = json.loads(line)
-                if not isinstance(message, dict):
-                    raise ValueError("not an object")
-            except ValueError as error:
-                print(f"render worker: ignoring a bad request line ({error}): {line[:200]!r}", file=sys.stderr)
-                continue
+        def ignore(line: str, why: str) -> None:
+            print(f"render worker: ignoring a bad request line ({why}): {line[:200]!r}", file=sys.stderr)
+
+        for message in read_messages(requests, ignore):
             op = message.get("op")
             if op == "render":
                 self._inbox.put(message)
@@ -151,16 +158,9 @@ class RenderWorker:
             job = RenderJob.from_request(request)
             MapReader(job.map_dir).verify()
             key = render_key(job)
-            image_path, sidecar_path = render_paths(job, key)
-            if image_path.is_file() and sidecar_path.is_file():
-                self.emit(
-                    "done",
-                    job_id=job_id,
-                    path=str(image_path),
-                    sidecar=str(sidecar_path),
-                    cached=True,
-                    seconds=round(time.perf_counter() - started, 4),
-                )
+            hit = cached_render(job, key)
+            if hit is not None:
+                self._emit_done(job_id, hit, True, started)
                 return True
             delay = job.debug_delay_s if self.test_mode else 0.0
             progress = self._progress(job_id, delay)
@@ -170,16 +170,7 @@ class RenderWorker:
                 image, sidecar = self._diffuse(job, progress)
             seconds = time.perf_counter() - started
             sidecar.setdefault("seconds", round(seconds, 3))  # a diffusion sidecar counts denoising only
-            sidecar.update(key=key, created=utc_now())
-            _save(image, image_path, sidecar_path, sidecar)
-            self.emit(
-                "done",
-                job_id=job_id,
-                path=str(image_path),
-                sidecar=str(sidecar_path),
-                cached=False,
-                seconds=round(time.perf_counter() - started, 4),
-            )
+            self._emit_done(job_id, save_render(image, job.map_dir / RENDERS_DIR, key, sidecar), False, started)
         except JobCancelled:
             self.emit("cancelled", job_id=job_id)
         except BaseException as error:
@@ -261,7 +252,7 @@ class RenderWorker:
             self.model_loads += 1
             print(f"render worker: loaded in {time.perf_counter() - loaded:.1f} s", file=sys.stderr, flush=True)
         try:
-            return _render_with(render, self._components, job, progress, self.cancelled)
+            return render.render_job(self._components, job, progress=progress, cancelled=self.cancelled)
         except render.RenderCancelled:
             raise JobCancelled from None
 
@@ -275,81 +266,6 @@ class RenderWorker:
 
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-
-
-def _render_with(
-    render: Any,
-    components: Any,
-    job: RenderJob,
-    progress: Callable[[int, int], None],
-    cancelled: Callable[[], bool],
-) -> tuple[Any, dict[str, Any]]:
-    """One job on pipeline.render's MultiDiffusion: the image and its sidecar.
-
-    kind "node": the node's visual prompt over the whole canvas (one window when the canvas is
-    the model's native size: a plain single render; a MultiDiffusion panorama of that one
-    prompt when larger). kind "panorama": the node's (default: the root's) child clusters as
-    regions at their layout positions. Windows are the UNet's native size, half-overlapping.
-    What is fixed here shapes the image: change it, bump vista_tui.renders.DIFFUSION_VERSION.
-    """
-    import numpy as np
-
-    assert job.model is not None and job.width is not None and job.height is not None
-    reader = MapReader(job.map_dir)
-    node = reader.root if job.node_id is None else _node(reader, job.node_id)
-    native = int(components.unet.config.sample_size) * components.vae_factor
-    cfg = render.RenderConfig(
-        model=job.model,
-        steps=job.steps,
-        guidance=job.guidance,
-        seed=job.seed,
-        width=job.width,
-        height=job.height,
-        window=native,
-        stride=max(components.vae_factor, native // 2 // components.vae_factor * components.vae_factor),
-    )
-    canvas = render.canvas_cells(components, cfg)
-    if job.kind == "node":
-        labels = node.labels
-        text = labels.visual_prompt or ", ".join(labels.keywords[:6]) or labels.llm_label or cfg.background_prompt
-        prompt = render.cut_prompt(text, components.tokenizer)
-        regions = [render.Region(prompt=prompt, mask=np.ones(canvas, np.float32), source=node.node_id)]
-    else:
-        regions = render.regions_for_map(reader, node.node_id, canvas, "cluster", tokenizer=components.tokenizer)
-    started = time.perf_counter()
-    image = render.multidiffusion(components, regions, cfg, progress=progress, cancelled=cancelled)
-    sidecar = render.sidecar_for(
-        cfg,
-        [region.prompt for region in regions],
-        time.perf_counter() - started,
-        components.scheduler_name,
-        size=(job.width, job.height),
-        render=job.kind,
-        map_id=reader.manifest.map_id,
-        node=job.node_id,
-        regions=[region.source for region in regions],
-        width=job.width,
-        height=job.height,
-        device=str(components.device),
-        dtype=str(components.dtype).removeprefix("torch."),
-    )
-    return image, sidecar
-
-
-def _node(reader: MapReader, node_id: str) -> Any:
-    try:
-        return reader.node(node_id)
-    except KeyError:
-        raise ValueError(f"map {reader.path.name} has no node {node_id!r}") from None
-
-
-def _save(image: Any, image_path: Path, sidecar_path: Path, sidecar: dict[str, Any]) -> None:
-    """The image, then its sidecar (whose presence marks the render complete); both atomically."""
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    data = buffer.getvalue()
-    atomic_write(image_path, lambda handle: handle.write(data))
-    atomic_write_json(sidecar_path, sidecar)
 
 
 def main() -> int:

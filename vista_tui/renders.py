@@ -15,9 +15,10 @@ from a single delivery thread — never the caller's thread, never with a lock h
 TUI can forward them with `App.call_from_thread` or `post_message`.
 
 Renders are cached by content in `<map>/renders/<key>.png` with a JSON sidecar beside it.
-`render_key` is pure Python (the job's parameters, the renderer's version and a hash of the
-map's tree and contexts files) and shared with the worker, so the TUI can find an existing
-image (`cached_render`) without starting anything; the queue answers such jobs itself.
+`render_key` is the one key of that cache, pure Python (the job's parameters, the renderer's
+version and a hash of the map's tree and contexts files): the worker and `pipeline.render.run`
+file images under it, and the TUI finds an existing image (`cached_render`) without starting
+anything; the queue answers such jobs itself.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -224,10 +225,14 @@ def model_key(model: str) -> str:
     return str(path.resolve()) if path.is_dir() else model.strip()
 
 
-def render_key(job: RenderJob) -> str:
+def render_key(job: RenderJob, options: Mapping[str, Any] | None = None) -> str:
     """The cache key (and file stem) of a job's image: `sketch-…` or `diffusion-…` plus a content hash.
 
-    Pure Python, shared by the TUI and the worker. Raises MapError when the map cannot be read.
+    The only render key there is: the TUI, the worker and `pipeline.render.run` all use it, so
+    each finds what another rendered. `options` name renderer settings beyond the job that
+    change the picture (JSON values); the worker has none, and `pipeline.render.run` passes only
+    those of its config that differ from the worker's, so the same picture gets the same key.
+    Pure Python. Raises MapError when the map cannot be read.
     """
     fingerprint = map_fingerprint(job.map_dir)
     # The root named by its id or by None is the same picture: one key.
@@ -251,6 +256,8 @@ def render_key(job: RenderJob) -> str:
             steps=job.steps,
             guidance=job.guidance,
         )
+    if options:  # absent, not empty, when there are none: keys from before options existed stay valid
+        payload["options"] = dict(options)
     digest = hashlib.blake2b(json.dumps(payload, sort_keys=True).encode(), digest_size=12).hexdigest()
     return f"{job.renderer}-{digest}"
 
@@ -262,14 +269,14 @@ def render_paths(job: RenderJob, key: str | None = None) -> tuple[Path, Path]:
     return folder / f"{key}.png", folder / f"{key}.json"
 
 
-def cached_render(job: RenderJob) -> Path | None:
-    """The image already rendered for this job, or None; never starts the worker.
+def cached_render(job: RenderJob, key: str | None = None) -> Path | None:
+    """The image already rendered for this job (under `key`, default `render_key(job)`), or None; never starts the worker.
 
     A render is complete when its sidecar exists (written after the image). None too when the
     map cannot be read: the worker then reports why.
     """
     try:
-        image, sidecar = render_paths(job)
+        image, sidecar = render_paths(job, key)
     except MapError:
         return None
     return image if image.is_file() and sidecar.is_file() else None
@@ -288,26 +295,30 @@ def read_sidecar(image: Path) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class RenderEvent:
-    """Something that happened to a job: queued, started, progress, done, failed or cancelled."""
+class JobStatus:
+    """A snapshot of one job."""
 
-    kind: EventKind
     job_id: str
     job: RenderJob
+    state: JobState = "queued"
     step: int = 0
     total: int = 0
     path: Path | None = None
     """The image, when done."""
     cached: bool = False
     """Done from the cache, without rendering."""
-    seconds: float = 0.0
     error: str = ""
     """One line, when failed."""
+    seconds: float = 0.0
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED
 
     @property
     def fraction(self) -> float:
         """Progress in [0, 1]."""
-        if self.kind == "done":
+        if self.state == "done":
             return 1.0
         return min(1.0, self.step / self.total) if self.total else 0.0
 
@@ -315,49 +326,30 @@ class RenderEvent:
     def percent(self) -> int:
         return round(100 * self.fraction)
 
-    @property
-    def finished(self) -> bool:
-        return self.kind in FINISHED
-
 
 @dataclass(frozen=True)
-class JobStatus:
-    """A snapshot of one job."""
+class RenderEvent(JobStatus):
+    """Something that happened to a job (`kind`), with the job's status right after it."""
 
-    job_id: str
-    job: RenderJob
-    state: JobState
-    step: int = 0
-    total: int = 0
-    path: Path | None = None
-    cached: bool = False
-    error: str = ""
-    seconds: float = 0.0
+    kind: EventKind = field(kw_only=True)
+    """queued, started, progress, done, failed or cancelled (the state is `running` for started and progress)."""
 
-    @property
-    def finished(self) -> bool:
-        return self.state in FINISHED
+    @classmethod
+    def of(cls, status: JobStatus, kind: EventKind) -> RenderEvent:
+        return cls(**{f.name: getattr(status, f.name) for f in fields(JobStatus)}, kind=kind)
 
 
 @dataclass
 class _Record:
-    job_id: str
-    job: RenderJob
-    state: JobState = "queued"
-    step: int = 0
-    total: int = 0
-    path: Path | None = None
-    cached: bool = False
-    error: str = ""
-    seconds: float = 0.0
+    """A job as the queue tracks it: its status (replaced, never changed in place) and the queue's handles."""
+
+    status: JobStatus
     worker: _Worker | None = None
     cancel_requested: bool = False
     timers: list[threading.Timer] = field(default_factory=list)
 
-    def snapshot(self) -> JobStatus:
-        return JobStatus(
-            self.job_id, self.job, self.state, self.step, self.total, self.path, self.cached, self.error, self.seconds
-        )
+    def update(self, **changes: Any) -> None:
+        self.status = replace(self.status, **changes)
 
 
 @dataclass
@@ -367,6 +359,34 @@ class _Worker:
     stderr_done: threading.Event = field(default_factory=threading.Event)
     kill_outcome: tuple[JobState, str] | None = None
     """Why we killed it, when we did: the state and reason its job ends with."""
+
+
+# -- the protocol: one JSON object per line ------------------------------------------------------------
+
+
+def write_message(stream: IO[str], message: Mapping[str, Any]) -> None:
+    """Write one protocol message as a line of JSON and flush it (ValueError for NaN or what JSON cannot hold)."""
+    stream.write(json.dumps(message, allow_nan=False) + "\n")
+    stream.flush()
+
+
+def read_messages(lines: Iterable[str], on_bad_line: Callable[[str, str], None]) -> Iterator[dict[str, Any]]:
+    """The protocol messages on a stream of lines, in order.
+
+    Blank lines are skipped; any other line that is not a JSON object goes to `on_bad_line(line, why)`.
+    """
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            message = json.loads(line)
+        except ValueError as error:
+            on_bad_line(line, str(error))
+            continue
+        if isinstance(message, dict):
+            yield message
+        else:
+            on_bad_line(line, "not a JSON object")
 
 
 def crash_reason(code: int, stderr_tail: list[str]) -> str:
@@ -434,7 +454,7 @@ class RenderQueue:
                 raise RuntimeError("the render queue is closed")
             self._next_id += 1
             job_id = f"r{self._next_id}"
-            self._records[job_id] = _Record(job_id, job)
+            self._records[job_id] = _Record(JobStatus(job_id, job))
             self._pending.append(job_id)
             self._emit("queued", self._records[job_id])
             self._pump()
@@ -444,9 +464,9 @@ class RenderQueue:
         """Cancel a queued or running job; False when it is unknown or already finished."""
         with self._lock:
             record = self._records.get(job_id)
-            if record is None or record.state in FINISHED:
+            if record is None or record.status.finished:
                 return False
-            if record.state == "queued":
+            if record.status.state == "queued":
                 self._pending.remove(job_id)
                 self._finish(record, "cancelled")
                 return True
@@ -463,30 +483,30 @@ class RenderQueue:
         """Submit a failed or cancelled job again; returns the new job's id."""
         with self._lock:
             record = self._records[job_id]
-            if record.state not in ("failed", "cancelled"):
-                raise ValueError(f"job {job_id} is {record.state}; only failed or cancelled jobs are retried")
-            return self.submit(record.job)
+            if record.status.state not in ("failed", "cancelled"):
+                raise ValueError(f"job {job_id} is {record.status.state}; only failed or cancelled jobs are retried")
+            return self.submit(record.status.job)
 
     def status(self, job_id: str) -> JobStatus:
         """A snapshot of a job (KeyError when unknown)."""
         with self._lock:
-            return self._records[job_id].snapshot()
+            return self._records[job_id].status
 
     def jobs(self) -> list[JobStatus]:
         """Every job of this queue, in submission order."""
         with self._lock:
-            return [record.snapshot() for record in self._records.values()]
+            return [record.status for record in self._records.values()]
 
     def wait(self, job_id: str, timeout: float | None = None) -> JobStatus:
         """Block until the job finishes (or `timeout` seconds pass); returns its status."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._changed:
-            while self._records[job_id].state not in FINISHED:
+            while not self._records[job_id].status.finished:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     break
                 self._changed.wait(left)
-            return self._records[job_id].snapshot()
+            return self._records[job_id].status
 
     @property
     def workers_started(self) -> int:
@@ -544,9 +564,9 @@ class RenderQueue:
         """Start the next job when none is running."""
         while self._current is None and self._pending and not self._closed:
             record = self._records[self._pending.popleft()]
-            hit = cached_render(record.job)
+            hit = cached_render(record.status.job)
             if hit is not None:
-                record.path, record.cached = hit, True
+                record.update(path=hit, cached=True)
                 self._finish(record, "done")
                 continue
             if self._worker is None or self._worker.process.poll() is not None:
@@ -555,17 +575,18 @@ class RenderQueue:
                 except OSError as error:  # no such interpreter, no memory for a process, ...
                     self._finish(record, "failed", f"cannot start the render worker ({self.python}): {error}")
                     continue
-            record.state, record.worker = "running", self._worker
-            self._current = record.job_id
+            record.update(state="running")
+            record.worker = self._worker
+            self._current = record.status.job_id
             timer = threading.Timer(
                 self.time_limit_s,
                 self._kill_if_current,
-                (record.job_id, "failed", f"timed out after {self.time_limit_s:g} s"),
+                (record.status.job_id, "failed", f"timed out after {self.time_limit_s:g} s"),
             )
             timer.daemon = True
             record.timers.append(timer)
             timer.start()
-            self._send(self._worker, record.job.to_request(record.job_id))
+            self._send(self._worker, record.status.job.to_request(record.status.job_id))
 
     def _spawn(self) -> _Worker:
         env = dict(os.environ) if self.env is None else dict(self.env)
@@ -594,27 +615,14 @@ class RenderQueue:
     def _send(self, worker: _Worker | None, message: dict[str, Any]) -> None:
         if worker is None or worker.process.stdin is None:
             return
-        try:
-            worker.process.stdin.write(json.dumps(message) + "\n")
-            worker.process.stdin.flush()
-        except (OSError, ValueError):
-            pass  # the worker is gone: its stdout reader sees EOF and fails the job
+        # A worker that is gone raises here; its stdout reader sees EOF and fails the job.
+        with contextlib.suppress(OSError, ValueError):
+            write_message(worker.process.stdin, message)
 
-    def _emit(self, kind: EventKind, record: _Record, **extra: Any) -> None:
-        event = RenderEvent(
-            kind=kind,
-            job_id=record.job_id,
-            job=record.job,
-            step=record.step,
-            total=record.total,
-            path=record.path,
-            cached=record.cached,
-            seconds=record.seconds,
-            error=record.error,
-            **extra,
-        )
+    def _emit(self, kind: EventKind, record: _Record) -> None:
         if self.on_event is None:
             return
+        event = RenderEvent.of(record.status, kind)
         if self._delivery is None:
             self._delivery = threading.Thread(target=self._deliver, name="render-events", daemon=True)
             self._delivery.start()
@@ -624,8 +632,8 @@ class RenderQueue:
         for timer in record.timers:
             timer.cancel()
         record.timers.clear()
-        record.state, record.error = state, error
-        if self._current == record.job_id:
+        record.update(state=state, error=error)
+        if self._current == record.status.job_id:
             self._current = None
         self._emit(state, record)  # type: ignore[arg-type]
         self._changed.notify_all()
@@ -660,14 +668,12 @@ class RenderQueue:
 
     def _read_stdout(self, worker: _Worker) -> None:
         assert worker.process.stdout is not None
-        for line in worker.process.stdout:
-            try:
-                message = json.loads(line)
-            except ValueError:
-                worker.stderr_tail.append(f"(not protocol) {line.rstrip()}")
-                continue
-            if isinstance(message, dict):
-                self._on_message(worker, message)
+
+        def not_protocol(line: str, why: str) -> None:
+            worker.stderr_tail.append(f"(not protocol) {line.rstrip()}")
+
+        for message in read_messages(worker.process.stdout, not_protocol):
+            self._on_message(worker, message)
         code = worker.process.wait()
         worker.stderr_done.wait(2.0)  # its last words may name the cause (a MemoryError)
         self._on_exit(worker, code)
@@ -675,18 +681,20 @@ class RenderQueue:
     def _on_message(self, worker: _Worker, message: dict[str, Any]) -> None:
         with self._lock:
             record = self._records.get(str(message.get("job_id")))
-            if record is None or record.worker is not worker or record.state != "running":
+            if record is None or record.worker is not worker or record.status.state != "running":
                 return  # "ready", or a late word about a job that already ended
             event = message.get("event")
             if event == "started":
                 self._emit("started", record)
             elif event == "progress":
-                record.step, record.total = int(message.get("step", 0)), int(message.get("total", 0))
+                record.update(step=int(message.get("step", 0)), total=int(message.get("total", 0)))
                 self._emit("progress", record)
             elif event == "done":
-                record.path = Path(str(message.get("path")))
-                record.cached = bool(message.get("cached", False))
-                record.seconds = float(message.get("seconds", 0.0))
+                record.update(
+                    path=Path(str(message.get("path"))),
+                    cached=bool(message.get("cached", False)),
+                    seconds=float(message.get("seconds", 0.0)),
+                )
                 self._finish(record, "done")
                 self._pump()
             elif event == "failed":
@@ -719,7 +727,7 @@ class RenderQueue:
         """Time limit or cancel grace ran out: kill the worker; its job ends with `state` and `reason`."""
         with self._lock:
             record = self._records.get(job_id)
-            if record is None or record.state != "running" or record.worker is None:
+            if record is None or record.status.state != "running" or record.worker is None:
                 return
             self._kill(record.worker, (state, reason))
 

@@ -22,11 +22,12 @@ from pipeline.render import (
     background_mask,
     denoise_latents,
     encode_prompts,
+    job_config,
+    key_options,
     load_components,
     multidiffusion,
     place_discs,
     regions_for_map,
-    render_key,
     render_node,
     save_render,
     window_starts,
@@ -34,6 +35,7 @@ from pipeline.render import (
 from tests.synthetic_map import build_synthetic_map
 from tests.tiny_sd import TINY_VAE_FACTOR, TINY_WINDOW_PX, build_tiny_sd
 from vista_tui.mapdata import MapReader
+from vista_tui.renders import RenderJob, render_key
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
@@ -338,28 +340,31 @@ def test_time_limit_stops_the_render(components: Components, tiny_model: Path) -
 # -- cache ---------------------------------------------------------------------------------
 
 
-def test_render_key_tracks_what_shapes_the_image(tiny_model: Path) -> None:
-    cfg = small_cfg(tiny_model)
-    canvas = (16, 32)
-    regions = [box_region("a red apple", canvas, slice(0, 8), slice(0, 8))]
-    base = render_key(cfg, ["a red apple"], ["c1", "c2"], regions)
-    assert base == render_key(cfg, ["a red apple"], ["c2", "c1"], regions)
-    assert base == render_key(
-        dataclasses.replace(cfg, device="cuda", time_limit_s=5.0), ["a red apple"], ["c1", "c2"], regions
-    )
-    moved = [box_region("a red apple", canvas, slice(0, 8), slice(1, 9))]
+def test_key_options_name_only_what_differs_from_the_worker(
+    components: Components, tiny_model: Path, synthetic_map: Path
+) -> None:
+    job = RenderJob(synthetic_map, kind="panorama", model=str(tiny_model), steps=3, width=128, height=64)
+    usual = job_config(components, job)
+    assert (usual.window, usual.stride, usual.width, usual.seed) == (TINY_WINDOW_PX, TINY_WINDOW_PX // 2, 128, 0)
+    assert key_options(usual, components, job) == {}
+    # Where and how fast it runs is not part of the picture.
+    fast = dataclasses.replace(usual, device="cuda", dtype="float16", time_limit_s=5.0, batch=2)
+    assert key_options(fast, components, job) == {}
     variants = [
-        render_key(dataclasses.replace(cfg, seed=1), ["a red apple"], ["c1", "c2"], regions),
-        render_key(dataclasses.replace(cfg, steps=4), ["a red apple"], ["c1", "c2"], regions),
-        render_key(dataclasses.replace(cfg, guidance=5.0), ["a red apple"], ["c1", "c2"], regions),
-        render_key(dataclasses.replace(cfg, width=128), ["a red apple"], ["c1", "c2"], regions),
-        render_key(dataclasses.replace(cfg, scheduler="DDIMScheduler"), ["a red apple"], ["c1", "c2"], regions),
-        render_key(dataclasses.replace(cfg, model="other"), ["a red apple"], ["c1", "c2"], regions),
-        render_key(cfg, ["a green apple"], ["c1", "c2"], regions),
-        render_key(cfg, ["a red apple"], ["c1", "c3"], regions),
-        render_key(cfg, ["a red apple"], ["c1", "c2"], moved),
+        key_options(dataclasses.replace(usual, window=2 * TINY_WINDOW_PX), components, job),
+        key_options(dataclasses.replace(usual, stride=TINY_WINDOW_PX), components, job),
+        key_options(dataclasses.replace(usual, bootstrap_steps=1), components, job),
+        key_options(dataclasses.replace(usual, background_prompt="a wall"), components, job),
+        key_options(dataclasses.replace(usual, negative_prompt="blurry"), components, job),
+        key_options(dataclasses.replace(usual, scheduler="EulerDiscreteScheduler"), components, job),
+        key_options(usual, components, job, per="context"),
+        key_options(usual, components, job, max_regions=4),
     ]
-    assert len({base, *variants}) == len(variants) + 1
+    assert all(len(options) == 1 for options in variants)
+    keys = {render_key(job, options) for options in variants}
+    assert len(keys) == len(variants) and render_key(job) not in keys and render_key(job, {}) == render_key(job)
+    node = dataclasses.replace(job, kind="node", width=64, height=64)
+    assert key_options(job_config(components, node), components, node, per="context", max_regions=4) == {}
 
 
 def test_save_render_writes_png_and_sidecar(tmp_path: Path) -> None:
@@ -382,7 +387,8 @@ def test_run_renders_a_map_node_once_then_finds_it(
     import shutil
 
     map_dir = shutil.copytree(synthetic_map, tmp_path / "map")
-    cfg = small_cfg(tiny_model, steps=2)
+    # Render jobs are at least 64 pixels a side (real SD sizes are multiples of 64 anyway).
+    cfg = small_cfg(tiny_model, steps=2, width=128, height=64, window=64, stride=32)
     first = render.run(cfg, map_dir, per="cluster", components=components)
     assert not first.cached and first.png.is_file()
     sidecar = json.loads(first.png.with_suffix(".json").read_text())
@@ -392,6 +398,8 @@ def test_run_renders_a_map_node_once_then_finds_it(
     assert len(sidecar["prompts"]) == len(sidecar["regions"]) > 1
     again = render.run(cfg, map_dir, per="cluster", components=components)
     assert again.cached and again.png == first.png
+    assert first.png == map_dir / "renders" / f"{first.key}.png" and first.key.startswith("diffusion-")
+    assert sidecar["key"] == first.key and sidecar["per"] == "cluster"
     node = render.run(cfg, map_dir, per="node", components=components)
     assert node.png != first.png
     from PIL import Image

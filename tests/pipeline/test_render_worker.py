@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from pipeline.render_worker import RenderWorker
 from pipeline.sketch import _font, _Label, _place_labels, short_title, sketch_map
 from tests.synthetic_map import build_synthetic_map
 from vista_tui.mapdata import MapReader
-from vista_tui.renders import DIFFUSION_VERSION, RenderJob, RenderQueue, read_sidecar
+from vista_tui.renders import RenderJob, RenderQueue, cached_render, read_sidecar, render_key
 
 WAIT_S = 120.0
 
@@ -357,7 +358,45 @@ def test_the_queue_renders_with_a_warm_worker_and_cancels_diffusion(fresh_map: P
         assert sum("loading" in line for line in render_queue.worker_log()) == 1
 
 
-def test_diffusion_version_tracks_the_renderer() -> None:
+def test_the_queue_and_the_pipeline_share_one_render_cache(fresh_map: Path, tiny_model: Path) -> None:
+    """The worker (TUI, `vista render`) and pipeline.render.run key a job alike and find each other's images."""
     render = pytest.importorskip("pipeline.render")
-    # The TUI computes cache keys without importing the renderer: its version lives in vista_tui.renders.
-    assert render.VERSION == DIFFUSION_VERSION
+    from tests.tiny_sd import TINY_WINDOW_PX
+
+    components = render.load_components(str(tiny_model), device="cpu", dtype="float32")
+    job = RenderJob(fresh_map, kind="panorama", model=str(tiny_model), steps=2, width=96, height=64)
+    # What someone calling the pipeline would write: the job's settings, windows of the model's size.
+    cfg = render.RenderConfig(
+        model=str(tiny_model),
+        steps=2,
+        width=96,
+        height=64,
+        window=TINY_WINDOW_PX,
+        stride=TINY_WINDOW_PX // 2,
+        device="cpu",
+        dtype="float32",
+    )
+
+    # Rendered by the worker, found by the pipeline.
+    sink = Collect()
+    assert RenderWorker(sink).run(job.to_request("a"))
+    done = sink.events()[-1]
+    assert done["event"] == "done" and done["cached"] is False, done
+    found = render.run(cfg, fresh_map, per="cluster", components=components)
+    assert found.cached and found.png == Path(done["path"]) and found.key == render_key(job)
+
+    # Rendered by the pipeline, found by the TUI's lookup, the queue and the worker.
+    made = render.run(replace(cfg, seed=4), fresh_map, per="cluster", components=components)
+    assert not made.cached and made.key == render_key(replace(job, seed=4))
+    assert cached_render(replace(job, seed=4)) == made.png
+    with RenderQueue(time_limit_s=WAIT_S) as render_queue:
+        status = render_queue.wait(render_queue.submit(replace(job, seed=4)), WAIT_S)
+        assert status.state == "done" and status.cached and status.path == made.png
+        assert render_queue.workers_started == 0  # answered from the cache
+    sink = Collect()
+    assert RenderWorker(sink).run(replace(job, seed=4).to_request("b"))
+    assert sink.events()[-1]["cached"] is True and sink.events()[-1]["path"] == str(made.png)
+
+    # A picture the worker never makes (regions per context) gets a key of its own.
+    contexts = render.run(cfg, fresh_map, per="context", components=components)
+    assert not contexts.cached and contexts.key != render_key(job)

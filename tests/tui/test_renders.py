@@ -6,12 +6,14 @@ VISTA_RENDER_TEST=1 in the worker's environment). Every wait is bounded.
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,13 +21,16 @@ import pytest
 from tests.synthetic_map import build_synthetic_map
 from vista_tui.mapdata import MapReader, NodeLabels, StepRecord, update_tree
 from vista_tui.renders import (
+    JobStatus,
     RenderEvent,
     RenderJob,
     RenderQueue,
     cached_render,
     crash_reason,
+    read_messages,
     read_sidecar,
     render_key,
+    write_message,
 )
 
 WAIT_S = 60.0
@@ -235,6 +240,8 @@ def test_render_key_follows_content(map_dir: Path) -> None:
     assert render_key(diffusion) != render_key(RenderJob(map_dir, model="some/model", seed=1))
     assert render_key(diffusion) != render_key(RenderJob(map_dir, model="other/model"))
     assert render_key(diffusion) == render_key(RenderJob(map_dir, model="some/model", debug_delay_s=0.5))
+    assert render_key(diffusion, {}) == render_key(diffusion)  # no options: the worker's key
+    assert render_key(diffusion, {"window": 256}) != render_key(diffusion)
 
     before = render_key(sketch)
     reader = MapReader(map_dir)
@@ -242,6 +249,34 @@ def test_render_key_follows_content(map_dir: Path) -> None:
     nodes[1].labels = NodeLabels(keywords=nodes[1].labels.keywords, visual_prompt="a different scene")
     update_tree(map_dir, reader.manifest, nodes, StepRecord("relabel", "x", {}, {}, None))
     assert render_key(RenderJob(map_dir)) != before
+
+
+def test_an_event_is_the_status_of_its_job_when_it_happened(map_dir: Path) -> None:
+    status = JobStatus("r1", RenderJob(map_dir), state="running", step=3, total=4)
+    event = RenderEvent.of(status, "progress")
+    assert (event.kind, event.state, event.job_id, event.percent, event.finished) == (
+        "progress",
+        "running",
+        "r1",
+        75,
+        False,
+    )
+    done = RenderEvent.of(replace(status, state="done", path=map_dir / "x.png"), "done")
+    assert done.fraction == 1.0 and done.finished and done.path == map_dir / "x.png"
+    assert JobStatus("r2", RenderJob(map_dir)).state == "queued"
+
+
+def test_protocol_lines_round_trip_and_bad_lines_are_reported() -> None:
+    stream = io.StringIO()
+    write_message(stream, {"op": "render", "job_id": "r1"})
+    write_message(stream, {"event": "ready"})
+    with pytest.raises(ValueError):
+        write_message(io.StringIO(), {"guidance": float("nan")})
+    bad: list[tuple[str, str]] = []
+    lines = [*stream.getvalue().splitlines(keepends=True), "\n", "not json\n", "[1, 2]\n"]
+    messages = list(read_messages(lines, lambda line, why: bad.append((line, why))))
+    assert messages == [{"op": "render", "job_id": "r1"}, {"event": "ready"}]
+    assert [line for line, _ in bad] == ["not json\n", "[1, 2]\n"] and bad[1][1] == "not a JSON object"
 
 
 def test_render_job_validates() -> None:
