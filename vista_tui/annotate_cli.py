@@ -38,10 +38,14 @@ import json
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vista_tui.annotations import AnnotationError, AnnotationStore, TriageConfig, load_config
-from vista_tui.mapdata import MapError, MapReader, Store, atomic_write, read_manifest, resolve_store, utc_now
+from vista_tui.mapdata import MapError, Store, atomic_write, read_manifest, resolve_store, utc_now
+from vista_tui.mapdata.store import EXPLANATIONS_FILE
+
+if TYPE_CHECKING:
+    from vista_tui.mapdata import MapReader
 
 EXIT_BAD_INPUT = 2
 EXPORT_SCHEMA_VERSION = 1
@@ -62,12 +66,18 @@ EXPORT_COLUMNS = (
     "member_context_ids",
 )
 LIST_COLUMNS = ("keywords", "tags", "member_context_ids")
-from vista_tui.model import EXPLANATIONS_FILE  # noqa: E402 - one name for the file, shared with the TUI
 
 
 def _error(message: str, code: int = EXIT_BAD_INPUT) -> int:
     print(f"error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
     return code
+
+
+def _reader(map_dir: Path) -> MapReader:
+    # Here, not at the top: building the CLI's parser (every `vista` command) needs no numpy or pyarrow.
+    from vista_tui.mapdata import MapReader
+
+    return MapReader(map_dir)
 
 
 def _map_dir(args: argparse.Namespace) -> Path:
@@ -190,7 +200,7 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     try:
         config = _config(args)
         map_dir = _map_dir(args)
-        reader = MapReader(map_dir)
+        reader = _reader(map_dir)
         node_id = resolve_node_id(reader, args.node)
         if args.status is not None and args.status not in config.statuses:
             raise ValueError(f"unknown status {args.status!r}; the statuses are: {', '.join(config.statuses)}")
@@ -239,7 +249,7 @@ def cmd_triage_status(args: argparse.Namespace) -> int:
     """Print nodes per status over the current tree; 0 done, 2 bad input."""
     try:
         map_dir = _map_dir(args)
-        reader = MapReader(map_dir)
+        reader = _reader(map_dir)
         config = _config(args)
         store, members = open_for_reading(map_dir, reader, config)
         try:
@@ -357,7 +367,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         return _error("--format parquet needs --output FILE (Parquet is not written to a terminal)")
     try:
         map_dir = _map_dir(args)
-        reader = MapReader(map_dir)
+        reader = _reader(map_dir)
         config = _config(args)
         store, _ = open_for_reading(map_dir, reader, config)
         try:

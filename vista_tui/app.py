@@ -1,31 +1,39 @@
-"""The VISTA-TUI application: the map picker, the explorer, and the one place worker failures land."""
+"""The VISTA-TUI application: the map picker, the explorer, and the one place worker failures land.
+
+Start-up is kept to what the first frame needs: this module imports neither numpy nor pyarrow
+nor the explorer's widgets. A map opens in a worker (which imports them), behind a screen
+drawn from its manifest alone.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import sys
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import on, work
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.message import Message
+from textual.screen import Screen
 from textual.worker import Worker
 
 from vista_tui.annotations import TriageConfig
-from vista_tui.mapdata import MapEntry, MapError, Store
+from vista_tui.mapdata import MapEntry, MapError, Store, read_manifest
 from vista_tui.messages import WorkerFailed, forward_failure
-from vista_tui.model import MapModel
 from vista_tui.renders import ENV_MODEL, RenderEvent, RenderQueue
 from vista_tui.screens.error import ErrorScreen
 from vista_tui.screens.help import HelpScreen
-from vista_tui.screens.main import MapScreen
+from vista_tui.screens.loading import LoadingScreen
 from vista_tui.screens.picker import PickerScreen
-from vista_tui.triage import Triage, open_triage, reconcile_message
-from vista_tui.widgets.cluster_tree import ClusterTree
-from vista_tui.widgets.contexts import ContextList
+
+if TYPE_CHECKING:
+    from vista_tui.model import MapModel
+    from vista_tui.screens.main import MapScreen
+    from vista_tui.triage import Triage
 
 
 class VistaApp(App[None]):
@@ -66,7 +74,7 @@ class VistaApp(App[None]):
         store: Store,
         map_path: Path | None = None,
         *,
-        image_class: type[Any] | None = None,
+        graphics: str = "halfcell",
         diffusion_model: str | None = None,
         triage_config: TriageConfig | None = None,
     ) -> None:
@@ -75,8 +83,9 @@ class VistaApp(App[None]):
         self.initial_map = map_path
         self._entries: list[MapEntry] | None = None
         self.model: MapModel | None = None
-        self.image_class = image_class
-        """The textual-image widget chosen before start-up (None: half cells, chosen on first use)."""
+        self.graphics = graphics
+        """How images are drawn: 'kitty', 'sixel', 'halfcell' or 'unicode' (`--graphics auto` is probed before start-up)."""
+        self._image_class: type[Any] | None = None
         self.diffusion_model = diffusion_model if diffusion_model is not None else os.environ.get(ENV_MODEL) or None
         """What `r` renders with; None draws sketches."""
         self._renders: RenderQueue | None = None
@@ -98,11 +107,12 @@ class VistaApp(App[None]):
         return self._renders
 
     def image_widget(self) -> type[Any]:
-        if self.image_class is None:
-            from textual_image.widget import HalfcellImage  # no terminal probe for half cells
+        """The textual-image widget class for `graphics` (textual-image is imported on first use)."""
+        if self._image_class is None:
+            from vista_tui.graphics import image_widget_class
 
-            self.image_class = HalfcellImage
-        return self.image_class
+            self._image_class = image_widget_class(self.graphics)
+        return self._image_class
 
     async def action_quit(self) -> None:
         if self._renders is not None:
@@ -127,18 +137,30 @@ class VistaApp(App[None]):
         return self._entries
 
     def action_pick_map(self) -> None:
-        picker = PickerScreen(self.store_entries(refresh=True), self.store.maps_dir)
-        if isinstance(self.screen, MapScreen | PickerScreen):
-            self.switch_screen(picker)
+        self._show_base(PickerScreen(self.store_entries(refresh=True), self.store.maps_dir))
+
+    def _show_base(self, screen: Screen[Any]) -> None:
+        """Show a picker, loading or map screen: in place of the current one of those, else on top."""
+        current = self.screen
+        if isinstance(current, PickerScreen | LoadingScreen) or current is self.map_screen:
+            self.switch_screen(screen)
         else:
-            self.push_screen(picker)
+            self.push_screen(screen)
 
     def open_map(self, path: Path) -> None:
-        """Open a map in a worker; the explorer appears when it is read."""
-        self._load_map(path)
+        """Open a map in a worker; its header shows at once, the explorer when it is read."""
+        with contextlib.suppress(MapError):  # the worker reports it, as for any other unreadable map
+            self._show_base(LoadingScreen(read_manifest(path)))
+        # After that frame: the worker's imports (numpy, pyarrow) would hold the GIL while it is drawn.
+        self.call_after_refresh(self._load_map, path)
 
     @work(thread=True, exclusive=True, group="open", exit_on_error=False, description="open the map")
     def _load_map(self, path: Path) -> None:
+        # numpy, pyarrow and the explorer's widgets are imported here, off the UI thread.
+        import vista_tui.screens.main  # noqa: F401 - so that the UI thread finds it imported
+        from vista_tui.model import MapModel
+        from vista_tui.triage import open_triage
+
         model = MapModel.open(path)
         _ = model.nodes, model.activations, model.layout
         root_rows = model.members_by_activation(model.root.node_id)[:64]
@@ -148,6 +170,9 @@ class VistaApp(App[None]):
 
     @on(MapLoaded)
     def _map_loaded(self, event: MapLoaded) -> None:
+        from vista_tui.screens.main import MapScreen
+        from vista_tui.triage import reconcile_message
+
         self.model = event.model
         if self.triage is not None:
             self.triage.close()
@@ -157,11 +182,8 @@ class VistaApp(App[None]):
         elif (moved := reconcile_message(triage.report)) is not None:
             self.notify(moved, timeout=8)
         screen = MapScreen(event.model, triage)
+        self._show_base(screen)
         self.map_screen = screen
-        if isinstance(self.screen, MapScreen | PickerScreen):
-            self.switch_screen(screen)
-        else:
-            self.push_screen(screen)
         self.sub_title = event.model.map_id
         self.call_after_refresh(self._freeze_heap)
 
@@ -195,6 +217,10 @@ class VistaApp(App[None]):
     # -- help ----------------------------------------------------------------------------------
 
     def action_help(self) -> None:
+        from vista_tui.screens.main import MapScreen
+        from vista_tui.widgets.cluster_tree import ClusterTree
+        from vista_tui.widgets.contexts import ContextList
+
         if isinstance(self.screen, HelpScreen):
             return
         self.push_screen(
@@ -213,6 +239,8 @@ class VistaApp(App[None]):
         error = event.error
         message = str(error) if isinstance(error, MapError) else f"{type(error).__name__}: {error}"
         if event.group == "open":
+            if isinstance(self.screen, LoadingScreen):
+                self.action_pick_map()  # under the error: what to open instead
             self.push_screen(ErrorScreen("This map cannot be opened", message))
         elif isinstance(error, MapError):
             self.push_screen(ErrorScreen(f"Could not {event.description}", message))

@@ -19,7 +19,7 @@ from rich.console import Console
 from vista_tui import __version__
 from vista_tui.annotate_cli import add_annotate_parsers
 from vista_tui.graphics import GRAPHICS_MODES
-from vista_tui.mapdata import MapError, MapReader, Store, resolve_store
+from vista_tui.mapdata import MapError, Store, resolve_store, verify_map
 from vista_tui.render_cli import add_render_parser
 
 PIPELINE_COMMANDS = {
@@ -61,6 +61,7 @@ def run_pipeline(command: str, args: Sequence[str]) -> tuple[int, list[Path]]:
 
 
 def print_summaries(paths: Sequence[Path]) -> int:
+    from vista_tui.mapdata import MapReader
     from vista_tui.summary import map_summary
 
     for path in paths:
@@ -101,7 +102,7 @@ def explore(
     """Run the TUI (on the picker when no map is given)."""
     if map_path is not None:
         try:
-            MapReader(map_path).verify()
+            verify_map(map_path)
         except MapError as error:
             return _error(str(error))
     from vista_tui.annotations import AnnotationError, load_config
@@ -110,15 +111,17 @@ def explore(
         triage_config = load_config(Path(config) if config else None)
     except AnnotationError as error:
         return _error(str(error))
-    from vista_tui.graphics import image_widget_class
+    from vista_tui.graphics import graphics_mode, probe_graphics
 
     try:
-        image_class = image_widget_class(graphics)  # probes the terminal: before Textual takes it over
+        graphics = graphics_mode(graphics)
     except ValueError as error:
         return _error(str(error))
+    if graphics == "auto":
+        graphics = probe_graphics()  # asks the terminal: before Textual takes it over
     from vista_tui.app import VistaApp  # Textual loads only for the TUI commands
 
-    app = VistaApp(store, map_path, image_class=image_class, diffusion_model=model, triage_config=triage_config)
+    app = VistaApp(store, map_path, graphics=graphics, diffusion_model=model, triage_config=triage_config)
     try:
         app.run()
     finally:

@@ -18,11 +18,8 @@ import pyarrow as pa
 
 from vista_tui.mapdata import ClusterNode, Context, MapReader
 from vista_tui.mapdata.reader import _context_from_row
+from vista_tui.mapdata.store import AGREEMENT_FILE, EXPLANATIONS_FILE
 from vista_tui.sanitize import sanitize
-
-EXPLANATIONS_FILE = "explanations.json"
-AGREEMENT_FILE = "agreement.json"
-"""Written by `pipeline.agreement`: the published explanations scored against each top-level cluster."""
 
 
 def read_published_explanations(map_dir: Path) -> list[str]:

@@ -10,12 +10,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
-from vista_tui.mapdata import MapError, MapReader, Store, resolve_store
+from vista_tui.mapdata import MapError, Store, resolve_store
 from vista_tui.renders import ENV_MODEL, MAX_SIDE, MIN_SIDE, RenderEvent, RenderJob, RenderQueue
+
+if TYPE_CHECKING:
+    from vista_tui.mapdata import MapReader
 
 EXIT_RENDER_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -106,6 +109,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     width, height = args.size if args.size else (None, None)
     try:
         map_dir = store.find_map(args.map)
+        from vista_tui.mapdata import MapReader  # not at the top: the CLI's parser needs no numpy
+
         reader = MapReader(map_dir)
         reader.verify()
         node_id = resolve_node(reader, args.node)

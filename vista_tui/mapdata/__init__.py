@@ -1,26 +1,39 @@
 """The on-disk map format: the contract between the pipeline and the TUI.
 
-Headless: imports numpy and pyarrow, never textual, torch or the pipeline.
+Headless: numpy and pyarrow, never textual, torch or the pipeline. The names load on first
+use (PEP 562), so that what needs only the manifest and the store — the CLI, the picker, the
+first screen of the explorer — starts without importing numpy or pyarrow.
 """
 
-from vista_tui.mapdata.errors import MapCorruptError, MapError, MapNotFoundError, SchemaVersionError
-from vista_tui.mapdata.reader import MapReader, read_manifest
-from vista_tui.mapdata.schema import (
-    SCHEMA_VERSION,
-    ClusterNode,
-    Context,
-    FidelityCurve,
-    FileEntry,
-    Manifest,
-    NodeLabels,
-    Provenance,
-    SparseCodes,
-    StepRecord,
-    context_id_for,
-    node_id_for,
-)
-from vista_tui.mapdata.store import MapEntry, Store, resolve_store
-from vista_tui.mapdata.writer import MapWriter, atomic_write, atomic_write_json, contexts_table, update_tree, utc_now
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vista_tui.mapdata.atomic import atomic_write, atomic_write_json, utc_now
+    from vista_tui.mapdata.errors import MapCorruptError, MapError, MapNotFoundError, SchemaVersionError
+    from vista_tui.mapdata.reader import MapReader
+    from vista_tui.mapdata.schema import (
+        SCHEMA_VERSION,
+        ClusterNode,
+        Context,
+        FidelityCurve,
+        FileEntry,
+        Manifest,
+        NodeLabels,
+        Provenance,
+        SparseCodes,
+        StepRecord,
+        context_id_for,
+        node_id_for,
+    )
+    from vista_tui.mapdata.store import MapEntry, Store, read_manifest, resolve_store, verify_map
+    from vista_tui.mapdata.writer import MapWriter, contexts_table, update_tree
+
+_MODULES = ("errors", "store", "schema", "atomic", "reader", "writer")
+"""Where the names of `__all__` live, light first: a name is looked up in order, so that
+asking for a manifest-level name never imports the modules that need numpy and pyarrow."""
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -50,4 +63,20 @@ __all__ = [
     "resolve_store",
     "update_tree",
     "utc_now",
+    "verify_map",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        for module in _MODULES:
+            namespace = importlib.import_module(f"{__name__}.{module}")
+            if name in vars(namespace):
+                value = vars(namespace)[name]
+                globals()[name] = value  # once: later lookups are plain attribute reads
+                return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

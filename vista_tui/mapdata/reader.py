@@ -12,45 +12,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from vista_tui.mapdata.errors import MapCorruptError, MapNotFoundError, SchemaVersionError
+from vista_tui.mapdata.errors import MapCorruptError
 from vista_tui.mapdata.schema import (
-    SCHEMA_VERSION,
     ClusterNode,
     Context,
     FidelityCurve,
-    Manifest,
     NodeLabels,
     SparseCodes,
 )
-from vista_tui.mapdata.store import MANIFEST
-
-REBUILD_HINT = "rebuild it with `vista build` (or `vista demo` for the demo maps)"
-
-
-def read_manifest(map_dir: Path) -> Manifest:
-    """The manifest of a map directory, validated; raises a MapError with a one-line message."""
-    map_dir = Path(map_dir)
-    path = map_dir / MANIFEST
-    if not map_dir.is_dir():
-        raise MapNotFoundError(f"no map at {map_dir}: the directory does not exist")
-    if not path.is_file():
-        raise MapCorruptError(f"{map_dir} has no {MANIFEST} (an unfinished build?): {REBUILD_HINT}")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise MapCorruptError(f"{path} is not valid JSON ({error}): {REBUILD_HINT}") from None
-    if not isinstance(raw, dict) or "schema_version" not in raw:
-        raise MapCorruptError(f"{path} is not a VISTA map manifest (no schema_version): {REBUILD_HINT}")
-    version = raw["schema_version"]
-    if version != SCHEMA_VERSION:
-        raise SchemaVersionError(
-            f"{map_dir.name} uses map format version {version!r}, this vista reads version {SCHEMA_VERSION}: "
-            f"upgrade vista-tui or {REBUILD_HINT}"
-        )
-    try:
-        return Manifest.from_dict(raw)
-    except (KeyError, TypeError, ValueError) as error:
-        raise MapCorruptError(f"{path} is missing or has a bad field ({error}): {REBUILD_HINT}") from None
+from vista_tui.mapdata.store import REBUILD_HINT, checked_file, read_manifest, verify_files
 
 
 class MapReader:
@@ -63,24 +33,11 @@ class MapReader:
     # -- files -----------------------------------------------------------------------------
 
     def _file(self, key: str) -> Path:
-        entry = self.manifest.files.get(key)
-        if entry is None:
-            raise MapCorruptError(f"map {self.path.name} has no {key} file: {REBUILD_HINT}")
-        path = self.path / entry.name
-        if not path.is_file():
-            raise MapCorruptError(f"map {self.path.name} is missing {entry.name}: {REBUILD_HINT}")
-        size = path.stat().st_size
-        if size != entry.size:
-            raise MapCorruptError(
-                f"{entry.name} in map {self.path.name} is {size} bytes, the manifest says {entry.size} "
-                f"(truncated or from an interrupted build): {REBUILD_HINT}"
-            )
-        return path
+        return checked_file(self.path, self.manifest, key)
 
     def verify(self) -> None:
         """Check that every file the manifest lists is there with its recorded size (raises MapCorruptError)."""
-        for key in self.manifest.files:
-            self._file(key)
+        verify_files(self.path, self.manifest)
 
     def has(self, key: str) -> bool:
         return key in self.manifest.files

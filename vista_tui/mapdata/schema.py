@@ -1,15 +1,17 @@
 """Typed records of the on-disk map format (see cache/README.md).
 
-Only numpy and the standard library here: the TUI imports this module at start-up.
+The standard library at import (numpy only inside the functions that compute with arrays):
+the TUI reads manifests with this module before numpy is loaded.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 SCHEMA_VERSION = 1
 """Version of the on-disk map format written by this code; readers refuse others."""
@@ -216,6 +218,8 @@ class FidelityCurve:
     @property
     def argmax(self) -> int:
         """Index into the sweep of the highest gain."""
+        import numpy as np
+
         return int(np.argmax(self.gain)) if self.gain else 0
 
     @property
@@ -268,6 +272,8 @@ class SparseCodes:
 
     def take(self, rows: np.ndarray) -> SparseCodes:
         """A new CSR holding only `rows`, in that order."""
+        import numpy as np
+
         rows = np.asarray(rows, dtype=np.int64)
         starts, ends = self.indptr[rows], self.indptr[rows + 1]
         lengths = ends - starts
@@ -281,6 +287,8 @@ class SparseCodes:
         return SparseCodes(indptr, self.indices[gather], self.values[gather], self.n_latents)
 
     def to_dense(self) -> np.ndarray:
+        import numpy as np
+
         dense = np.zeros((self.n_rows, self.n_latents), dtype=np.float32)
         row_of = np.repeat(np.arange(self.n_rows), np.diff(self.indptr))
         dense[row_of, self.indices] = self.values

@@ -1,17 +1,83 @@
-"""Where maps live: the store directory and the maps in it."""
+"""Where maps live: the store directory, the maps in it, their manifests.
+
+JSON and the standard library only (no numpy, no pyarrow): the CLI, the picker and the
+explorer's first screen need nothing more, and start before the map's tables are read.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from vista_tui.mapdata.errors import MapError, MapNotFoundError
-from vista_tui.mapdata.schema import Manifest
+from vista_tui.mapdata.errors import MapCorruptError, MapError, MapNotFoundError, SchemaVersionError
+from vista_tui.mapdata.schema import SCHEMA_VERSION, Manifest
 
 ENV_CACHE = "VISTA_CACHE"
 MAPS_DIR = "maps"
 MANIFEST = "manifest.json"
+EXPLANATIONS_FILE = "explanations.json"
+"""A map's published explanations (`vista import-explanations`, e.g. from Neuronpedia)."""
+AGREEMENT_FILE = "agreement.json"
+"""Written by `pipeline.agreement`: the published explanations scored against each top-level cluster."""
+REBUILD_HINT = "rebuild it with `vista build` (or `vista demo` for the demo maps)"
+
+
+def read_manifest(map_dir: Path) -> Manifest:
+    """The manifest of a map directory, validated; raises a MapError with a one-line message."""
+    map_dir = Path(map_dir)
+    path = map_dir / MANIFEST
+    if not map_dir.is_dir():
+        raise MapNotFoundError(f"no map at {map_dir}: the directory does not exist")
+    if not path.is_file():
+        raise MapCorruptError(f"{map_dir} has no {MANIFEST} (an unfinished build?): {REBUILD_HINT}")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise MapCorruptError(f"{path} is not valid JSON ({error}): {REBUILD_HINT}") from None
+    if not isinstance(raw, dict) or "schema_version" not in raw:
+        raise MapCorruptError(f"{path} is not a VISTA map manifest (no schema_version): {REBUILD_HINT}")
+    version = raw["schema_version"]
+    if version != SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"{map_dir.name} uses map format version {version!r}, this vista reads version {SCHEMA_VERSION}: "
+            f"upgrade vista-tui or {REBUILD_HINT}"
+        )
+    try:
+        return Manifest.from_dict(raw)
+    except (KeyError, TypeError, ValueError) as error:
+        raise MapCorruptError(f"{path} is missing or has a bad field ({error}): {REBUILD_HINT}") from None
+
+
+def checked_file(map_dir: Path, manifest: Manifest, key: str) -> Path:
+    """The path of the map's `key` file, after checking it is there with the size the manifest records."""
+    entry = manifest.files.get(key)
+    if entry is None:
+        raise MapCorruptError(f"map {map_dir.name} has no {key} file: {REBUILD_HINT}")
+    path = map_dir / entry.name
+    if not path.is_file():
+        raise MapCorruptError(f"map {map_dir.name} is missing {entry.name}: {REBUILD_HINT}")
+    size = path.stat().st_size
+    if size != entry.size:
+        raise MapCorruptError(
+            f"{entry.name} in map {map_dir.name} is {size} bytes, the manifest says {entry.size} "
+            f"(truncated or from an interrupted build): {REBUILD_HINT}"
+        )
+    return path
+
+
+def verify_files(map_dir: Path, manifest: Manifest) -> None:
+    """Check that every file the manifest lists is there with its recorded size (raises MapCorruptError)."""
+    for key in manifest.files:
+        checked_file(map_dir, manifest, key)
+
+
+def verify_map(map_dir: Path) -> Manifest:
+    """Read a map's manifest and check its files, without reading them; raises a one-line MapError."""
+    manifest = read_manifest(map_dir)
+    verify_files(Path(map_dir), manifest)
+    return manifest
 
 
 def _checkout_cache(cwd: Path) -> Path | None:
@@ -71,8 +137,6 @@ class Store:
 
     def list_maps(self) -> list[MapEntry]:
         """Every map directory, newest first; unreadable ones carry their error instead."""
-        from vista_tui.mapdata.reader import read_manifest
-
         if not self.maps_dir.is_dir():
             return []
         entries: list[MapEntry] = []

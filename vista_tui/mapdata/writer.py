@@ -8,10 +8,7 @@ never a half map that looks whole. annotations.sqlite and renders/ are never tou
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -19,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from vista_tui.mapdata.atomic import atomic_write, atomic_write_json, utc_now
 from vista_tui.mapdata.schema import (
     SCHEMA_VERSION,
     ClusterNode,
@@ -73,47 +71,6 @@ TREE_SCHEMA = pa.schema(
         ("agreement", pa.float32()),
     ]
 )
-
-
-def utc_now() -> str:
-    """ISO-8601 UTC time to the second."""
-    return datetime.now(UTC).replace(microsecond=0).isoformat()
-
-
-def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> int:
-    """Write `path` through a temporary file in the same directory, fsync, rename; returns its size."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path.stat().st_size
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some filesystems refuse fsync on directories; the rename is still atomic
-    finally:
-        os.close(fd)
-
-
-def atomic_write_json(path: Path, payload: Any) -> int:
-    data = json.dumps(payload, indent=2, sort_keys=False, allow_nan=True).encode("utf-8")
-    return atomic_write(path, lambda handle: handle.write(data))
 
 
 def contexts_table(

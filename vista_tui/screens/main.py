@@ -30,6 +30,7 @@ from vista_tui.renders import RenderEvent, RenderJob, cached_render, read_sideca
 from vista_tui.sanitize import sanitize
 from vista_tui.screens.context_detail import ContextScreen
 from vista_tui.screens.image import ImageScreen
+from vista_tui.screens.loading import map_header
 from vista_tui.screens.triage import LineDialog, NoteDialog
 from vista_tui.triage import Triage, TriageFilter, matching_nodes, member_ids, meter_text, parse_filter
 from vista_tui.widgets.cluster_tree import ClusterTree
@@ -158,17 +159,7 @@ class MapScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        header = self.query_one("#map-header", Static)
-        prov = self.model.manifest.provenance
-        header.update(
-            Text.assemble(
-                (sanitize(self.model.map_id), "bold"),
-                f" · latent {prov.latent} · {sanitize(prov.model)} · hook {sanitize(prov.hook)} · "
-                f"SAE {sanitize(prov.sae)} · {prov.n_contexts:,} contexts",
-                no_wrap=True,
-                overflow="ellipsis",
-            )
-        )
+        self.query_one("#map-header", Static).update(map_header(self.model.manifest))
         tree = self.query_one("#tree", ClusterTree)
         tree.border_title = "clusters"
         tree.follow = self._follow_tree
