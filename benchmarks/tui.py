@@ -86,8 +86,8 @@ SMALL_N = 4000
 """Contexts of the cold-start map."""
 TEXTUAL_IMPORT = "import textual.app, textual.screen, textual.widgets; from textual.widgets import Static"
 """What the minimal app imports, for the whole-process import figure."""
-EXPLORE_IMPORTS = "import vista_tui.cli, vista_tui.app, textual_image.widget"
-"""What `vista explore MAP` imports before its first screen (the CLI, the app, the image widgets)."""
+EXPLORE_IMPORTS = "import vista_tui.cli, vista_tui.app"
+"""What `vista explore MAP` imports before its first screen (textual-image loads with the first image)."""
 
 MINIMAL_APP = f"""
 from textual.app import App, ComposeResult

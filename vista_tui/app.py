@@ -151,8 +151,7 @@ class VistaApp(App[None]):
         """Open a map in a worker; its header shows at once, the explorer when it is read."""
         with contextlib.suppress(MapError):  # the worker reports it, as for any other unreadable map
             self._show_base(LoadingScreen(read_manifest(path)))
-        # After that frame: the worker's imports (numpy, pyarrow) would hold the GIL while it is drawn.
-        self.call_after_refresh(self._load_map, path)
+        self._load_map(path)
 
     @work(thread=True, exclusive=True, group="open", exit_on_error=False, description="open the map")
     def _load_map(self, path: Path) -> None:

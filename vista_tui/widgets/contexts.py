@@ -268,8 +268,11 @@ class ContextList(ScrollView, can_focus=True):
     | `context-list--shade` | Its `background` is the hue that token shading mixes in, in steps. |
     """
 
+    # No scrollbar: its thumb is one cell on a 100k list, and it redrew the panel's whole height
+    # on every change of node or scroll; the border's subtitle says where the view is instead.
     DEFAULT_CSS = """
     ContextList {
+        scrollbar-size-vertical: 0;
         & > .context-list--activation { color: $text-muted; }
         & > .context-list--cursor { background: $block-cursor-blurred-background; }
         &:focus > .context-list--cursor {
@@ -351,12 +354,12 @@ class ContextList(ScrollView, can_focus=True):
         """Show these context rows in this order, cursor at the top."""
         self.node_id = None
         self._rows = np.asarray(rows, dtype=np.int64)
-        self._lines.clear()
         self._failed.clear()
         self.set_reactive(ContextList.cursor, 0)
         self.virtual_size = Size(0, len(self._rows))
         if self.is_mounted:
             self._scroll_update(self.virtual_size)
+            self._show_position()
         self.scroll_to(0, 0, animate=False, immediate=True)
         self.refresh()
         if len(self._rows):
@@ -435,6 +438,15 @@ class ContextList(ScrollView, can_focus=True):
 
     def _on_resize(self, event: events.Resize) -> None:
         self._lines.clear()
+        self._show_position()
+
+    def _show_position(self) -> None:
+        """'1–40 of 100,000' in the bottom border while the list is longer than the view."""
+        n_rows, height = len(self._rows), self.scrollable_content_region.height
+        top = round(self.scroll_offset.y)
+        position = f"{top + 1:,}–{min(n_rows, top + height):,} of {n_rows:,}" if 0 < height < n_rows else None
+        if position != self.border_subtitle:  # setting it repaints the whole list
+            self.border_subtitle = position
 
     # -- rendering -------------------------------------------------------------------------------
 
@@ -511,6 +523,7 @@ class ContextList(ScrollView, can_focus=True):
         """Scrolling (keys, wheel, scrollbar) may bring unread rows near: read ahead."""
         super().watch_scroll_y(old_value, new_value)
         self._schedule_load()
+        self._show_position()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="contexts", description="read contexts")
     def _load_rows(self, rows: list[int]) -> None:
