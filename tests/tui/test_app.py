@@ -229,6 +229,31 @@ async def test_truncated_map_shows_an_error_screen(tmp_path: Path) -> None:
         await pilot.pause()
         text = screen_text(app)
         assert "cannot be opened" in text and "truncated" in text and "vista build" in text
+        # Under the error: the picker (not the header of a map that will never open).
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, PickerScreen)
+
+
+async def test_the_header_shows_while_the_map_is_read(tmp_path: Path) -> None:
+    from tests.synthetic_map import build_synthetic_map
+    from vista_tui.mapdata import read_manifest
+    from vista_tui.screens.loading import LoadingScreen
+
+    path = build_synthetic_map(tmp_path / "maps" / "syn", latent=42)
+    app = VistaApp(Store(tmp_path))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        await app.push_screen(LoadingScreen(read_manifest(path)))
+        await pilot.pause()
+        text = screen_text(app)
+        assert "syn · latent 42 · synthetic-model · hook layer.3" in text
+        assert "reading the cluster tree and" in text
+        # Opening the map replaces it with the explorer, whose header is the same line.
+        app.open_map(path)
+        screen = await open_map(pilot, app)
+        assert not any(isinstance(s, LoadingScreen) for s in app.screen_stack)
+        assert screen.query_one("#map-header").render().plain.startswith("syn · latent 42")
 
 
 async def test_published_explanation_shows_at_the_root(tmp_path: Path) -> None:

@@ -355,3 +355,27 @@ async def test_a_big_node_scrolls_to_the_end_without_blocking(big_map: Path) -> 
         assert PLACEHOLDER not in last
         assert last_focus in last
         assert read_on and all(name != threading.main_thread().name for name in read_on)
+
+
+async def test_the_bottom_border_says_which_rows_are_in_view(plain_map: Path) -> None:
+    model = MapModel.open(plain_map)
+    app = Host(model)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        contexts = app.query_one(ContextList)
+        n_rows = len(model.members_by_activation(model.root.node_id))
+        height = contexts.scrollable_content_region.height
+        assert contexts.border_subtitle == f"1–{height} of {n_rows:,}"
+        await pilot.press("pagedown", "pagedown")
+        await settle(pilot)
+        top = round(contexts.scroll_offset.y)
+        assert top > 0
+        assert contexts.border_subtitle == f"{top + 1}–{top + height} of {n_rows:,}"
+        await pilot.press("end")
+        await settle(pilot)
+        assert contexts.border_subtitle == f"{n_rows - height + 1}–{n_rows} of {n_rows:,}"
+        # A node that fits in the view needs no position.
+        small = next(n for n in model.nodes.values() if 0 < n.size < height)
+        contexts.show_node(small.node_id)
+        await settle(pilot)
+        assert contexts.border_subtitle is None
