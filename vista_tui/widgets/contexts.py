@@ -517,7 +517,16 @@ class ContextList(ScrollView, can_focus=True):
             order.extend(side[index] for side in (below, above) if index < len(side))
         wanted = [row for row in order if self._missing(row)]
         self._pending = set(wanted)
-        self._load_rows(wanted)
+        if any(self._missing(int(row)) for row in self._rows[top:bottom]):
+            self._load_rows(wanted)  # rows in view are placeholders: read now
+        else:
+            # Only reading ahead: after this frame, which the worker would slow (it holds the GIL
+            # while it decodes) for rows nobody sees yet.
+            self.call_after_refresh(self._read_ahead, self._rows, wanted)
+
+    def _read_ahead(self, shown: np.ndarray, wanted: list[int]) -> None:
+        if shown is self._rows and self._pending == set(wanted):  # nothing else asked for since
+            self._load_rows(wanted)
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         """Scrolling (keys, wheel, scrollbar) may bring unread rows near: read ahead."""
