@@ -24,8 +24,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from vista_tui.mapdata import ClusterNode, MapReader
 
-SKETCH_VERSION = 1
-"""Bumped whenever the drawing changes, so cached sketches are redrawn (it is part of the cache key)."""
+# When the drawing changes, bump vista_tui.renders.SKETCH_VERSION (part of the render cache key).
 
 CAPTION = "sketch — not a diffusion render"
 
