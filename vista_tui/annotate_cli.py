@@ -36,7 +36,8 @@ import csv
 import io
 import json
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -229,17 +230,26 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     return 0
 
 
-def open_for_reading(
-    map_dir: Path, reader: MapReader, config: TriageConfig
-) -> tuple[AnnotationStore, dict[str, list[str]]]:
-    """The store for a reading command: reconciled when it exists and can be written, else read-only."""
+@contextmanager
+def reading(
+    args: argparse.Namespace,
+) -> Iterator[tuple[MapReader, TriageConfig, AnnotationStore, dict[str, list[str]]]]:
+    """The map, config and store of a reading command (reconciled when the store exists and can be
+    written, else read-only); the store is closed on leaving."""
+    map_dir = _map_dir(args)
+    reader = _reader(map_dir)
+    config = _config(args)
     writable = (map_dir / "annotations.sqlite").exists()
     try:
-        return open_store(map_dir, reader, config, write=writable)
+        store, members = open_store(map_dir, reader, config, write=writable)
     except AnnotationError:
         if not writable:
             raise
-        return open_store(map_dir, reader, config, write=False)  # e.g. a read-only map directory
+        store, members = open_store(map_dir, reader, config, write=False)  # e.g. a read-only map directory
+    try:
+        yield reader, config, store, members
+    finally:
+        store.close()
 
 
 # -- triage-status -----------------------------------------------------------------------------
@@ -248,15 +258,9 @@ def open_for_reading(
 def cmd_triage_status(args: argparse.Namespace) -> int:
     """Print nodes per status over the current tree; 0 done, 2 bad input."""
     try:
-        map_dir = _map_dir(args)
-        reader = _reader(map_dir)
-        config = _config(args)
-        store, members = open_for_reading(map_dir, reader, config)
-        try:
+        with reading(args) as (reader, config, store, members):
             counts = store.counts(list(members))
             orphans = sum(1 for node_id in store.all() if node_id not in members)
-        finally:
-            store.close()
     except (MapError, AnnotationError, ValueError) as error:
         return _error(str(error))
     total = len(members)
@@ -366,14 +370,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.format == "parquet" and not args.output:
         return _error("--format parquet needs --output FILE (Parquet is not written to a terminal)")
     try:
-        map_dir = _map_dir(args)
-        reader = _reader(map_dir)
-        config = _config(args)
-        store, _ = open_for_reading(map_dir, reader, config)
-        try:
+        with reading(args) as (reader, config, store, _):
             rows = export_rows(reader, store, config.statuses)
-        finally:
-            store.close()
         if args.format == "parquet":
             import pyarrow as pa
             import pyarrow.parquet as pq
@@ -498,16 +496,3 @@ def cmd_import_explanations(args: argparse.Namespace) -> int:
         + (f" ({len(kept) - added} already there)" if len(kept) != added else "")
     )
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m vista_tui.annotate_cli`: the triage commands on their own, until the lead wires them into `vista`."""
-    parser = argparse.ArgumentParser(prog="vista")
-    parser.add_argument("--cache", metavar="DIR", help="the map store")
-    add_annotate_parsers(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
-    args = parser.parse_args(argv)
-    return int(args.run(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

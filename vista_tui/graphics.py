@@ -134,10 +134,7 @@ def image_widget_class(mode: str) -> type[Any]:
     """
     if mode == "auto":
         raise ValueError("resolve 'auto' with probe_graphics() before the app starts")
-    if "textual_image.widget" not in sys.modules:
-        with _no_terminal_queries():
-            from textual_image import widget
-    else:
+    with _no_terminal_queries():  # only its first import probes; later ones find it in sys.modules
         from textual_image import widget
     return {
         "kitty": widget.TGPImage,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -173,16 +172,3 @@ def cmd_render(args: argparse.Namespace) -> int:
     if status.state == "cancelled":
         return _error("the render was cancelled", EXIT_RENDER_FAILED)
     return _error(status.error or "the render failed", EXIT_RENDER_FAILED)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m vista_tui.render_cli`: `vista render` on its own, until the lead wires it into `vista`."""
-    parser = argparse.ArgumentParser(prog="vista")
-    parser.add_argument("--cache", metavar="DIR", help="the map store")
-    add_render_parser(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
-    args = parser.parse_args(argv)
-    return int(args.run(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

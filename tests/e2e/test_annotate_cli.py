@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def vista(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "vista_tui.annotate_cli", *args],
+        [sys.executable, "-m", "vista_tui.cli", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,

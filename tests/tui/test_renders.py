@@ -302,7 +302,7 @@ def test_render_job_validates() -> None:
 
 
 def vista_render(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "vista_tui.render_cli", "render", *args]
+    command = [sys.executable, "-m", "vista_tui.cli", "render", *args]
     clean = {k: v for k, v in (env or os.environ).items() if k != "VISTA_DIFFUSION_MODEL"}
     return subprocess.run(command, capture_output=True, text=True, timeout=120, env=clean)
 

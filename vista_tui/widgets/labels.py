@@ -221,6 +221,8 @@ class LabelsPanel(Widget):
         down to one line each; the agreement line stays.
         """
         width = max(width, 1)
+        if height is not None and len(full := self.lines(width)) <= height:
+            return full  # fits: the same lines as the natural height (laid out once per node)
         node = self.model.nodes.get(self.node_id) if self.node_id is not None else None
         # A change of node asks for the lines up to three times (height, layout, paint): keep the
         # last few, as long as what they show is the same objects (a relabel replaces them).
