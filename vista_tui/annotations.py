@@ -28,6 +28,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 import tomllib
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping, Sequence
@@ -274,15 +275,23 @@ class AnnotationStore:
         except sqlite3.Error as error:
             raise _translate(error, map_dir) from None
         store = cls(connection, map_dir, author, tuple(statuses), readonly)
-        try:
-            store._prepare()
-        except AnnotationError:
-            connection.close()
-            raise
-        except sqlite3.Error as error:
-            connection.close()
-            raise _translate(error, map_dir) from None
-        return store
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                store._prepare()
+                return store
+            except AnnotationError:
+                store._db.close()
+                raise
+            except sqlite3.Error as error:
+                # Two processes opening a new file at once: while one switches it to WAL, SQLite
+                # can answer the other BUSY at once, without waiting in its busy handler. Every
+                # step of _prepare can be run again, so wait here as the busy handler would.
+                if _is_busy(error) and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                    continue
+                store._db.close()
+                raise _translate(error, map_dir) from None
 
     def _prepare(self) -> None:
         db = self._db
@@ -680,11 +689,16 @@ def _damaged_message(map_dir: Path, why: str) -> str:
     return f"{DB_NAME} in {map_dir} is damaged ({why}); it was not changed — move it aside to start fresh"
 
 
+def _is_busy(error: sqlite3.Error) -> bool:
+    lowered = str(error).lower()
+    return "locked" in lowered or "busy" in lowered
+
+
 def _translate(error: sqlite3.Error, map_dir: Path) -> AnnotationError:
     """One line for a person from SQLite's error."""
     text = " ".join(str(error).split())
     lowered = text.lower()
-    if "locked" in lowered or "busy" in lowered:
+    if _is_busy(error):
         return AnnotationError(
             f"{DB_NAME} is locked by another process (still busy after {BUSY_TIMEOUT_MS / 1000:g} s) in {map_dir}; "
             "try again when it finishes"
