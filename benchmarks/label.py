@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 from pipeline import label
-from tests.llm_server import Reply, chat_server, good_content
-from tests.synthetic_map import build_synthetic_map
+from tests.helpers.llm_server import Reply, chat_server, good_content
+from tests.helpers.synthetic_map import build_synthetic_map
 from vista_tui.mapdata import MapReader
 
 

@@ -122,7 +122,7 @@ def load(args: argparse.Namespace) -> Components:
     # torch is heavy: a benchmark of the render step needs it anyway.
     import torch
 
-    from tests.tiny_sd import random_sd_pipeline
+    from tests.helpers.tiny_sd import random_sd_pipeline
 
     if args.model:
         return render.load_components(args.model, args.device, args.dtype)

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from vista_tui.annotations import DEFAULT_STATUSES, AnnotationStore
+from vista_tui.core.annotations import DEFAULT_STATUSES, AnnotationStore
 
 
 def _quantiles(samples: list[float]) -> tuple[float, float]:

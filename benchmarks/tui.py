@@ -21,7 +21,7 @@ figure is wall time on a shared machine: the load average is printed with each p
     without it. One row hides pandas, which pyarrow imports on `to_numpy` when installed
     (it is no dependency of the TUI). One discarded warm-up run of each variant, then the
     variants alternate. Also printed: the first byte each process wrote (imports done,
-    driver started), and the import of `vista_tui.app` alone (`python -X importtime`:
+    driver started), and the import of `vista_tui.tui.app` alone (`python -X importtime`:
     self time by top-level package, and the biggest cumulative entries).
 (b) Key-to-repaint latency, in a child process: `app.run_test(size=(160, 48))` on the
     --n-big map. The app's `_display` is wrapped on the instance to encode each compositor
@@ -86,7 +86,7 @@ SMALL_N = 4000
 """Contexts of the cold-start map."""
 TEXTUAL_IMPORT = "import textual.app, textual.screen, textual.widgets; from textual.widgets import Static"
 """What the minimal app imports, for the whole-process import figure."""
-EXPLORE_IMPORTS = "import vista_tui.cli, vista_tui.app"
+EXPLORE_IMPORTS = "import vista_tui.cli, vista_tui.tui.app"
 """What `vista explore MAP` imports before its first screen (textual-image loads with the first image)."""
 
 MINIMAL_APP = f"""
@@ -147,7 +147,7 @@ def bench_store(n: int) -> tuple[Path, str]:
 
 def child_store(n: int) -> None:
     """Build the map if the cache lacks it (keyed by N and by the generator's source); print store and map id."""
-    from tests.synthetic_map import build_synthetic_map
+    from tests.helpers.synthetic_map import build_synthetic_map
     from vista_tui.mapdata import MapError, MapReader
 
     source = (REPO / "tests" / "synthetic_map.py").read_bytes()
@@ -353,14 +353,14 @@ def by_package(runs: list[list[tuple[str, int, float, float]]]) -> list[tuple[st
 
 
 def bench_imports(repeats: int) -> None:
-    """Where the import of `vista_tui.app` goes; and of everything `vista explore` imports."""
-    runs = import_times("import vista_tui.app", repeats)
+    """Where the import of `vista_tui.tui.app` goes; and of everything `vista explore` imports."""
+    runs = import_times("import vista_tui.tui.app", repeats)
     totals = [sum(e[2] for e in entries) for entries in runs]
     typical = runs[totals.index(sorted(totals)[len(totals) // 2])]
-    print(f"\n  import of vista_tui.app alone (python -X importtime, median of {repeats}): {median(totals):.0f} ms")
+    print(f"\n  import of vista_tui.tui.app alone (python -X importtime, median of {repeats}): {median(totals):.0f} ms")
     print("  self time by top-level package: " + ", ".join(f"{p} {ms:.0f} ms" for p, ms in by_package(runs)[:8]))
     print("  biggest cumulative entries (median run; indent = nesting):")
-    shown = [e for e in typical if e[1] <= 3 and e[0] != "vista_tui.app"]
+    shown = [e for e in typical if e[1] <= 3 and e[0] != "vista_tui.tui.app"]
     for name, depth, _, cumulative in sorted(shown, key=lambda e: -e[3])[:14]:
         print(f"    {cumulative:7.1f} ms  {'  ' * depth}{name}")
     explore_runs = import_times(EXPLORE_IMPORTS, repeats)
@@ -463,11 +463,11 @@ async def press_timed(pilot: Any, timer: KeyTimer, key: str, action: str | None)
 
 async def latency_vista(store: Path, map_id: str, keys: int, timer: KeyTimer) -> None:
     """(b): tree j/k and l/h, then the root's contexts by line and by page, each key timed."""
-    from vista_tui.app import VistaApp
     from vista_tui.mapdata import Store
-    from vista_tui.screens.main import MapScreen
-    from vista_tui.widgets.cluster_tree import ClusterTree
-    from vista_tui.widgets.contexts import ContextList
+    from vista_tui.tui.app import VistaApp
+    from vista_tui.tui.screens.main import MapScreen
+    from vista_tui.tui.widgets.cluster_tree import ClusterTree
+    from vista_tui.tui.widgets.contexts import ContextList
 
     # Timestamp each batch of rows the list's worker posts (its constructor runs in the worker's thread).
     original_init = ContextList.RowsLoaded.__init__
@@ -615,10 +615,10 @@ async def memory_run(which: str, store: Path, map_id: str) -> None:
         async with app.run_test(size=PILOT_SIZE) as pilot:
             await pilot.pause(0.2)
         return
-    from vista_tui.app import VistaApp
     from vista_tui.mapdata import Store
-    from vista_tui.screens.main import MapScreen
-    from vista_tui.widgets.contexts import ContextList
+    from vista_tui.tui.app import VistaApp
+    from vista_tui.tui.screens.main import MapScreen
+    from vista_tui.tui.widgets.contexts import ContextList
 
     app = VistaApp(Store(store), store / "maps" / map_id)
     async with app.run_test(size=PILOT_SIZE) as pilot:

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from pipeline.steps import make_record, params_of, timed
+from vista_tui.core.model import AGREEMENT_FILE, read_published_explanations
 from vista_tui.mapdata import ClusterNode, MapReader, atomic_write_json, update_tree
-from vista_tui.model import AGREEMENT_FILE, read_published_explanations
 
 STEP = "agreement"
 VERSION = 1

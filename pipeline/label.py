@@ -40,8 +40,8 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline.steps import Progress, make_record, no_progress, timed
+from vista_tui.core.sanitize import sanitize, sanitize_token
 from vista_tui.mapdata import ClusterNode, MapReader, update_tree, utc_now
-from vista_tui.sanitize import sanitize, sanitize_token
 
 STEP = "label"
 VERSION = 1

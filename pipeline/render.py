@@ -40,9 +40,9 @@ Seeded: the initial noise comes from a CPU generator seeded with `seed` (the sam
 device), the bootstrap colours from one seeded with `seed + 1`; the same seed, config and
 components give the same image.
 
-Jobs: `render_job` renders a `vista_tui.renders.RenderJob` (what the render worker behind the
+Jobs: `render_job` renders a `vista_tui.core.renders.RenderJob` (what the render worker behind the
 TUI and `vista render` runs); `run` renders through it too, and both file images in
-`<map>/renders/` under `vista_tui.renders.render_key`, the one cache key, so `run` finds what the
+`<map>/renders/` under `vista_tui.core.renders.render_key`, the one cache key, so `run` finds what the
 TUI rendered and the other way round. Where `run`'s config differs from the worker's in what
 shapes the picture (`key_options`), the key says so.
 """
@@ -63,15 +63,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from vista_tui.core.renders import DIFFUSION_VERSION, RENDERS_DIR, RenderJob, cached_render, render_key
 from vista_tui.mapdata import MapReader, atomic_write, atomic_write_json, utc_now
-from vista_tui.renders import DIFFUSION_VERSION, RENDERS_DIR, RenderJob, cached_render, render_key
 
 if TYPE_CHECKING:
     import torch
     from PIL import Image
 
 VERSION = DIFFUSION_VERSION
-"""Bump `vista_tui.renders.DIFFUSION_VERSION` whenever the same inputs would give a different image (it is part of every render key)."""
+"""Bump `vista_tui.core.renders.DIFFUSION_VERSION` whenever the same inputs would give a different image (it is part of every render key)."""
 DISTRIBUTIONS = ("torch", "diffusers", "transformers")
 """Packages whose versions shape a render (for sidecars and step records)."""
 
@@ -956,7 +956,7 @@ def render_job(
     per="context" its most active contexts, as regions at their layout positions. `cfg` is
     `job_config(components, job)` when None (the worker's); one given must have the job's
     sampling and size. What is fixed here shapes the image: change it, bump
-    `vista_tui.renders.DIFFUSION_VERSION`.
+    `vista_tui.core.renders.DIFFUSION_VERSION`.
     """
     cfg = job_config(components, job) if cfg is None else cfg
     reader = MapReader(job.map_dir)

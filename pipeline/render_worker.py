@@ -1,4 +1,4 @@
-"""`python -m pipeline.render_worker`: the long-lived render process behind `vista_tui.renders.RenderQueue`.
+"""`python -m pipeline.render_worker`: the long-lived render process behind `vista_tui.core.renders.RenderQueue`.
 
 Protocol: JSON lines. On stdin, requests:
     {"op": "render", "job_id", "map", "node", "kind", "model", "seed", "steps", "width", "height", "guidance"}
@@ -15,9 +15,9 @@ Jobs run one at a time on the main thread; a reader thread takes stdin, so a can
 while a job runs (the render checks a flag between steps). The diffusion model is loaded on
 the first diffusion job and kept for the next ones (a job naming another model reloads);
 `"model": null` draws a sketch (pipeline.sketch) and never imports torch. Images are cached
-by content in `<map>/renders/` under `vista_tui.renders.render_key` (the key `pipeline.render.run`
+by content in `<map>/renders/` under `vista_tui.core.renders.render_key` (the key `pipeline.render.run`
 uses too), so the same request is never rendered twice: a hit answers "done" with
-`"cached": true` and loads nothing. Lines are read and written by `vista_tui.renders`' protocol
+`"cached": true` and loads nothing. Lines are read and written by `vista_tui.core.renders`' protocol
 helpers, the same the queue uses on the other end.
 
 Out of memory: the job fails with that reason and the worker exits (status 3) rather than
@@ -41,8 +41,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from pipeline.render import save_render
-from vista_tui.mapdata import MapError, MapReader
-from vista_tui.renders import (
+from vista_tui.core.renders import (
     ENV_TEST,
     RENDERS_DIR,
     SKETCH_VERSION,
@@ -53,6 +52,7 @@ from vista_tui.renders import (
     render_key,
     write_message,
 )
+from vista_tui.mapdata import MapError, MapReader
 
 EXIT_OUT_OF_MEMORY = 3
 PROGRESS_INTERVAL_S = 0.1

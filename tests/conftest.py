@@ -37,7 +37,7 @@ def umap_warm() -> None:
 @pytest.fixture(scope="session")
 def synthetic_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A store with two deterministic synthetic maps (plain, and LLM-labelled) and one broken map."""
-    from tests.synthetic_map import build_synthetic_map
+    from tests.helpers.synthetic_map import build_synthetic_map
 
     root = tmp_path_factory.mktemp("store")
     build_synthetic_map(root / "maps" / "syn-plain", n=240, seed=0, latent=42)
@@ -52,7 +52,7 @@ def snapshot_store() -> Path:
     import shutil
     import tempfile
 
-    from tests.synthetic_map import build_synthetic_map
+    from tests.helpers.synthetic_map import build_synthetic_map
 
     root = Path(tempfile.gettempdir()) / "vista-snapshot-store"
     shutil.rmtree(root, ignore_errors=True)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from tests.synthetic_map import build_synthetic_map
-from vista_tui.annotate_cli import EXPORT_COLUMNS, LIST_COLUMNS
+from tests.helpers.synthetic_map import build_synthetic_map
+from vista_tui.cli.triage import EXPORT_COLUMNS, LIST_COLUMNS
 from vista_tui.mapdata import MapReader
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.mapdata.test_mapdata import small_map
+from tests.helpers.small_map import small_map
 
 
 def vista(*args: str) -> subprocess.CompletedProcess[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.synthetic_map import build_synthetic_map
+from tests.helpers.synthetic_map import build_synthetic_map
 
 TMUX = shutil.which("tmux")
 if TMUX is None and os.environ.get("CI"):

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from pipeline.agreement import AgreementConfig, Encoder, agreement_scores, latent_agreement, run
-from tests.synthetic_map import build_synthetic_map
+from tests.helpers.synthetic_map import build_synthetic_map
+from vista_tui.core.model import AGREEMENT_FILE, EXPLANATIONS_FILE, MapModel
 from vista_tui.mapdata import ClusterNode, MapReader, NodeLabels
-from vista_tui.model import AGREEMENT_FILE, EXPLANATIONS_FILE, MapModel
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from benchmarks.baselines import fidelity_dense_reference
 from pipeline import fidelity
 from pipeline.distance import vista_distance_matrix
 from pipeline.fidelity import FidelityConfig, k_sweep, planar_sq_distances
-from tests.pipeline.test_distance import make_codes
+from tests.helpers.codes import make_codes
 from vista_tui.mapdata import FidelityCurve, SparseCodes
 
 

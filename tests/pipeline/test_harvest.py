@@ -253,11 +253,7 @@ def test_encoding_in_small_blocks_changes_nothing(
     monkeypatch.setattr(H, "_ENCODE_BUDGET", D_SAE * 37)  # 37 tokens per SAE call: many merges per batch
     again = H.run(make_cfg(corpus, sae_dir, batch_size=5), model=minilm, sae=sae)
     for latent in LATENTS:
-        a, b = result.latents[latent], again.latents[latent]
-        np.testing.assert_allclose(
-            a.table.column("activation").to_numpy(), b.table.column("activation").to_numpy(), rtol=1e-5, atol=1e-6
-        )
-        assert set(a.table.column("context_id").to_pylist()) == set(b.table.column("context_id").to_pylist())
+        assert_same_kept(result.latents[latent].table, again.latents[latent].table, key=("context_id",))
 
 
 def test_prefetching_in_a_thread_changes_nothing(
@@ -434,11 +430,9 @@ def test_dedupe_is_deterministic(
     monkeypatch.setattr(H, "_ENCODE_BUDGET", D_SAE * 7)  # 7 tokens per SAE call: copies meet across blocks
     blocks = repeated_run(minilm, sae, repeated_corpus, sae_dir)
     for latent in LATENTS[:-1]:
-        a, b = deduped.latents[latent].table, blocks.latents[latent].table
-        assert a.column("context_id").to_pylist() == b.column("context_id").to_pylist()
-        np.testing.assert_allclose(
-            a.column("activation").to_numpy(), b.column("activation").to_numpy(), rtol=1e-5, atol=1e-6
-        )
+        # Another blocking of the SAE matmul moves near-equal activations by an ulp on some CPUs: the
+        # same windows are kept, but which copy of a window wins a near-tie is the CPU's choice.
+        assert_same_kept(deduped.latents[latent].table, blocks.latents[latent].table, key=("tokens", "focus"))
 
 
 def test_dedupe_is_part_of_the_step_id(corpus: Path, sae_dir: Path) -> None:
@@ -457,6 +451,33 @@ def test_build_option_keep_duplicates(corpus: Path, sae_dir: Path) -> None:
     default = build_config_from_args(parser.parse_args([*args, "--latents", "3"]))
     keep = build_config_from_args(parser.parse_args([*args, "--latents", "3", "--keep-duplicates"]))
     assert default.harvest.dedupe is True and keep.harvest.dedupe is False
+
+
+def assert_same_kept(a: Any, b: Any, key: tuple[str, ...], rtol: float = 1e-5, atol: float = 1e-6) -> None:
+    """Two harvests of one latent under different batchings keep the same contexts, up to near-ties.
+
+    What the code can promise on any CPU: a context (named by `key`) kept by both has the same
+    activation within tolerance, and one kept by only one run sits at the cut-off, i.e. within
+    tolerance of the other run's smallest kept activation. Both lists are highest first.
+    """
+
+    def by_key(table: Any) -> dict[tuple[Any, ...], float]:
+        columns = [table.column(name).to_pylist() for name in key]
+        keys = [tuple(tuple(v) if isinstance(v, list) else v for v in row) for row in zip(*columns, strict=True)]
+        return dict(zip(keys, table.column("activation").to_numpy().tolist(), strict=True))
+
+    for table in (a, b):
+        acts = table.column("activation").to_numpy()
+        assert np.all(acts[:-1] >= acts[1:] - atol), "not highest activation first"
+    kept_a, kept_b = by_key(a), by_key(b)
+    assert len(kept_a) == len(a) and len(kept_b) == len(b) and len(a) == len(b)
+    for name in kept_a.keys() & kept_b.keys():
+        np.testing.assert_allclose(kept_a[name], kept_b[name], rtol=rtol, atol=atol)
+    for only, other in ((kept_a.keys() - kept_b.keys(), kept_b), (kept_b.keys() - kept_a.keys(), kept_a)):
+        cut = min(other.values(), default=0.0)
+        for name in only:
+            value = kept_a.get(name, kept_b.get(name))
+            assert value is not None and abs(value - cut) <= atol + rtol * abs(cut), (name, value, cut)
 
 
 # -- errors: one line each, saying what is wrong --------------------------------------------

@@ -12,8 +12,8 @@ import pytest
 
 from pipeline import label
 from pipeline.label import CACHE_FILE, LabelConfig, LabelError, format_context, parse_reply
-from tests.llm_server import ChatRequest, Reply, chat_server, focus_word, good, good_content
-from tests.synthetic_map import build_synthetic_map
+from tests.helpers.llm_server import ChatRequest, Reply, chat_server, focus_word, good, good_content
+from tests.helpers.synthetic_map import build_synthetic_map
 from vista_tui.mapdata import MapReader
 
 

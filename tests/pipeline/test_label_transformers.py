@@ -20,7 +20,7 @@ import pytest
 
 from pipeline import label
 from pipeline.label import CACHE_FILE, SYSTEM_PROMPT, LabelConfig, LabelError, LocalChatModel, _Counter
-from tests.synthetic_map import build_synthetic_map
+from tests.helpers.synthetic_map import build_synthetic_map
 from vista_tui.mapdata import MapReader
 
 torch = pytest.importorskip("torch")

@@ -26,9 +26,9 @@ from PIL import Image, ImageDraw
 
 from pipeline.render_worker import RenderWorker
 from pipeline.sketch import _font, _Label, _place_labels, short_title, sketch_map
-from tests.synthetic_map import build_synthetic_map
+from tests.helpers.synthetic_map import build_synthetic_map
+from vista_tui.core.renders import RenderJob, RenderQueue, cached_render, read_sidecar, render_key
 from vista_tui.mapdata import MapReader
-from vista_tui.renders import RenderJob, RenderQueue, cached_render, read_sidecar, render_key
 
 WAIT_S = 120.0
 
@@ -261,7 +261,7 @@ def test_worker_ends_when_its_stdin_closes(fresh_map: Path) -> None:
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("diffusers")
-    from tests.tiny_sd import build_tiny_sd
+    from tests.helpers.tiny_sd import build_tiny_sd
 
     return build_tiny_sd(tmp_path_factory.mktemp("tiny-sd") / "model", seed=0)
 
@@ -361,7 +361,7 @@ def test_the_queue_renders_with_a_warm_worker_and_cancels_diffusion(fresh_map: P
 def test_the_queue_and_the_pipeline_share_one_render_cache(fresh_map: Path, tiny_model: Path) -> None:
     """The worker (TUI, `vista render`) and pipeline.render.run key a job alike and find each other's images."""
     render = pytest.importorskip("pipeline.render")
-    from tests.tiny_sd import TINY_WINDOW_PX
+    from tests.helpers.tiny_sd import TINY_WINDOW_PX
 
     components = render.load_components(str(tiny_model), device="cpu", dtype="float32")
     job = RenderJob(fresh_map, kind="panorama", model=str(tiny_model), steps=2, width=96, height=64)

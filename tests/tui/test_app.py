@@ -7,40 +7,15 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable, Input
 
-from vista_tui.app import VistaApp
+from tests.helpers.tui import open_map, screen_text, selected_title, tree_of
 from vista_tui.mapdata import Store
-from vista_tui.screens.context_detail import ContextScreen
-from vista_tui.screens.error import ErrorScreen
-from vista_tui.screens.help import HelpScreen
-from vista_tui.screens.main import MapScreen
-from vista_tui.screens.picker import PickerScreen
-from vista_tui.widgets.cluster_tree import ClusterTree
-from vista_tui.widgets.contexts import ContextList
-
-
-def screen_text(app: VistaApp) -> str:
-    """What the terminal shows, as plain text."""
-    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())  # type: ignore[attr-defined]
-
-
-async def open_map(pilot, app: VistaApp) -> MapScreen:  # type: ignore[no-untyped-def]
-    for _ in range(100):
-        await pilot.pause(0.02)
-        if isinstance(app.screen, MapScreen):
-            await app.workers.wait_for_complete()
-            await pilot.pause()
-            return app.screen
-    raise AssertionError(f"map did not open; screen is {app.screen!r}")
-
-
-def tree_of(app: VistaApp) -> ClusterTree:
-    return app.screen.query_one("#tree", ClusterTree)
-
-
-def selected_title(app: VistaApp) -> str:
-    tree = tree_of(app)
-    assert tree.selected is not None
-    return tree.model.title(tree.selected)
+from vista_tui.tui.app import VistaApp
+from vista_tui.tui.screens.context_detail import ContextScreen
+from vista_tui.tui.screens.error import ErrorScreen
+from vista_tui.tui.screens.help import HelpScreen
+from vista_tui.tui.screens.main import MapScreen
+from vista_tui.tui.screens.picker import PickerScreen
+from vista_tui.tui.widgets.contexts import ContextList
 
 
 @pytest.fixture
@@ -214,7 +189,7 @@ async def test_picker_explains_a_broken_map(synthetic_store: Path) -> None:
 
 
 async def test_truncated_map_shows_an_error_screen(tmp_path: Path) -> None:
-    from tests.synthetic_map import build_synthetic_map
+    from tests.helpers.synthetic_map import build_synthetic_map
 
     path = build_synthetic_map(tmp_path / "maps" / "cut")
     contexts = path / "contexts.parquet"
@@ -236,9 +211,9 @@ async def test_truncated_map_shows_an_error_screen(tmp_path: Path) -> None:
 
 
 async def test_the_header_shows_while_the_map_is_read(tmp_path: Path) -> None:
-    from tests.synthetic_map import build_synthetic_map
+    from tests.helpers.synthetic_map import build_synthetic_map
     from vista_tui.mapdata import read_manifest
-    from vista_tui.screens.loading import LoadingScreen
+    from vista_tui.tui.screens.loading import LoadingScreen
 
     path = build_synthetic_map(tmp_path / "maps" / "syn", latent=42)
     app = VistaApp(Store(tmp_path))
@@ -259,7 +234,7 @@ async def test_the_header_shows_while_the_map_is_read(tmp_path: Path) -> None:
 async def test_published_explanation_shows_at_the_root(tmp_path: Path) -> None:
     import json
 
-    from tests.synthetic_map import build_synthetic_map
+    from tests.helpers.synthetic_map import build_synthetic_map
 
     path = build_synthetic_map(tmp_path / "maps" / "syn", latent=42)
     explanations = {"schema_version": 1, "latent": 42, "explanations": [{"description": "words beginning with mus"}]}

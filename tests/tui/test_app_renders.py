@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.synthetic_map import build_synthetic_map
-from tests.tui.test_app import open_map, screen_text, selected_title, tree_of
-from vista_tui.app import VistaApp
+from tests.helpers.synthetic_map import build_synthetic_map
+from tests.helpers.tui import open_map, screen_text, selected_title, tree_of
+from vista_tui.core.renders import RenderJob
 from vista_tui.mapdata import Store
-from vista_tui.renders import RenderJob
-from vista_tui.screens.image import ImageScreen
-from vista_tui.screens.main import MapScreen
+from vista_tui.tui.app import VistaApp
+from vista_tui.tui.screens.image import ImageScreen
+from vista_tui.tui.screens.main import MapScreen
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from vista_tui.graphics import DA1_QUERY, KITTY_QUERY, graphics_mode, parse_graphics_reply
+from vista_tui.tui.graphics import DA1_QUERY, KITTY_QUERY, graphics_mode, parse_graphics_reply
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -73,7 +73,7 @@ def run_in_terminal(code: str, answer: str | None, timeout: float = 20) -> tuple
     return result, written
 
 
-PROBE = "from vista_tui.graphics import probe_graphics; print('RESULT', probe_graphics(timeout=2.0))"
+PROBE = "from vista_tui.tui.graphics import probe_graphics; print('RESULT', probe_graphics(timeout=2.0))"
 
 
 @pytest.mark.parametrize(
@@ -107,7 +107,7 @@ def test_probe_off_a_terminal_draws_unicode() -> None:
 def test_textual_image_is_imported_without_asking_the_terminal() -> None:
     """Inside the app the terminal belongs to Textual: importing textual-image must send no query."""
     code = (
-        "import sys; from vista_tui.graphics import image_widget_class; "
+        "import sys; from vista_tui.tui.graphics import image_widget_class; "
         "cls = image_widget_class('halfcell'); "
         "print('RESULT', cls.__name__, sys.__stdout__.isatty())"
     )

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from textual.pilot import Pilot
 
-from tests.synthetic_map import READINGS, build_synthetic_map
-from tests.tui.test_app import open_map, screen_text, selected_title
-from vista_tui.app import VistaApp
+from tests.helpers.synthetic_map import READINGS, build_synthetic_map
+from tests.helpers.tui import open_map, screen_text, selected_title
 from vista_tui.mapdata import Store
+from vista_tui.tui.app import VistaApp
 
 TARGET = "muscle sense"
 """A top-level cluster (a child of the root) with an LLM label and an agreement score."""

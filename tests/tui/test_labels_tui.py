@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.synthetic_map import build_synthetic_map
-from tests.tui.test_app import open_map, screen_text, tree_of
-from vista_tui.app import VistaApp
+from tests.helpers.synthetic_map import build_synthetic_map
+from tests.helpers.tui import open_map, screen_text, tree_of
+from vista_tui.core.model import AGREEMENT_FILE
 from vista_tui.mapdata import MapReader, StepRecord, Store, update_tree
-from vista_tui.model import AGREEMENT_FILE
+from vista_tui.tui.app import VistaApp
 
 RELABEL_SCRIPT = """
 import sys

@@ -22,12 +22,12 @@ from textual.pilot import Pilot
 from textual.strip import Strip
 from textual.widget import Widget
 
-from tests.synthetic_map import build_synthetic_map
+from tests.helpers.synthetic_map import build_synthetic_map
+from vista_tui.core.model import MapModel
 from vista_tui.mapdata import FidelityCurve
-from vista_tui.model import MapModel
-from vista_tui.widgets.fidelity import NOT_COMPUTED, FidelityPanel, bar_rows, caption_text
-from vista_tui.widgets.labels import KEYWORDS_HINT, LabelsPanel
-from vista_tui.widgets.minimap import (
+from vista_tui.tui.widgets.fidelity import NOT_COMPUTED, FidelityPanel, bar_rows, caption_text
+from vista_tui.tui.widgets.labels import KEYWORDS_HINT, LabelsPanel
+from vista_tui.tui.widgets.minimap import (
     MARK,
     OUTLINE,
     SELECTED,

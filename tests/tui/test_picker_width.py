@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable
 
-from vista_tui.app import VistaApp
 from vista_tui.mapdata import Store
-from vista_tui.screens.picker import PickerScreen
+from vista_tui.tui.app import VistaApp
+from vista_tui.tui.screens.picker import PickerScreen
 
 # Newest first, then by id descending (the build times are pinned): the first row is LONG_IDS[0].
 LONG_IDS = [
@@ -24,7 +24,7 @@ NARROW_HEADERS = ["map", "latent", "contexts", "triaged", "built"]
 @pytest.fixture(scope="module")
 def long_id_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three small deterministic maps whose ids are far wider than an 80-column terminal allows."""
-    from tests.synthetic_map import build_synthetic_map
+    from tests.helpers.synthetic_map import build_synthetic_map
 
     root = tmp_path_factory.mktemp("long-ids")
     for map_id, n, latent in zip(LONG_IDS, [1234, 180, 120], [1888, 1234, 42], strict=True):

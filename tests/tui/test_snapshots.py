@@ -12,9 +12,9 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input
 
-from vista_tui.app import VistaApp
 from vista_tui.mapdata import Store
-from vista_tui.screens.main import MapScreen
+from vista_tui.tui.app import VistaApp
+from vista_tui.tui.screens.main import MapScreen
 
 SIZES = [(80, 24), (160, 48)]
 

@@ -14,15 +14,15 @@ from pathlib import Path
 import pytest
 from textual.widgets import Input
 
-from tests.synthetic_map import build_synthetic_map
-from tests.tui.test_app import open_map, screen_text, selected_title, tree_of
-from vista_tui.annotations import DEFAULT_STATUSES, AnnotationStore
-from vista_tui.app import VistaApp
+from tests.helpers.synthetic_map import build_synthetic_map
+from tests.helpers.tui import open_map, screen_text, selected_title, tree_of
+from vista_tui.core.annotations import DEFAULT_STATUSES, AnnotationStore
+from vista_tui.core.triage import member_ids
 from vista_tui.mapdata import Store
-from vista_tui.screens.help import HelpScreen
-from vista_tui.screens.main import MapScreen
-from vista_tui.screens.triage import LineDialog, NoteDialog
-from vista_tui.triage import member_ids
+from vista_tui.tui.app import VistaApp
+from vista_tui.tui.dialogs import LineDialog, NoteDialog
+from vista_tui.tui.screens.help import HelpScreen
+from vista_tui.tui.screens.main import MapScreen
 
 SIZE = (110, 32)
 
@@ -255,7 +255,7 @@ async def test_filter_by_status_keeps_ancestors(map_dir: Path) -> None:
 
 
 async def test_reconcile_toast_when_annotations_move_or_orphan(map_dir: Path) -> None:
-    from vista_tui.model import MapModel
+    from vista_tui.core.model import MapModel
 
     model = MapModel.open(map_dir)
     target = model.walk()[1]
@@ -289,7 +289,7 @@ async def test_corrupt_database_opens_map_with_triage_off(map_dir: Path) -> None
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root can write anywhere")
 async def test_read_only_map_dir_shows_existing_annotations(map_dir: Path) -> None:
     with AnnotationStore.open(map_dir, "someone") as store:
-        from vista_tui.model import MapModel
+        from vista_tui.core.model import MapModel
 
         node_id = MapModel.open(map_dir).walk()[1]
         store.set_status(node_id, "junk")
@@ -310,7 +310,7 @@ async def test_read_only_map_dir_shows_existing_annotations(map_dir: Path) -> No
 async def test_locked_database_opens_map_with_triage_off(map_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import sqlite3
 
-    monkeypatch.setattr("vista_tui.annotations.BUSY_TIMEOUT_MS", 50)
+    monkeypatch.setattr("vista_tui.core.annotations.BUSY_TIMEOUT_MS", 50)
     with AnnotationStore.open(map_dir, "someone") as store:
         store.set_status("x", "junk")
     holder = sqlite3.connect(map_dir / "annotations.sqlite", isolation_level=None)
@@ -341,7 +341,7 @@ async def test_help_lists_triage_keys(map_dir: Path) -> None:
 
 
 def test_default_statuses_have_distinct_glyphs() -> None:
-    from vista_tui.triage import status_glyphs
+    from vista_tui.core.triage import status_glyphs
 
     glyphs = status_glyphs(DEFAULT_STATUSES)
     assert glyphs["unreviewed"] == "·" and glyphs["interpretable"] == "i" and glyphs["junk"] == "j"

@@ -1,0 +1,32 @@
+"""Driving the explorer in Pilot tests: what the screen shows, waiting for a map to open."""
+
+from __future__ import annotations
+
+from vista_tui.tui.app import VistaApp
+from vista_tui.tui.screens.main import MapScreen
+from vista_tui.tui.widgets.cluster_tree import ClusterTree
+
+
+def screen_text(app: VistaApp) -> str:
+    """What the terminal shows, as plain text."""
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())  # type: ignore[attr-defined]
+
+
+async def open_map(pilot, app: VistaApp) -> MapScreen:  # type: ignore[no-untyped-def]
+    for _ in range(100):
+        await pilot.pause(0.02)
+        if isinstance(app.screen, MapScreen):
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            return app.screen
+    raise AssertionError(f"map did not open; screen is {app.screen!r}")
+
+
+def tree_of(app: VistaApp) -> ClusterTree:
+    return app.screen.query_one("#tree", ClusterTree)
+
+
+def selected_title(app: VistaApp) -> str:
+    tree = tree_of(app)
+    assert tree.selected is not None
+    return tree.model.title(tree.selected)

@@ -1,0 +1,53 @@
+"""A map in a few lines of text: what `vista demo`, `vista build` and `vista summary` print."""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from vista_tui.core.model import node_title
+from vista_tui.core.sanitize import sanitize
+from vista_tui.mapdata import ClusterNode, MapReader
+
+
+def tree_depth(nodes: list[ClusterNode]) -> int:
+    return max((node.depth for node in nodes), default=0)
+
+
+def map_summary(reader: MapReader, max_clusters: int = 8) -> Group:
+    """Latent, N, tree depth, top-level cluster sizes and keywords, fidelity argmax."""
+    manifest = reader.manifest
+    prov = manifest.provenance
+    nodes = reader.tree
+    root = nodes[0]
+    top = sorted(reader.children(root.node_id), key=lambda n: (n.kind == "noise", -n.size))
+    n_clusters = sum(1 for n in nodes if n.kind == "cluster")
+    head = Text.assemble(
+        (f"{manifest.map_id}", "bold"),
+        f"  latent {prov.latent} · {sanitize(prov.model)} · hook {sanitize(prov.hook)} · SAE {sanitize(prov.sae)}\n",
+        f"{prov.n_contexts:,} contexts from {prov.n_tokens_seen:,} tokens · tree depth {tree_depth(nodes)} · "
+        f"{n_clusters} clusters ({len(top)} at the top)",
+    )
+    curve = reader.fidelity
+    if curve is not None and curve.k:
+        head.append(
+            f"\nfidelity: gain peaks at k={curve.best_k} ({curve.best_percent:.2g}% of N) "
+            f"with {curve.best_gain:.3f} over random"
+        )
+    table = Table(show_edge=False, pad_edge=False, box=None)
+    table.add_column("size", justify="right")
+    table.add_column("mean act", justify="right")
+    table.add_column("sub", justify="right")
+    table.add_column("keywords")
+    table.add_row(str(root.size), f"{root.mean_activation:.2f}", str(len(top)), Text(node_title(root, 6), style="bold"))
+    for node in top[:max_clusters]:
+        table.add_row(
+            str(node.size),
+            f"{node.mean_activation:.2f}",
+            str(len(reader.children(node.node_id))),
+            Text("└ " + node_title(node, 6)),
+        )
+    if len(top) > max_clusters:
+        table.add_row("", "", "", Text(f"… {len(top) - max_clusters} more", style="dim"))
+    return Group(head, table)

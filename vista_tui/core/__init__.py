@@ -1,0 +1,5 @@
+"""Headless logic shared by the TUI and the CLI: the annotation store, the triage session,
+the render queue client, the map view model and the sanitiser.
+
+Never imports textual or the pipeline (a test checks it), so scripts and the pipeline can use it.
+"""

@@ -1,0 +1,303 @@
+"""The TUI's view of one map: the tree indexed for walking, contexts read lazily by row group.
+
+Opening reads the manifest, the tree and two small columns (activation, x, y); context
+text and tokens are read a parquet row group at a time, when a screen first needs them.
+No textual import here, so the model is testable and benchmarkable on its own.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from vista_tui.core.sanitize import sanitize
+from vista_tui.mapdata import ClusterNode, Context, MapReader
+from vista_tui.mapdata.reader import _context_from_row
+from vista_tui.mapdata.store import AGREEMENT_FILE, EXPLANATIONS_FILE
+
+
+def read_published_explanations(map_dir: Path) -> list[str]:
+    """Descriptions from `<map>/explanations.json` (a Neuronpedia import); [] when absent or unreadable."""
+    import json
+
+    try:
+        raw = json.loads((map_dir / EXPLANATIONS_FILE).read_text(encoding="utf-8"))
+        return [str(e["description"]) for e in raw.get("explanations", []) if e.get("description")]
+    except (OSError, ValueError, AttributeError, TypeError, KeyError):
+        return []
+
+
+def node_title(node: ClusterNode, n_keywords: int = 3) -> str:
+    """A node's name, sanitised: its LLM label, else its top keywords; '(noise)' for noise."""
+    if node.kind == "noise":
+        return "(noise)"
+    if node.labels.llm_label:
+        return sanitize(node.labels.llm_label)
+    if node.labels.keywords:
+        return sanitize(", ".join(node.labels.keywords[:n_keywords]))
+    return f"cluster {node.node_id[:8]}"
+
+
+def read_latent_agreement(map_dir: Path) -> dict[str, float]:
+    """Top-level cluster id → agreement with the published explanations, from `<map>/agreement.json`; {} when absent."""
+    import json
+
+    try:
+        raw = json.loads((map_dir / AGREEMENT_FILE).read_text(encoding="utf-8"))
+        clusters = raw.get("clusters", {})
+        return {str(k): float("nan") if v is None else float(v) for k, v in clusters.items()}
+    except (OSError, ValueError, AttributeError, TypeError):
+        return {}
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """A node matching a search, and where the query was found."""
+
+    node_id: str
+    where: str
+    """'label', 'keywords', 'prompt' or 'contexts'."""
+
+
+class ContextStore:
+    """Contexts by row index, loaded one parquet row group at a time and kept in a small LRU.
+
+    Thread-safe: a worker may prefetch while the UI thread asks for rows already loaded.
+    """
+
+    def __init__(self, reader: MapReader, max_groups: int = 8) -> None:
+        self._reader = reader
+        self._file = reader._parquet("contexts")
+        metadata = self._file.metadata
+        self._group_starts = np.zeros(metadata.num_row_groups + 1, dtype=np.int64)
+        np.cumsum([metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)], out=self._group_starts[1:])
+        self._groups: OrderedDict[int, pa.Table] = OrderedDict()
+        self._max_groups = max_groups
+        self._lock = threading.Lock()
+
+    @property
+    def n_rows(self) -> int:
+        return int(self._group_starts[-1])
+
+    def group_of(self, row: int) -> int:
+        return int(np.searchsorted(self._group_starts, row, side="right") - 1)
+
+    def is_loaded(self, row: int) -> bool:
+        with self._lock:
+            return self.group_of(row) in self._groups
+
+    def _group(self, index: int) -> pa.Table:
+        with self._lock:
+            table = self._groups.get(index)
+            if table is not None:
+                self._groups.move_to_end(index)
+                return table
+        table = self._file.read_row_group(index)  # outside the lock: the slow part
+        with self._lock:
+            self._groups[index] = table
+            self._groups.move_to_end(index)
+            while len(self._groups) > self._max_groups:
+                self._groups.popitem(last=False)
+        return table
+
+    def load(self, rows: np.ndarray | list[int]) -> None:
+        """Read the row groups holding `rows` (call from a worker)."""
+        for index in sorted({self.group_of(int(r)) for r in rows}):
+            self._group(index)
+
+    def get(self, row: int) -> Context | None:
+        """The context at `row` if its row group is loaded, else None (never reads)."""
+        index = self.group_of(row)
+        with self._lock:
+            table = self._groups.get(index)
+        if table is None:
+            return None
+        local = row - int(self._group_starts[index])
+        return _decode_row(table.slice(local, 1))
+
+    def fetch(self, row: int) -> Context:
+        """The context at `row`, reading its row group if needed."""
+        self.load([row])
+        context = self.get(row)
+        assert context is not None
+        return context
+
+
+def _decode_row(table: pa.Table) -> Context:
+    """One row as a Context, with invalid UTF-8 (a foreign or corrupt writer) replaced, not raised."""
+    try:
+        return _context_from_row(table.to_pylist()[0])
+    except UnicodeDecodeError:
+        pass
+    # Strings viewed as bytes skip UTF-8 validation; decode them leniently.
+    lenient = table
+    for name in ("context_id", "doc_id", "text", "leaf_node"):
+        index = lenient.schema.get_field_index(name)
+        lenient = lenient.set_column(index, name, lenient.column(name).cast(pa.binary()))
+    tokens = lenient.column("tokens").cast(pa.list_(pa.binary()))
+    lenient = lenient.set_column(lenient.schema.get_field_index("tokens"), "tokens", tokens)
+    row = lenient.to_pylist()[0]
+    for name in ("context_id", "doc_id", "text", "leaf_node"):
+        row[name] = (row[name] or b"").decode("utf-8", errors="replace")
+    row["tokens"] = [(t or b"").decode("utf-8", errors="replace") for t in row["tokens"] or []]
+    return _context_from_row(row)
+
+
+class MapModel:
+    """One open map: nodes by id, children in display order, members, contexts on demand."""
+
+    def __init__(self, reader: MapReader) -> None:
+        self.reader = reader
+        self.manifest = reader.manifest
+        nodes = reader.tree
+        self.nodes: dict[str, ClusterNode] = {node.node_id: node for node in nodes}
+        self.root: ClusterNode = nodes[0]
+        children: dict[str, list[ClusterNode]] = {node.node_id: [] for node in nodes}
+        for node in nodes[1:]:
+            if node.parent_id in children:
+                children[node.parent_id].append(node)
+        # Display order: biggest clusters first, the noise of a parent last.
+        self._children = {
+            parent: [c.node_id for c in sorted(kids, key=lambda n: (n.kind == "noise", -n.size, n.node_id))]
+            for parent, kids in children.items()
+        }
+        self.activations = reader.activations
+        self.layout = reader.layout
+        self.contexts = ContextStore(reader)
+        self._texts: list[str] | None = None
+        self._by_activation: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._by_activation_lock = threading.Lock()
+        self.published = read_published_explanations(reader.path)
+        """The latent's published explanations (imported with `vista import-explanations`)."""
+        self.latent_agreement = read_latent_agreement(reader.path)
+        """Top-level cluster id → its agreement with the published explanations (`agreement.json`)."""
+
+    @classmethod
+    def open(cls, path: Path | str) -> MapModel:
+        return cls(MapReader(path))
+
+    def reload_labels(self) -> None:
+        """Re-read the tree's labels and the latent-level agreement (after a relabel wrote the map).
+
+        The tree's shape stays: a relabel rewrites labels, not clusters, so each node keeps its
+        place and only its `labels` are replaced; nodes the new tree lacks keep their old ones.
+        """
+        reader = MapReader(self.reader.path)
+        for node in reader.tree:
+            current = self.nodes.get(node.node_id)
+            if current is not None:
+                current.labels = node.labels
+        self.manifest = reader.manifest
+        self.published = read_published_explanations(reader.path)
+        self.latent_agreement = read_latent_agreement(reader.path)
+
+    @property
+    def map_id(self) -> str:
+        return self.manifest.map_id
+
+    @property
+    def n_contexts(self) -> int:
+        return self.contexts.n_rows
+
+    @cached_property
+    def max_activation(self) -> float:
+        return float(self.activations.max()) if len(self.activations) else 0.0
+
+    def children(self, node_id: str) -> list[str]:
+        return self._children.get(node_id, [])
+
+    def parent(self, node_id: str) -> str | None:
+        return self.nodes[node_id].parent_id
+
+    def ancestors(self, node_id: str) -> list[str]:
+        """From the root down to the node's parent."""
+        path: list[str] = []
+        parent = self.parent(node_id)
+        while parent is not None:
+            path.append(parent)
+            parent = self.parent(parent)
+        return path[::-1]
+
+    def walk(self, node_id: str | None = None) -> list[str]:
+        """Node ids in display (depth-first) order, starting at `node_id` (default: the root)."""
+        out: list[str] = []
+        stack = [node_id or self.root.node_id]
+        while stack:
+            current = stack.pop()
+            out.append(current)
+            stack.extend(reversed(self.children(current)))
+        return out
+
+    def members_by_activation(self, node_id: str) -> np.ndarray:
+        """The node's context rows, highest activation first."""
+        with self._by_activation_lock:
+            cached = self._by_activation.get(node_id)
+            if cached is not None:
+                self._by_activation.move_to_end(node_id)
+                return cached
+        members = self.nodes[node_id].members
+        ordered = members[np.argsort(-self.activations[members], kind="stable")]
+        ordered.flags.writeable = False  # shared by every caller
+        # Walking the tree shows the same few nodes again and again; the root's sort alone
+        # takes ~8 ms at 100k contexts. Big arrays are few: at most 64 kept.
+        with self._by_activation_lock:
+            self._by_activation[node_id] = ordered
+            if len(self._by_activation) > 64:
+                self._by_activation.popitem(last=False)
+        return ordered
+
+    def title(self, node_id: str, n_keywords: int = 3) -> str:
+        """A node's display name, sanitised (see `node_title`); the root is named by its latent."""
+        node = self.nodes[node_id]
+        if node.kind == "root":
+            return f"latent {self.manifest.provenance.latent}"
+        return node_title(node, n_keywords)
+
+    # -- search --------------------------------------------------------------------------------
+
+    def context_texts(self) -> list[str]:
+        """Every context's text, lower-cased (read once; call from a worker on big maps)."""
+        if self._texts is None:
+            column = self.reader.contexts_table(["text"]).column(0).cast(pa.binary()).to_pylist()
+            self._texts = [(text or b"").decode("utf-8", errors="replace").lower() for text in column]
+        return self._texts
+
+    def search(self, query: str, include_contexts: bool = True) -> list[SearchHit]:
+        """Nodes whose label, keywords, prompt or contexts contain `query` (case-insensitive), in tree order."""
+        needle = query.strip().lower()
+        if not needle:
+            return []
+        texts = self.context_texts() if include_contexts else None
+        matching_rows: np.ndarray | None = None
+        if texts is not None:
+            matching_rows = np.fromiter((needle in text for text in texts), dtype=bool, count=len(texts))
+        hits: list[SearchHit] = []
+        for node_id in self.walk():
+            node = self.nodes[node_id]
+            labels = node.labels
+            if needle in self.title(node_id, 8).lower() or needle in labels.llm_explanation.lower():
+                hits.append(SearchHit(node_id, "label"))
+            elif any(needle in keyword.lower() for keyword in labels.keywords):
+                hits.append(SearchHit(node_id, "keywords"))
+            elif needle in labels.visual_prompt.lower():
+                hits.append(SearchHit(node_id, "prompt"))
+            elif matching_rows is not None and node.kind != "root" and matching_rows[node.members].any():
+                hits.append(SearchHit(node_id, "contexts"))
+        return hits
+
+    def nearest_in_layout(self, row: int, k: int = 8) -> list[int]:
+        """The k contexts nearest to `row` on the 2-D map (excluding itself)."""
+        delta = self.layout - self.layout[row]
+        distance = np.einsum("ij,ij->i", delta, delta)
+        distance[row] = np.inf
+        k = min(k, len(distance) - 1)
+        if k <= 0:
+            return []
+        nearest = np.argpartition(distance, k - 1)[:k]
+        return nearest[np.argsort(distance[nearest], kind="stable")].tolist()

@@ -1,0 +1,49 @@
+"""What the explorer shows while a map opens: its header at once, the panels when they are read.
+
+Built from the manifest alone (JSON), so the first frame needs neither numpy nor pyarrow:
+opening a map draws its header in about the time a bare Textual app takes to start, and
+the tree, labels and contexts follow as soon as the map's tables are read.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Center, Horizontal, Middle
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from vista_tui.core.sanitize import sanitize
+from vista_tui.mapdata import Manifest
+
+
+def map_header(manifest: Manifest) -> Text:
+    """The one-line header of a map: id, latent, model, hook, SAE, number of contexts."""
+    prov = manifest.provenance
+    return Text.assemble(
+        (sanitize(manifest.map_id), "bold"),
+        f" · latent {prov.latent} · {sanitize(prov.model)} · hook {sanitize(prov.hook)} · "
+        f"SAE {sanitize(prov.sae)} · {prov.n_contexts:,} contexts",
+        no_wrap=True,
+        overflow="ellipsis",
+    )
+
+
+class LoadingScreen(Screen[None]):
+    """A map's header and a line saying it is being read (replaced by the map screen)."""
+
+    DEFAULT_CSS = """
+    LoadingScreen #loading { color: $text-muted; width: auto; }
+    """
+
+    def __init__(self, manifest: Manifest) -> None:
+        super().__init__()
+        self.manifest = manifest
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="header-row"):
+            yield Static(map_header(self.manifest), id="map-header")
+        with Middle(), Center():
+            n = self.manifest.provenance.n_contexts
+            yield Static(f"reading the cluster tree and {n:,} contexts…", id="loading")
+        yield Footer()
