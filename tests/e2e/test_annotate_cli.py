@@ -4,29 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
+from tests.helpers.cli import vista
 from tests.helpers.synthetic_map import build_synthetic_map
-from vista_tui.cli.triage import EXPORT_COLUMNS, LIST_COLUMNS
+from vista_tui.cli.export import EXPORT_COLUMNS, LIST_COLUMNS
 from vista_tui.mapdata import MapReader
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def vista(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "vista_tui.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=60,
-    )
 
 
 @pytest.fixture

@@ -11,24 +11,13 @@ import argparse
 import os
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-
+from vista_tui.cli.console import EXIT_FAILED, EXIT_INTERRUPTED, fail, stderr
+from vista_tui.cli.opening import open_map, resolve_node_id, store_of
 from vista_tui.core.renders import ENV_MODEL, MAX_SIDE, MIN_SIDE, RenderEvent, RenderJob, RenderQueue
-from vista_tui.mapdata import MapError, Store, resolve_store
+from vista_tui.mapdata import MapError
 
 if TYPE_CHECKING:
     from vista_tui.mapdata import MapReader
-
-EXIT_RENDER_FAILED = 1
-EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
-
-stderr = Console(stderr=True, highlight=False)
-
-
-def _error(message: str, code: int = EXIT_BAD_INPUT) -> int:
-    stderr.print(f"[bold red]error:[/] {' '.join(message.split())}", soft_wrap=True, markup=True)
-    return code
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -47,17 +36,10 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def resolve_node(reader: MapReader, name: str | None) -> str | None:
     """A node id from a full id, a unique prefix of one, or 'root'; None for the root."""
-    if name is None or name == "root":
+    if name is None:
         return None
-    ids = [node.node_id for node in reader.tree]
-    if name in ids:
-        return None if name == reader.root.node_id else name
-    matches = [node_id for node_id in ids if node_id.startswith(name)]
-    if len(matches) == 1:
-        return None if matches[0] == reader.root.node_id else matches[0]
-    if matches:
-        raise ValueError(f"node {name!r} is ambiguous in map {reader.path.name}: {', '.join(matches[:4])} …")
-    raise ValueError(f"map {reader.path.name} has no node {name!r} (`vista summary {reader.path.name}` lists them)")
+    node_id = resolve_node_id(reader, name)
+    return None if node_id == reader.root.node_id else node_id
 
 
 def add_render_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -103,18 +85,14 @@ def add_render_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def cmd_render(args: argparse.Namespace) -> int:
     """Render one image; its path on stdout. 0 done, 1 the render failed, 2 bad input, 130 interrupted."""
-    store = Store(resolve_store(getattr(args, "cache", None)))
+    store = store_of(args)
     model = args.model or os.environ.get(ENV_MODEL) or None
     width, height = args.size if args.size else (None, None)
     try:
-        map_dir = store.find_map(args.map)
-        from vista_tui.mapdata import MapReader  # not at the top: the CLI's parser needs no numpy
-
-        reader = MapReader(map_dir)
-        reader.verify()
+        reader = open_map(args)
         node_id = resolve_node(reader, args.node)
         job = RenderJob(
-            map_dir=map_dir,
+            map_dir=reader.path,
             node_id=node_id,
             kind="panorama" if args.panorama else "node",
             model=model,
@@ -127,7 +105,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         if not args.time_limit > 0:
             raise ValueError(f"--time-limit must be positive, got {args.time_limit}")
     except (MapError, ValueError) as error:
-        return _error(str(error))
+        return fail(error)
     if model is None:
         stderr.print(
             f"[yellow]no diffusion model configured[/] (--model or ${ENV_MODEL}): drawing a sketch of the map instead",
@@ -170,5 +148,5 @@ def cmd_render(args: argparse.Namespace) -> int:
         print(status.path, flush=True)
         return 0
     if status.state == "cancelled":
-        return _error("the render was cancelled", EXIT_RENDER_FAILED)
-    return _error(status.error or "the render failed", EXIT_RENDER_FAILED)
+        return fail("the render was cancelled", EXIT_FAILED)
+    return fail(status.error or "the render failed", EXIT_FAILED)

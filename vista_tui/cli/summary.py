@@ -12,6 +12,7 @@ from vista_tui.mapdata import ClusterNode, MapReader
 
 
 def tree_depth(nodes: list[ClusterNode]) -> int:
+    """The depth of the deepest node (0 for a root alone)."""
     return max((node.depth for node in nodes), default=0)
 
 

@@ -1,0 +1,133 @@
+"""`vista import-explanations`: a Neuronpedia explanations export, kept beside the map as explanations.json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from vista_tui.cli.console import fail
+from vista_tui.cli.opening import find_map
+from vista_tui.mapdata import MapError, atomic_write, read_manifest, utc_now
+from vista_tui.mapdata.store import EXPLANATIONS_FILE
+
+
+def add_explanations_parser(subparsers: Any) -> None:
+    """Add `import-explanations` to `vista`'s subcommands (sets `run=cmd_import_explanations`)."""
+    explanations = subparsers.add_parser(
+        "import-explanations",
+        help="import a Neuronpedia explanations export for the map's latent",
+        description="Read a Neuronpedia explanations export (a JSON list or JSON lines of objects with "
+        "'description' or 'explanation'), keep those for the map's latent (by 'index'; all when the file "
+        f"has no index) and store them in the map directory as {EXPLANATIONS_FILE}.",
+    )
+    explanations.add_argument("map", help="map id in the store, or path to a map directory")
+    explanations.add_argument("file", help="the export (.json or .jsonl)")
+    explanations.add_argument("--cache", metavar="DIR", default=argparse.SUPPRESS, help="the map store")
+    explanations.set_defaults(run=cmd_import_explanations)
+
+
+def read_explanations(path: Path) -> list[dict[str, Any]]:
+    """The objects of a Neuronpedia explanations export (JSON list, {'explanations': [...]}, or JSONL)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"cannot read {path} ({error})") from None
+    try:
+        parsed: Any = json.loads(text)
+    except json.JSONDecodeError:
+        parsed = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                parsed.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path} line {number} is neither JSON nor JSON lines ({error.msg})") from None
+    if isinstance(parsed, dict):
+        parsed = parsed.get("explanations", [parsed])
+    if not isinstance(parsed, list) or not all(isinstance(item, dict) for item in parsed):
+        raise ValueError(f"{path} should hold a list of explanation objects")
+    return parsed
+
+
+def _explanation(item: dict[str, Any], number: int, path: Path) -> dict[str, Any]:
+    """One export item as stored: its text, where it came from, its score (ValueError without text)."""
+    text = item.get("description", item.get("explanation"))
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"{path} item {number} has no 'description' or 'explanation' text")
+    score = item.get("score")
+    if isinstance(score, str):
+        try:
+            score = float(score)
+        except ValueError:
+            score = None
+    return {
+        "description": text.strip(),
+        "model_id": item.get("modelId"),
+        "layer": item.get("layer"),
+        "index": item.get("index"),
+        "explanation_model": item.get("explanationModelName"),
+        "score": score if isinstance(score, (int, float)) and not isinstance(score, bool) else None,
+    }
+
+
+def _index_of(item: dict[str, Any]) -> int | None:
+    """The latent an item is about (Neuronpedia writes the index as a string), None when it has none."""
+    index = item.get("index")
+    if index is None:
+        return None
+    try:
+        return int(str(index).strip())
+    except ValueError:
+        return None
+
+
+def cmd_import_explanations(args: argparse.Namespace) -> int:
+    """Store the explanations of the map's latent in `<map>/explanations.json`; 0 done, 2 bad input."""
+    try:
+        map_dir = find_map(args)
+        latent = read_manifest(map_dir).provenance.latent
+        path = Path(args.file)
+        items = read_explanations(path)
+        if not items:
+            raise ValueError(f"{path} holds no explanations")
+        has_index = any(item.get("index") is not None for item in items)
+        kept = [
+            _explanation(item, number, path)
+            for number, item in enumerate(items, start=1)
+            if not has_index or _index_of(item) == latent
+        ]
+        if not kept:
+            indices = sorted({str(item.get("index")) for item in items})
+            raise ValueError(
+                f"no explanation in {path} is for latent {latent} of map {map_dir.name} "
+                f"(its indices: {', '.join(indices[:5])}{' …' if len(indices) > 5 else ''})"
+            )
+        target = map_dir / EXPLANATIONS_FILE
+        existing: list[dict[str, Any]] = []
+        if target.is_file():
+            try:
+                existing = list(json.loads(target.read_text(encoding="utf-8")).get("explanations", []))
+            except (OSError, ValueError, AttributeError):
+                raise ValueError(f"{target} is unreadable; move it aside and import again") from None
+        now = utc_now()
+        keys = {(e.get("description"), e.get("model_id"), e.get("explanation_model")) for e in existing}
+        added = 0
+        for explanation in kept:
+            key = (explanation["description"], explanation["model_id"], explanation["explanation_model"])
+            if key not in keys:
+                keys.add(key)
+                existing.append({**explanation, "source": str(path), "imported": now})
+                added += 1
+        payload = {"schema_version": 1, "latent": latent, "explanations": existing}
+        data = json.dumps(payload, indent=2, ensure_ascii=False).encode("utf-8")
+        atomic_write(target, lambda handle: handle.write(data))
+    except (MapError, ValueError, OSError) as error:
+        return fail(error)
+    print(
+        f"imported {added} explanation{'s' if added != 1 else ''} for latent {latent} into {target}"
+        + (f" ({len(kept) - added} already there)" if len(kept) != added else "")
+    )
+    return 0

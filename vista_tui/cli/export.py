@@ -1,0 +1,189 @@
+"""`vista export`: every node of a map with its labels and annotation, as JSONL, CSV or Parquet.
+
+The map and its annotations are opened as `vista triage-status` opens them (`triage.reading`):
+the same checks, the same reconcile, the same one-line errors.
+
+Export schema (version 1; one row per node of the current tree, parents before children,
+then one row per annotation whose node is no longer in the tree, with kind "orphan"):
+
+| column              | type           | meaning                                                       |
+|---------------------|----------------|---------------------------------------------------------------|
+| node_id             | string         | stable node id (hash of the sorted member context ids)        |
+| parent_id           | string / null  | parent's node id; null for the root and for orphans           |
+| depth               | int / null     | 0 for the root; null for orphans                              |
+| kind                | string         | root, cluster, noise, or orphan                               |
+| size                | int            | number of member contexts                                     |
+| keywords            | list[string]   | offline keywords (class-based TF-IDF); empty for orphans      |
+| visual_prompt       | string         | the prompt the node is rendered from                          |
+| llm_label           | string         | an LLM's name for the node ("" when none)                     |
+| status              | string         | triage status; the first configured status when not annotated |
+| tags                | list[string]   | tags, in the order they were added                            |
+| note                | string         | free-text note                                                |
+| author              | string         | who made the latest change ("" when not annotated)            |
+| updated             | string         | ISO-8601 UTC time of the latest change ("" when not annotated)|
+| member_context_ids  | list[string]   | the member context ids, sorted                                |
+
+JSONL writes lists as JSON arrays and null as null; CSV writes lists as JSON arrays in one
+cell and null as an empty cell; Parquet uses list<string> and nullable int64 columns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vista_tui.cli.console import fail
+from vista_tui.cli.triage import add_triage_arguments, reading
+from vista_tui.core.annotations import AnnotationError, AnnotationStore
+from vista_tui.mapdata import MapError, atomic_write
+
+if TYPE_CHECKING:
+    from vista_tui.mapdata import MapReader
+
+EXPORT_SCHEMA_VERSION = 1
+EXPORT_COLUMNS = (
+    "node_id",
+    "parent_id",
+    "depth",
+    "kind",
+    "size",
+    "keywords",
+    "visual_prompt",
+    "llm_label",
+    "status",
+    "tags",
+    "note",
+    "author",
+    "updated",
+    "member_context_ids",
+)
+LIST_COLUMNS = ("keywords", "tags", "member_context_ids")
+
+
+def add_export_parser(subparsers: Any) -> None:
+    """Add `export` to `vista`'s subcommands (sets `run=cmd_export`)."""
+    export = subparsers.add_parser(
+        "export",
+        help="write every node with its labels and annotation as JSONL, CSV or Parquet",
+        description="One row per node (and per orphaned annotation); the schema is documented in "
+        "vista_tui/cli/export.py.",
+    )
+    add_triage_arguments(export)
+    export.add_argument("--format", choices=("jsonl", "csv", "parquet"), default="jsonl", help="default: jsonl")
+    export.add_argument("--output", metavar="FILE", default=None, help="default: stdout (jsonl and csv only)")
+    export.set_defaults(run=cmd_export)
+
+
+def export_rows(reader: MapReader, store: AnnotationStore, statuses: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The export's rows (schema in the module docstring)."""
+    ids = reader.context_ids
+    annotations = store.all()
+    rows: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for node in reader.tree:
+        note = annotations.get(node.node_id)
+        seen.add(node.node_id)
+        rows.append(
+            {
+                "node_id": node.node_id,
+                "parent_id": node.parent_id,
+                "depth": int(node.depth),
+                "kind": str(node.kind),
+                "size": int(node.size),
+                "keywords": [str(k) for k in node.labels.keywords],
+                "visual_prompt": node.labels.visual_prompt,
+                "llm_label": node.labels.llm_label,
+                "status": note.status if note else statuses[0],
+                "tags": list(note.tags) if note else [],
+                "note": note.note if note else "",
+                "author": note.author if note else "",
+                "updated": note.updated if note else "",
+                "member_context_ids": sorted(ids[int(i)] for i in node.members),
+            }
+        )
+    for node_id in sorted(set(annotations) - seen):
+        note = annotations[node_id]
+        member_ids = sorted(store.members(node_id))
+        rows.append(
+            {
+                "node_id": node_id,
+                "parent_id": None,
+                "depth": None,
+                "kind": "orphan",
+                "size": len(member_ids),
+                "keywords": [],
+                "visual_prompt": "",
+                "llm_label": "",
+                "status": note.status,
+                "tags": list(note.tags),
+                "note": note.note,
+                "author": note.author,
+                "updated": note.updated,
+                "member_context_ids": member_ids,
+            }
+        )
+    return rows
+
+
+def export_schema() -> Any:
+    """The Parquet schema of the export."""
+    import pyarrow as pa
+
+    types = {"depth": pa.int64(), "size": pa.int64()}
+    fields = [
+        pa.field(name, pa.list_(pa.string()) if name in LIST_COLUMNS else types.get(name, pa.string()))
+        for name in EXPORT_COLUMNS
+    ]
+    return pa.schema(fields, metadata={"vista_export_schema": str(EXPORT_SCHEMA_VERSION)})
+
+
+def _jsonl(rows: list[dict[str, Any]]) -> bytes:
+    """The rows as JSON lines."""
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8")
+
+
+def _csv(rows: list[dict[str, Any]]) -> bytes:
+    """The rows as CSV: lists as JSON arrays in one cell, null as an empty cell."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(
+            {
+                key: json.dumps(value, ensure_ascii=False) if key in LIST_COLUMNS else ("" if value is None else value)
+                for key, value in row.items()
+            }
+        )
+    return buffer.getvalue().encode("utf-8")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write the export to --output (or stdout); 0 done, 2 bad input."""
+    if args.format == "parquet" and not args.output:
+        return fail("--format parquet needs --output FILE (Parquet is not written to a terminal)")
+    try:
+        with reading(args) as (reader, config, store, _):
+            rows = export_rows(reader, store, config.statuses)
+        if args.format == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pylist(rows, schema=export_schema())
+            atomic_write(Path(args.output), lambda handle: pq.write_table(table, handle))
+        else:
+            data = _jsonl(rows) if args.format == "jsonl" else _csv(rows)
+            if args.output:
+                atomic_write(Path(args.output), lambda handle: handle.write(data))
+            else:
+                sys.stdout.buffer.write(data)
+                sys.stdout.flush()
+    except (MapError, AnnotationError, ValueError, OSError) as error:
+        return fail(error)
+    if args.output:
+        print(f"exported {len(rows)} rows to {args.output}", file=sys.stderr)
+    return 0
