@@ -112,6 +112,29 @@ def test_undo_reverts_the_latest_change_then_the_one_before(map_dir: Path) -> No
         assert all(h.node_id == "n1" for h in ana.history("n1"))
 
 
+def test_undo_of_one_node_takes_its_latest_change_followed_across_a_move(map_dir: Path) -> None:
+    members = [f"c{i}" for i in range(10)]
+    with AnnotationStore.open(map_dir, "ana") as ana:
+        ana.set_status("a", "junk", members)
+        ana.set_note("b", "later, elsewhere", ["x"])
+        ana.set_status("a", "merge", members)
+        ana.set_note("b", "latest", ["x"])
+
+        undone = ana.undo("ana", node_id="a")  # not b's note, which came after
+        assert undone is not None and (undone.node_id, undone.field, undone.new) == ("a", "status", "junk")
+        assert ana.get("b").note == "latest"  # type: ignore[union-attr]
+
+        # a rebuild moves a's annotation to a2: its changes made as a are a2's to undo
+        report = ana.reconcile({"a2": members[:9], "b": ["x"]})
+        assert [(m.old, m.new) for m in report.moved] == [("a", "a2")]
+        assert ana.undo("ana", node_id="a") is None
+        undone = ana.undo("ana", node_id="a2")
+        assert undone is not None and (undone.node_id, undone.new) == ("a2", "unreviewed")
+        assert ana.undo("ana", node_id="a2") is None
+        assert ana.undo("bo", node_id="b") is None  # only the author's own changes
+        assert ana.get("b").note == "latest"  # type: ignore[union-attr]
+
+
 def test_config_from_file_env_and_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("VISTA_CONFIG", raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))

@@ -12,6 +12,7 @@ import pytest
 from tests.helpers.cli import vista
 from tests.helpers.synthetic_map import build_synthetic_map
 from vista_tui.cli.export import EXPORT_COLUMNS, LIST_COLUMNS
+from vista_tui.core.model import node_title
 from vista_tui.mapdata import MapReader
 
 
@@ -169,3 +170,38 @@ def test_damaged_annotations_are_reported_not_replaced(store_dir: Path) -> None:
     done = vista("--cache", str(store_dir), "annotate", "m", "root", "--status", "junk")
     assert done.returncode == 2 and "is damaged" in done.stderr and "Traceback" not in done.stderr
     assert database.read_bytes() == b"\x00garbage" * 100
+
+
+def test_undo_reverts_the_nodes_latest_change_in_the_toasts_words(store_dir: Path) -> None:
+    reader = MapReader(store_dir / "maps" / "m")
+    cluster = next(node for node in reader.tree if node.kind == "cluster")
+    cache = ("--cache", str(store_dir))
+    assert vista(*cache, "annotate", "m", "root", "--status", "junk", "--tag", "a").returncode == 0
+    assert vista(*cache, "annotate", "m", cluster.node_id, "--note", "later, elsewhere").returncode == 0
+
+    # the root's latest change, although the cluster's note came after it
+    done = vista(*cache, "annotate", "m", "root", "--undo")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "undone: latent 42 tags '[]' → '[\"a\"]'\n"
+    done = vista(*cache, "annotate", "m", "root", "--undo")
+    assert done.stdout == "undone: latent 42 status 'unreviewed' → 'junk'\n"
+    shown = vista(*cache, "annotate", "m", "root").stdout
+    assert shown.endswith('status=unreviewed tags=- note=""\n'), shown
+
+    nothing = vista(*cache, "annotate", "m", "root", "--undo")
+    assert nothing.returncode == 2 and nothing.stderr.count("\n") == 1, nothing.stderr
+    assert nothing.stderr.startswith("error: nothing to undo") and "Traceback" not in nothing.stderr
+    assert "later, elsewhere" in vista(*cache, "annotate", "m", cluster.node_id[:8]).stdout
+
+    # as with `u`, only your own changes: another author's note on the cluster is not yours to undo
+    assert vista(*cache, "annotate", "m", cluster.node_id, "--undo", "--author", "someone-else").returncode == 2
+    done = vista(*cache, "annotate", "m", cluster.node_id, "--undo")
+    assert done.stdout == f"undone: {node_title(cluster)} note ∅ → 'later, elsewhere'\n"
+
+
+@pytest.mark.parametrize("change", [["--status", "junk"], ["--tag", "a"], ["--untag", "a"], ["--note", "x"]])
+def test_undo_goes_alone(store_dir: Path, change: list[str]) -> None:
+    done = vista("--cache", str(store_dir), "annotate", "m", "root", "--undo", *change)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("error: --undo cannot be combined with --status, --tag, --untag or --note")
+    assert not (store_dir / "maps" / "m" / "annotations.sqlite").exists()

@@ -18,10 +18,15 @@ from typing import TYPE_CHECKING, Any
 from vista_tui.cli.console import fail
 from vista_tui.cli.opening import open_map, resolve_node_id
 from vista_tui.core.annotations import DB_NAME, AnnotationError, AnnotationStore, TriageConfig, load_config
+from vista_tui.core.history import undo_message
 from vista_tui.mapdata import MapError
 
 if TYPE_CHECKING:
+    from vista_tui.core.annotations import HistoryEntry
     from vista_tui.mapdata import MapReader
+
+CHANGE_OPTIONS = "--status, --tag, --untag or --note"
+"""The options of `annotate` that write; `--undo` is one more and goes alone."""
 
 
 def tree_members(reader: MapReader) -> dict[str, list[str]]:
@@ -91,7 +96,8 @@ def add_triage_parsers(subparsers: Any) -> None:
         "annotate",
         help="set a node's triage status, tags or note (prints the annotation)",
         description="Annotate one node of a map, as the TUI's triage keys do; each change is committed "
-        f"to the map's {DB_NAME} before the command says so. With no change, prints the annotation.",
+        f"to the map's {DB_NAME} before the command says so. With no change, prints the annotation. "
+        "With --undo, reverts your latest change to the node, as `u` does in the explorer.",
     )
     add_triage_arguments(annotate)
     annotate.add_argument("node", help="node id, a unique prefix of one, or 'root'")
@@ -99,6 +105,9 @@ def add_triage_parsers(subparsers: Any) -> None:
     annotate.add_argument("--tag", action="append", default=[], metavar="T", help="add a tag (repeatable)")
     annotate.add_argument("--untag", action="append", default=[], metavar="T", help="remove a tag (repeatable)")
     annotate.add_argument("--note", default=None, metavar="TEXT", help="replace the note ('' clears it)")
+    annotate.add_argument(
+        "--undo", action="store_true", help=f"undo your latest change to the node (not with {CHANGE_OPTIONS})"
+    )
     annotate.add_argument("--author", default=None, metavar="NAME", help="who is writing (default: config or $USER)")
     annotate.set_defaults(run=cmd_annotate)
 
@@ -122,8 +131,23 @@ def _describe(node_id: str, status: str, tags: Iterable[str], note: str) -> str:
     return f"{node_id} status={status} tags={tag_text} note={note_text}"
 
 
+def display_title(reader: MapReader, node_id: str) -> str:
+    """The node's name as the explorer shows it (the root by its latent; a node gone from the tree by its id)."""
+    from vista_tui.core.model import node_title
+
+    try:
+        node = reader.node(node_id)
+    except KeyError:
+        return node_id[:12]
+    return f"latent {reader.manifest.provenance.latent}" if node.kind == "root" else node_title(node)
+
+
 def cmd_annotate(args: argparse.Namespace) -> int:
-    """Apply the requested changes (each one committed); 0 saved, 2 bad input."""
+    """Apply the requested changes (each one committed), or undo one; 0 saved, 2 bad input."""
+    changes = args.status is not None or args.tag or args.untag or args.note is not None
+    if args.undo and changes:
+        return fail(f"--undo cannot be combined with {CHANGE_OPTIONS}")
+    undone: HistoryEntry | None = None
     try:
         config = triage_config(args)
         reader = open_map(args)
@@ -131,10 +155,13 @@ def cmd_annotate(args: argparse.Namespace) -> int:
         node_id = resolve_node_id(reader, args.node)
         if args.status is not None and args.status not in config.statuses:
             raise ValueError(f"unknown status {args.status!r}; the statuses are: {', '.join(config.statuses)}")
-        changes = args.status is not None or args.tag or args.untag or args.note is not None
-        store, members = open_store(map_dir, reader, config, write=bool(changes))
+        store, members = open_store(map_dir, reader, config, write=bool(changes) or args.undo)
         try:
             node_members = members[node_id]
+            if args.undo:
+                undone = store.undo(config.author, node_id=node_id)
+                if undone is None:
+                    raise ValueError(f"nothing to undo: {config.author} has no change to node {node_id} left")
             if args.status is not None:
                 store.set_status(node_id, args.status, node_members)
             for tag in args.tag:
@@ -149,7 +176,9 @@ def cmd_annotate(args: argparse.Namespace) -> int:
             store.close()
     except (MapError, AnnotationError, ValueError) as error:
         return fail(error)
-    if annotation is None:
+    if undone is not None:
+        print(undo_message(display_title(reader, undone.node_id), undone))
+    elif annotation is None:
         print(_describe(node_id, config.statuses[0], (), "") + " (not annotated)")
     else:
         print(("saved " if changes else "") + _describe(node_id, annotation.status, annotation.tags, annotation.note))

@@ -515,12 +515,14 @@ class AnnotationStore:
         with self._read() as db:
             return int(db.execute("SELECT COALESCE(MAX(id), 0) FROM history").fetchone()[0])
 
-    def undo(self, author: str | None = None) -> HistoryEntry | None:
-        """Revert the latest change (by `author`, if given) not yet undone; returns the revert's own entry.
+    def undo(self, author: str | None = None, node_id: str | None = None) -> HistoryEntry | None:
+        """Revert the latest change (by `author`, to `node_id`, when given) not yet undone; returns the revert's entry.
 
         The revert is recorded in history (field as reverted, old = the value before the undo,
         new = the value restored), so undoing again reverts the change before. Moves made
-        by `reconcile` are not undone. None when there is nothing to undo.
+        by `reconcile` are not undone, but followed: with `node_id`, a change made to the node
+        under the id it had before a rebuild counts as a change to it. None when there is
+        nothing to undo.
         """
         placeholders = ",".join("?" for _ in UNDOABLE_FIELDS)
         query = (
@@ -532,16 +534,23 @@ class AnnotationStore:
         if author is not None:
             query += " AND h.author = ?"
             params.append(author)
-        query += " ORDER BY h.id DESC LIMIT 1"
+        # For one node every candidate is looked at: which node a change belongs to now is only
+        # known after following the moves, and a person's history is short.
+        query += " ORDER BY h.id DESC" + (" LIMIT 1" if node_id is None else "")
         with self._lock:
             # under the store's lock only: another process may write in between, which is harmless
             with self._read() as db:
-                row = db.execute(query, params).fetchone()
-                if row is None:
+                rows = db.execute(query, params).fetchall()
+                found = None
+                for entry_id, changed, column, old in rows:
+                    current = self._follow_moves(db, changed, entry_id)
+                    if node_id is None or current == node_id:
+                        found = (entry_id, current, column, old)
+                        break
+                if found is None:
                     return None
-                entry_id, node_id, column, old = row
-                node_id = self._follow_moves(db, node_id, entry_id)
-            self._change(node_id, column, old, (), author=author or self.author, reverts=entry_id)
+            entry_id, current, column, old = found
+            self._change(current, column, old, (), author=author or self.author, reverts=entry_id)
             with self._read() as db:
                 latest = db.execute(
                     "SELECT id, node_id, field, old, new, author, at FROM history WHERE reverts=? ORDER BY id DESC",

@@ -23,6 +23,7 @@ from textual.widgets import Footer, Input, Static
 from textual.worker import get_current_worker
 
 from vista_tui.core.annotations import AnnotationError
+from vista_tui.core.history import undo_message
 from vista_tui.core.model import MapModel
 from vista_tui.core.renders import RenderEvent, RenderJob, cached_render, read_sidecar
 from vista_tui.core.sanitize import sanitize
@@ -544,7 +545,7 @@ class MapScreen(Screen[None]):
             title = self.model.title(entry.node_id)
         else:
             title = entry.node_id[:12]
-        self.notify(f"undone: {title} {entry.field} {_short(entry.new)} → {_short(entry.old)}", timeout=4)
+        self.notify(undo_message(title, entry), timeout=4)
 
     def _jump_unreviewed(self, step: int) -> None:
         """n/N without a search: the next/previous unreviewed node in tree order, wrapping."""
@@ -704,12 +705,3 @@ class MapScreen(Screen[None]):
             self.notify(f"no viewer here; path copied to your clipboard (OSC 52): {path}", timeout=8)
         else:
             self.notify(f"opened with {command[0]}", timeout=2)
-
-
-def _short(value: object) -> str:
-    """A history value for a toast: quoted, cut, '∅' for nothing."""
-    if value is None or value == "" or value == ():
-        return "∅"
-    if isinstance(value, list | tuple):
-        value = ", ".join(str(v) for v in value)
-    return repr(sanitize(str(value), 40))

@@ -1,0 +1,23 @@
+"""A change from the annotation history, in words: what the explorer's `u` and `vista annotate --undo` print.
+
+One wording for both, so that a script and a person at the keyboard read the same thing.
+"""
+
+from __future__ import annotations
+
+from vista_tui.core.annotations import HistoryEntry
+from vista_tui.core.sanitize import sanitize
+
+
+def history_value(value: object) -> str:
+    """A history value as shown: quoted, cut to 40 characters, '∅' for nothing (tags stay their JSON text)."""
+    if value is None or value == "" or value == ():
+        return "∅"
+    if isinstance(value, list | tuple):
+        value = ", ".join(str(v) for v in value)
+    return repr(sanitize(str(value), 40))
+
+
+def undo_message(title: str, revert: HistoryEntry) -> str:
+    """'undone: TITLE FIELD BEFORE → AFTER': the change that `revert` (the undo's own entry) took back."""
+    return f"undone: {title} {revert.field} {history_value(revert.new)} → {history_value(revert.old)}"
