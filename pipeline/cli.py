@@ -315,7 +315,7 @@ def cmd_label(args: argparse.Namespace) -> int:
             from pipeline import agreement
 
             progress = report("agreement", "agreement: LLM label vs visual prompt vs keywords (MiniLM)")
-            scored = agreement.run(args.map_dir)
+            scored = agreement.run(agreement.Config(), args.map_dir)
             progress(1, 1, f"{scored} nodes")
     outcome, *details = result.summary()
     mark = "[yellow]![/]" if result.n_failed else "[green]✓[/]"
