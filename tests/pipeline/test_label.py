@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import label
+from pipeline.cli import label_config, make_parser
 from pipeline.label import CACHE_FILE, LabelConfig, LabelError, format_context, parse_reply
 from tests.helpers.llm_server import ChatRequest, Reply, chat_server, focus_word, good, good_content
 from tests.helpers.synthetic_map import build_synthetic_map
@@ -275,15 +276,20 @@ def test_config_validates() -> None:
         label.run(LabelConfig(backend="transformers", model="/models/x", base_url=None), Path("/nonexistent"))
 
 
+def cli_config(base_url: str) -> LabelConfig:
+    """The config `vista label MAP --base-url URL` runs with: the CLI reads the environment, not LabelConfig."""
+    return label_config(make_parser().parse_args(["label", "m", "--base-url", base_url]))
+
+
 def test_prices_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VISTA_LLM_PRICE_IN", "0.15")
     monkeypatch.setenv("VISTA_LLM_PRICE_OUT", "0.6")
-    cfg = config("http://127.0.0.1:1/v1")
+    cfg = cli_config("http://127.0.0.1:1/v1")
     assert (cfg.price_in, cfg.price_out) == (0.15, 0.6)
     assert "price_in" not in cfg.params()  # prices do not shape the labels
     monkeypatch.setenv("VISTA_LLM_PRICE_OUT", "cheap")
     with pytest.raises(ValueError, match=r"\$VISTA_LLM_PRICE_OUT must be a price"):
-        config("http://127.0.0.1:1/v1")
+        cli_config("http://127.0.0.1:1/v1")
 
 
 def test_run_counts_requests_retries_tokens_and_cost(map_dir: Path) -> None:

@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from pipeline import label
-from pipeline.label import CACHE_FILE, SYSTEM_PROMPT, LabelConfig, LabelError, LocalChatModel, _Counter
+from pipeline.label import CACHE_FILE, SYSTEM_PROMPT, LabelConfig, LabelError, LocalChatModel
+from pipeline.label.backends import UsageCounter as _Counter
 from tests.helpers.synthetic_map import build_synthetic_map
 from vista_tui.mapdata import MapReader
 

@@ -10,8 +10,7 @@ import pytest
 
 from tests.helpers.synthetic_map import build_synthetic_map
 from tests.helpers.tui import open_map, screen_text, tree_of
-from vista_tui.core.model import AGREEMENT_FILE
-from vista_tui.mapdata import MapReader, StepRecord, Store, update_tree
+from vista_tui.mapdata import AGREEMENT_FILE, MapReader, StepRecord, Store, update_tree
 from vista_tui.tui.app import VistaApp
 
 RELABEL_SCRIPT = """

@@ -9,8 +9,16 @@ from typing import Any
 
 from vista_tui.cli.console import fail
 from vista_tui.cli.opening import find_map
-from vista_tui.mapdata import MapError, atomic_write, read_manifest, utc_now
-from vista_tui.mapdata.store import EXPLANATIONS_FILE
+from vista_tui.mapdata import (
+    EXPLANATIONS_FILE,
+    MapError,
+    PublishedExplanation,
+    PublishedExplanations,
+    read_manifest,
+    read_published_explanations,
+    utc_now,
+    write_published_explanations,
+)
 
 
 def add_explanations_parser(subparsers: Any) -> None:
@@ -105,25 +113,20 @@ def cmd_import_explanations(args: argparse.Namespace) -> int:
                 f"no explanation in {path} is for latent {latent} of map {map_dir.name} "
                 f"(its indices: {', '.join(indices[:5])}{' …' if len(indices) > 5 else ''})"
             )
-        target = map_dir / EXPLANATIONS_FILE
-        existing: list[dict[str, Any]] = []
-        if target.is_file():
-            try:
-                existing = list(json.loads(target.read_text(encoding="utf-8")).get("explanations", []))
-            except (OSError, ValueError, AttributeError):
-                raise ValueError(f"{target} is unreadable; move it aside and import again") from None
+        stored = read_published_explanations(map_dir)
+        existing = list(stored.explanations) if stored is not None else []
         now = utc_now()
-        keys = {(e.get("description"), e.get("model_id"), e.get("explanation_model")) for e in existing}
+        keys = {e.key for e in existing}
         added = 0
         for explanation in kept:
-            key = (explanation["description"], explanation["model_id"], explanation["explanation_model"])
-            if key not in keys:
-                keys.add(key)
-                existing.append({**explanation, "source": str(path), "imported": now})
+            entry = PublishedExplanation(**explanation, source=str(path), imported=now)
+            if entry.key not in keys:
+                keys.add(entry.key)
+                existing.append(entry)
                 added += 1
-        payload = {"schema_version": 1, "latent": latent, "explanations": existing}
-        data = json.dumps(payload, indent=2, ensure_ascii=False).encode("utf-8")
-        atomic_write(target, lambda handle: handle.write(data))
+        target = write_published_explanations(
+            map_dir, PublishedExplanations(latent=latent, explanations=tuple(existing))
+        )
     except (MapError, ValueError, OSError) as error:
         return fail(error)
     print(

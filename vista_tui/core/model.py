@@ -17,20 +17,14 @@ import numpy as np
 import pyarrow as pa
 
 from vista_tui.core.sanitize import sanitize
-from vista_tui.mapdata import ClusterNode, Context, MapReader
-from vista_tui.mapdata.reader import _context_from_row
-from vista_tui.mapdata.store import AGREEMENT_FILE, EXPLANATIONS_FILE
-
-
-def read_published_explanations(map_dir: Path) -> list[str]:
-    """Descriptions from `<map>/explanations.json` (a Neuronpedia import); [] when absent or unreadable."""
-    import json
-
-    try:
-        raw = json.loads((map_dir / EXPLANATIONS_FILE).read_text(encoding="utf-8"))
-        return [str(e["description"]) for e in raw.get("explanations", []) if e.get("description")]
-    except (OSError, ValueError, AttributeError, TypeError, KeyError):
-        return []
+from vista_tui.mapdata import (
+    ClusterNode,
+    Context,
+    MapReader,
+    cluster_agreement,
+    context_from_table,
+    published_descriptions,
+)
 
 
 def node_title(node: ClusterNode, n_keywords: int = 3) -> str:
@@ -42,18 +36,6 @@ def node_title(node: ClusterNode, n_keywords: int = 3) -> str:
     if node.labels.keywords:
         return sanitize(", ".join(node.labels.keywords[:n_keywords]))
     return f"cluster {node.node_id[:8]}"
-
-
-def read_latent_agreement(map_dir: Path) -> dict[str, float]:
-    """Top-level cluster id → agreement with the published explanations, from `<map>/agreement.json`; {} when absent."""
-    import json
-
-    try:
-        raw = json.loads((map_dir / AGREEMENT_FILE).read_text(encoding="utf-8"))
-        clusters = raw.get("clusters", {})
-        return {str(k): float("nan") if v is None else float(v) for k, v in clusters.items()}
-    except (OSError, ValueError, AttributeError, TypeError):
-        return {}
 
 
 @dataclass(frozen=True)
@@ -73,7 +55,7 @@ class ContextStore:
 
     def __init__(self, reader: MapReader, max_groups: int = 8) -> None:
         self._reader = reader
-        self._file = reader._parquet("contexts")
+        self._file = reader.contexts_file()
         metadata = self._file.metadata
         self._group_starts = np.zeros(metadata.num_row_groups + 1, dtype=np.int64)
         np.cumsum([metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)], out=self._group_starts[1:])
@@ -119,7 +101,7 @@ class ContextStore:
         if table is None:
             return None
         local = row - int(self._group_starts[index])
-        return _decode_row(table.slice(local, 1))
+        return context_from_table(table.slice(local, 1))
 
     def fetch(self, row: int) -> Context:
         """The context at `row`, reading its row group if needed."""
@@ -127,26 +109,6 @@ class ContextStore:
         context = self.get(row)
         assert context is not None
         return context
-
-
-def _decode_row(table: pa.Table) -> Context:
-    """One row as a Context, with invalid UTF-8 (a foreign or corrupt writer) replaced, not raised."""
-    try:
-        return _context_from_row(table.to_pylist()[0])
-    except UnicodeDecodeError:
-        pass
-    # Strings viewed as bytes skip UTF-8 validation; decode them leniently.
-    lenient = table
-    for name in ("context_id", "doc_id", "text", "leaf_node"):
-        index = lenient.schema.get_field_index(name)
-        lenient = lenient.set_column(index, name, lenient.column(name).cast(pa.binary()))
-    tokens = lenient.column("tokens").cast(pa.list_(pa.binary()))
-    lenient = lenient.set_column(lenient.schema.get_field_index("tokens"), "tokens", tokens)
-    row = lenient.to_pylist()[0]
-    for name in ("context_id", "doc_id", "text", "leaf_node"):
-        row[name] = (row[name] or b"").decode("utf-8", errors="replace")
-    row["tokens"] = [(t or b"").decode("utf-8", errors="replace") for t in row["tokens"] or []]
-    return _context_from_row(row)
 
 
 class MapModel:
@@ -173,9 +135,9 @@ class MapModel:
         self._texts: list[str] | None = None
         self._by_activation: OrderedDict[str, np.ndarray] = OrderedDict()
         self._by_activation_lock = threading.Lock()
-        self.published = read_published_explanations(reader.path)
+        self.published = published_descriptions(reader.path)
         """The latent's published explanations (imported with `vista import-explanations`)."""
-        self.latent_agreement = read_latent_agreement(reader.path)
+        self.latent_agreement = cluster_agreement(reader.path)
         """Top-level cluster id → its agreement with the published explanations (`agreement.json`)."""
 
     @classmethod
@@ -194,8 +156,8 @@ class MapModel:
             if current is not None:
                 current.labels = node.labels
         self.manifest = reader.manifest
-        self.published = read_published_explanations(reader.path)
-        self.latent_agreement = read_latent_agreement(reader.path)
+        self.published = published_descriptions(reader.path)
+        self.latent_agreement = cluster_agreement(reader.path)
 
     @property
     def map_id(self) -> str:

@@ -11,9 +11,25 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from vista_tui.mapdata.agreement import (
+        AGREEMENT_FILE,
+        LatentAgreement,
+        cluster_agreement,
+        read_agreement,
+        write_agreement,
+    )
     from vista_tui.mapdata.atomic import atomic_write, atomic_write_json, utc_now
     from vista_tui.mapdata.errors import MapCorruptError, MapError, MapNotFoundError, SchemaVersionError
-    from vista_tui.mapdata.reader import MapReader
+    from vista_tui.mapdata.explanations import (
+        EXPLANATIONS_FILE,
+        PublishedExplanation,
+        PublishedExplanations,
+        published_descriptions,
+        read_published_explanations,
+        write_published_explanations,
+    )
+    from vista_tui.mapdata.label_cache import LABEL_CACHE_FILE, CachedLabel, LabelCacheWriter, read_label_cache
+    from vista_tui.mapdata.reader import MapReader, context_from_row, context_from_table
     from vista_tui.mapdata.schema import (
         SCHEMA_VERSION,
         ClusterNode,
@@ -31,16 +47,23 @@ if TYPE_CHECKING:
     from vista_tui.mapdata.store import MapEntry, Store, read_manifest, resolve_store, verify_map
     from vista_tui.mapdata.writer import MapWriter, contexts_table, update_tree
 
-_MODULES = ("errors", "store", "schema", "atomic", "reader", "writer")
+_MODULES = ("errors", "store", "schema", "atomic", "explanations", "agreement", "label_cache", "reader", "writer")
 """Where the names of `__all__` live, light first: a name is looked up in order, so that
-asking for a manifest-level name never imports the modules that need numpy and pyarrow."""
+asking for a manifest-level name or a side file's never imports the modules that need numpy
+and pyarrow."""
 
 __all__ = [
+    "AGREEMENT_FILE",
+    "EXPLANATIONS_FILE",
+    "LABEL_CACHE_FILE",
     "SCHEMA_VERSION",
+    "CachedLabel",
     "ClusterNode",
     "Context",
     "FidelityCurve",
     "FileEntry",
+    "LabelCacheWriter",
+    "LatentAgreement",
     "Manifest",
     "MapCorruptError",
     "MapEntry",
@@ -50,20 +73,31 @@ __all__ = [
     "MapWriter",
     "NodeLabels",
     "Provenance",
+    "PublishedExplanation",
+    "PublishedExplanations",
     "SchemaVersionError",
     "SparseCodes",
     "StepRecord",
     "Store",
     "atomic_write",
     "atomic_write_json",
+    "cluster_agreement",
+    "context_from_row",
+    "context_from_table",
     "context_id_for",
     "contexts_table",
     "node_id_for",
+    "published_descriptions",
+    "read_agreement",
+    "read_label_cache",
     "read_manifest",
+    "read_published_explanations",
     "resolve_store",
     "update_tree",
     "utc_now",
     "verify_map",
+    "write_agreement",
+    "write_published_explanations",
 ]
 
 

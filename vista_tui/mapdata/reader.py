@@ -66,6 +66,10 @@ class MapReader:
     def n_contexts(self) -> int:
         return int(self._parquet("contexts").metadata.num_rows)
 
+    def contexts_file(self) -> pq.ParquetFile:
+        """The contexts file, open for reading a row group at a time (its size checked first)."""
+        return self._parquet("contexts")
+
     def contexts_table(self, columns: list[str] | None = None) -> pa.Table:
         """The contexts table (only the named columns, if given)."""
         return self._read("contexts", columns)
@@ -87,7 +91,7 @@ class MapReader:
     def contexts(self, rows: np.ndarray | list[int]) -> list[Context]:
         """The contexts at the given row indices, in that order."""
         table = self.contexts_table().take(pa.array(np.asarray(rows, dtype=np.int64)))
-        return [_context_from_row(row) for row in table.to_pylist()]
+        return [context_from_row(row) for row in table.to_pylist()]
 
     def context(self, row: int) -> Context:
         return self.contexts([row])[0]
@@ -156,7 +160,8 @@ def _float32(column: pa.ChunkedArray) -> np.ndarray:
     return np.concatenate(parts).astype(np.float32, copy=False) if parts else np.zeros(0, np.float32)
 
 
-def _context_from_row(row: dict[str, Any]) -> Context:
+def context_from_row(row: dict[str, Any]) -> Context:
+    """One row of the contexts table (as `pa.Table.to_pylist` gives it) as a Context."""
     return Context(
         context_id=row["context_id"],
         doc_id=row["doc_id"],
@@ -169,6 +174,32 @@ def _context_from_row(row: dict[str, Any]) -> Context:
         y=float(row["y"]) if row["y"] is not None else float("nan"),
         leaf_node=row["leaf_node"] or "",
     )
+
+
+_STRING_COLUMNS = ("context_id", "doc_id", "text", "leaf_node")
+
+
+def context_from_table(table: pa.Table) -> Context:
+    """The first row of a slice of the contexts table as a Context, invalid UTF-8 replaced, not raised.
+
+    A corpus or a foreign writer can leave invalid UTF-8 in a map; one bad row must not stop a screen.
+    """
+    try:
+        return context_from_row(table.slice(0, 1).to_pylist()[0])
+    except UnicodeDecodeError:
+        pass
+    # Strings viewed as bytes skip UTF-8 validation; decode them leniently.
+    lenient = table.slice(0, 1)
+    for name in _STRING_COLUMNS:
+        index = lenient.schema.get_field_index(name)
+        lenient = lenient.set_column(index, name, lenient.column(name).cast(pa.binary()))
+    tokens = lenient.column("tokens").cast(pa.list_(pa.binary()))
+    lenient = lenient.set_column(lenient.schema.get_field_index("tokens"), "tokens", tokens)
+    row = lenient.to_pylist()[0]
+    for name in _STRING_COLUMNS:
+        row[name] = (row[name] or b"").decode("utf-8", errors="replace")
+    row["tokens"] = [(t or b"").decode("utf-8", errors="replace") for t in row["tokens"] or []]
+    return context_from_row(row)
 
 
 def _node_from_row(row: dict[str, Any]) -> ClusterNode:

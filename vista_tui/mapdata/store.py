@@ -17,10 +17,6 @@ from vista_tui.mapdata.schema import SCHEMA_VERSION, Manifest
 ENV_CACHE = "VISTA_CACHE"
 MAPS_DIR = "maps"
 MANIFEST = "manifest.json"
-EXPLANATIONS_FILE = "explanations.json"
-"""A map's published explanations (`vista import-explanations`, e.g. from Neuronpedia)."""
-AGREEMENT_FILE = "agreement.json"
-"""Written by `pipeline.agreement`: the published explanations scored against each top-level cluster."""
 REBUILD_HINT = "rebuild it with `vista build` (or `vista demo` for the demo maps)"
 
 
