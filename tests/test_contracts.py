@@ -117,3 +117,15 @@ def test_no_module_imports_itself_through_others() -> None:
     graph = grimp.build_graph("vista_tui", "pipeline", cache_dir=None)
     cycles = _import_cycles(graph)
     assert not cycles, "\n".join(" -> ".join((*cycle, cycle[0])) for cycle in cycles)
+
+
+def test_no_test_module_imports_another() -> None:
+    """Shared test code lives in tests/helpers (or in fixtures), never in a test module that others import."""
+    graph = grimp.build_graph("tests", cache_dir=None)
+    imports = sorted(
+        f"{importer} -> {imported}"
+        for importer in graph.modules
+        for imported in graph.find_modules_directly_imported_by(importer)
+        if imported.rsplit(".", 1)[-1].startswith("test_")
+    )
+    assert not imports, imports
