@@ -173,6 +173,15 @@ def child_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "benchmarks.tui", "--child", *args]
 
 
+def child_result(command: list[str]) -> tuple[Any, str]:
+    """Run a child that prints its figures as `RESULT <json>`: the figures, and what it wrote on stderr."""
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=child_env())
+    if result.returncode != 0:
+        raise RuntimeError(f"{command[4]} child failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))
+    return json.loads(line.removeprefix("RESULT ")), result.stderr
+
+
 # -- (a) cold start in a pseudo-terminal ----------------------------------------------------------
 
 
@@ -581,11 +590,7 @@ def child_latency(store: Path, map_id: str, keys: int, profile: bool) -> None:
 def bench_latency(store: Path, map_id: str, n: int, keys: int, profile: bool) -> None:
     """(b): run the latency child and print its figures."""
     command = child_command("latency", str(store), map_id, str(keys)) + (["--profile"] if profile else [])
-    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=child_env())
-    if result.returncode != 0:
-        raise RuntimeError(f"latency child failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))
-    figures = json.loads(line.removeprefix("RESULT "))
+    figures, stderr = child_result(command)
     print(f"\n(b) key-to-repaint latency, run_test {PILOT_SIZE[0]}x{PILOT_SIZE[1]}, map of {n:,} contexts")
     print("  press -> last repaint before quiet (frame timer and terminal encoding included); target p95 <= 30 ms")
     print("  CPU: median process CPU time per key (all threads, pilot and polling included; see the baseline)")
@@ -604,7 +609,7 @@ def bench_latency(store: Path, map_id: str, n: int, keys: int, profile: bool) ->
             ms = [v * 1000 for v in values]
             print(f"  {action:<38} {len(ms):5d} {median(ms):6.1f}ms {p95(ms):6.1f}ms {max(ms):6.1f}ms")
     if profile:
-        print("\n  cProfile of the TUI run (UI thread; own time, then cumulative):\n" + result.stderr[-12000:])
+        print("\n  cProfile of the TUI run (UI thread; own time, then cumulative):\n" + stderr[-12000:])
 
 
 # -- (c) peak memory (child process) --------------------------------------------------------------
@@ -729,12 +734,7 @@ def child_minimap(map_dirs: list[Path], repeats: int) -> None:
 
 def bench_minimap(maps: dict[int, Path], repeats: int) -> None:
     """(d): run the minimap child on the maps (contexts -> map directory) and print its figures."""
-    command = child_command("minimap", str(repeats), *(str(path) for path in maps.values()))
-    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=child_env())
-    if result.returncode != 0:
-        raise RuntimeError(f"minimap child failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))
-    figures = json.loads(line.removeprefix("RESULT "))
+    figures, _ = child_result(child_command("minimap", str(repeats), *(str(path) for path in maps.values())))
     print(f"\n(d) minimap drawing, widget alone at {TERMINAL_SIZE[0]}x{TERMINAL_SIZE[1]}, median of {repeats}")
     for n, path in maps.items():
         row = figures[str(path)]
