@@ -1,9 +1,9 @@
 """TUI figures: cold start in a real terminal, key-to-repaint latency, peak memory.
 
-    .venv/bin/python -m benchmarks.tui [--repeats 5] [--n-big 100000] [--keys 200] [--only abc] [--profile]
+    .venv/bin/python -m benchmarks.tui [--repeats 5] [--n-big 100000] [--keys 200] [--only abcd] [--profile]
 
 Prints medians of --repeats runs and ratios against baselines measured in the same run;
-nothing is asserted. Synthetic maps (tests/synthetic_map.py) are cached under the temp dir,
+nothing is asserted. Synthetic maps (tests/helpers/synthetic_map.py) are cached under the temp dir,
 keyed by N and by the generator's source, so reruns skip the ~20 s build of 100k. Every
 figure is wall time on a shared machine: the load average is printed with each part.
 
@@ -37,6 +37,10 @@ figure is wall time on a shared machine: the load average is printed with each p
 (c) Peak RSS (ru_maxrss from os.wait4 on a headless run_test child): the minimal Textual
     app; the TUI with the --n-big map just opened; the TUI after `end` on the root's
     contexts, once the last rows are read and drawn (with and without pandas).
+(d) Minimap drawing, in a child process: the widget alone in an 80x24 run_test app, on the
+    SMALL_N map and the --n-big map. Per map: the background raster (every point, again for
+    each pane size: 80x24's pane, 160x48's, a full 160x48 screen), a change of the selected
+    node at 80x24's pane size (leaf, root, leaf, root; per change), and the strips of one frame.
 """
 
 from __future__ import annotations
@@ -150,7 +154,7 @@ def child_store(n: int) -> None:
     from tests.helpers.synthetic_map import build_synthetic_map
     from vista_tui.mapdata import MapError, MapReader
 
-    source = (REPO / "tests" / "synthetic_map.py").read_bytes()
+    source = (REPO / "tests" / "helpers" / "synthetic_map.py").read_bytes()
     root = BENCH_DIR / hashlib.sha256(source).hexdigest()[:10]
     map_id = f"syn-{n}"
     map_dir = root / "maps" / map_id
@@ -167,6 +171,15 @@ def child_store(n: int) -> None:
 def child_command(*args: str) -> list[str]:
     """The command line of a child of this benchmark (`--child KIND ARGS…`)."""
     return [sys.executable, "-m", "benchmarks.tui", "--child", *args]
+
+
+def child_result(command: list[str]) -> tuple[Any, str]:
+    """Run a child that prints its figures as `RESULT <json>`: the figures, and what it wrote on stderr."""
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=child_env())
+    if result.returncode != 0:
+        raise RuntimeError(f"{command[4]} child failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))
+    return json.loads(line.removeprefix("RESULT ")), result.stderr
 
 
 # -- (a) cold start in a pseudo-terminal ----------------------------------------------------------
@@ -577,11 +590,7 @@ def child_latency(store: Path, map_id: str, keys: int, profile: bool) -> None:
 def bench_latency(store: Path, map_id: str, n: int, keys: int, profile: bool) -> None:
     """(b): run the latency child and print its figures."""
     command = child_command("latency", str(store), map_id, str(keys)) + (["--profile"] if profile else [])
-    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=child_env())
-    if result.returncode != 0:
-        raise RuntimeError(f"latency child failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))
-    figures = json.loads(line.removeprefix("RESULT "))
+    figures, stderr = child_result(command)
     print(f"\n(b) key-to-repaint latency, run_test {PILOT_SIZE[0]}x{PILOT_SIZE[1]}, map of {n:,} contexts")
     print("  press -> last repaint before quiet (frame timer and terminal encoding included); target p95 <= 30 ms")
     print("  CPU: median process CPU time per key (all threads, pilot and polling included; see the baseline)")
@@ -600,7 +609,7 @@ def bench_latency(store: Path, map_id: str, n: int, keys: int, profile: bool) ->
             ms = [v * 1000 for v in values]
             print(f"  {action:<38} {len(ms):5d} {median(ms):6.1f}ms {p95(ms):6.1f}ms {max(ms):6.1f}ms")
     if profile:
-        print("\n  cProfile of the TUI run (UI thread; own time, then cumulative):\n" + result.stderr[-12000:])
+        print("\n  cProfile of the TUI run (UI thread; own time, then cumulative):\n" + stderr[-12000:])
 
 
 # -- (c) peak memory (child process) --------------------------------------------------------------
@@ -669,6 +678,69 @@ def bench_memory(store: Path, map_id: str, n: int, repeats: int) -> None:
     print(f"  the map's cost at the end: {median(peaks['vista-end']) - base:.0f} MB over the minimal app")
 
 
+# -- (d) minimap drawing (child process) ----------------------------------------------------------
+
+MINIMAP_PANES = ((46, 12), (78, 22), (158, 46))
+"""Cells of the minimap: its pane at 80x24, at 160x48, and a whole 160x48 screen."""
+
+
+async def minimap_figures(map_dir: Path, repeats: int) -> dict[str, float]:
+    """(d) on one map: seconds per minimap step, median of `repeats`, the widget mounted at 80x24."""
+    from textual.app import App, ComposeResult
+
+    from vista_tui.core.model import MapModel
+    from vista_tui.tui.widgets.minimap import Minimap
+
+    model = MapModel.open(map_dir)
+    minimap = Minimap(model)
+
+    class MinimapHost(App[None]):
+        def compose(self) -> ComposeResult:
+            yield minimap
+
+    # The smallest sub-sense: a cluster two levels down, whose parent is a sense, not the root.
+    sense = next(c for c in model.children(model.root.node_id) if model.nodes[c].kind == "cluster")
+    leaf, root = model.children(sense)[-1], model.root.node_id
+    runs: dict[str, list[float]] = {}
+    async with MinimapHost().run_test(size=TERMINAL_SIZE) as pilot:
+        minimap.show_node(root)
+        await pilot.pause()
+        for _ in range(repeats):
+            for cols, rows in MINIMAP_PANES:
+                start = time.perf_counter()
+                minimap._background = None  # a new size: raster every point again
+                minimap.compute_frame(cols, rows)
+                runs.setdefault(f"background {cols}x{rows}", []).append(time.perf_counter() - start)
+            minimap._background = None
+            frame = minimap.compute_frame(78, 22)
+            start = time.perf_counter()
+            for node in (leaf, root, leaf, root):
+                minimap.node_id = node
+                frame = minimap.compute_frame(78, 22)
+            runs.setdefault("node change 78x22", []).append((time.perf_counter() - start) / 4)
+            start = time.perf_counter()
+            minimap._build_strips(frame)
+            runs.setdefault("strips 78x22", []).append(time.perf_counter() - start)
+    return {step: median(seconds) for step, seconds in runs.items()}
+
+
+def child_minimap(map_dirs: list[Path], repeats: int) -> None:
+    """The (d) child: the figures of each map, as JSON."""
+    import asyncio
+
+    figures = {str(map_dir): asyncio.run(minimap_figures(map_dir, repeats)) for map_dir in map_dirs}
+    print("RESULT " + json.dumps(figures))
+
+
+def bench_minimap(maps: dict[int, Path], repeats: int) -> None:
+    """(d): run the minimap child on the maps (contexts -> map directory) and print its figures."""
+    figures, _ = child_result(child_command("minimap", str(repeats), *(str(path) for path in maps.values())))
+    print(f"\n(d) minimap drawing, widget alone at {TERMINAL_SIZE[0]}x{TERMINAL_SIZE[1]}, median of {repeats}")
+    for n, path in maps.items():
+        row = figures[str(path)]
+        print(f"  minimap {n:>7,} points: " + ", ".join(f"{step} {s * 1e3:.1f} ms" for step, s in row.items()))
+
+
 # -- main -----------------------------------------------------------------------------------------
 
 
@@ -683,6 +755,8 @@ def run_child(args: list[str]) -> None:
         import asyncio
 
         asyncio.run(memory_run(rest[0], Path(rest[1]), rest[2]))
+    elif kind == "minimap":
+        child_minimap([Path(path) for path in rest[1:]], int(rest[0]))
     else:
         raise SystemExit(f"unknown child {kind!r}")
 
@@ -697,13 +771,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="runs per figure (median; default: 5)")
     parser.add_argument("--n-big", type=int, default=100_000, help="contexts of the big map (default: 100000)")
     parser.add_argument("--keys", type=int, default=200, help="key presses per action in (b) (default: 200)")
-    parser.add_argument("--only", default="abc", help="which parts to run, e.g. 'a' or 'bc' (default: abc)")
+    parser.add_argument("--only", default="abcd", help="which parts to run, e.g. 'a' or 'bc' (default: abcd)")
     parser.add_argument("--profile", action="store_true", help="(b) under cProfile; prints the top functions")
     args = parser.parse_args()
 
     print(f"cores={os.cpu_count()} load={os.getloadavg()[0]:.2f} python={sys.version.split()[0]}", flush=True)
     parts: dict[str, Callable[[], None]] = {}
-    if "a" in args.only:
+    if "a" in args.only or "d" in args.only:
         small_store, small_id = bench_store(SMALL_N)
 
         def part_a() -> None:
@@ -711,11 +785,13 @@ def main() -> None:
             bench_imports(args.repeats)
 
         parts["a"] = part_a
-    if "b" in args.only or "c" in args.only:
+    if "b" in args.only or "c" in args.only or "d" in args.only:
         big_store, big_id = bench_store(args.n_big)
         parts["b"] = lambda: bench_latency(big_store, big_id, args.n_big, args.keys, args.profile)
         parts["c"] = lambda: bench_memory(big_store, big_id, args.n_big, args.repeats)
-    for name in "abc":
+        maps = {SMALL_N: small_store / "maps" / small_id, args.n_big: big_store / "maps" / big_id}
+        parts["d"] = lambda: bench_minimap(maps, args.repeats)
+    for name in "abcd":
         if name in args.only:
             parts[name]()
             print(f"  (load average after ({name}): {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores)", flush=True)

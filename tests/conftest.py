@@ -47,15 +47,15 @@ def synthetic_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def snapshot_store() -> Path:
-    """Like synthetic_store but at a fixed path, so the picker's snapshot does not change between runs."""
-    import shutil
-    import tempfile
+def snapshot_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Like synthetic_store (without the broken map), in a folder of a fixed name: the picker's title names it.
 
+    The picker snapshot opens it by that name from its parent folder, so the title reads the same
+    on every run and machine; everything else shown comes from the maps (their `created` is pinned).
+    """
     from tests.helpers.synthetic_map import build_synthetic_map
 
-    root = Path(tempfile.gettempdir()) / "vista-snapshot-store"
-    shutil.rmtree(root, ignore_errors=True)
+    root = tmp_path_factory.mktemp("snapshots") / "vista-snapshot-store"
     build_synthetic_map(root / "maps" / "syn-plain", n=240, seed=0, latent=42)
     build_synthetic_map(root / "maps" / "syn-labelled", n=180, seed=1, latent=7, llm_labels=True)
     return root

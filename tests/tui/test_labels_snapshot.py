@@ -2,14 +2,12 @@
 
 The map carries what `vista label` and its agreement step write (label, explanation, the LLM's
 visual prompt, status ok, an agreement score), written through the real map writer by
-tests/synthetic_map.py. Update after an intended change with
+tests/helpers/synthetic_map.py. Update after an intended change with
 `pytest tests/tui/test_labels_snapshot.py --snapshot-update` and look at the SVG before committing.
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -26,10 +24,9 @@ EXPLANATION, VISUAL_PROMPT, AGREEMENT = READINGS["muscle"]
 
 
 @pytest.fixture(scope="module")
-def agreement_store() -> Path:
-    """A store at a fixed path (the map's path shows on screen) holding one labelled and scored map."""
-    root = Path(tempfile.gettempdir()) / "vista-labels-snapshot-store"
-    shutil.rmtree(root, ignore_errors=True)
+def agreement_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store holding one labelled and scored map (no path of it shows on screen, only the map id)."""
+    root = tmp_path_factory.mktemp("labels-snapshot-store")
     build_synthetic_map(root / "maps" / "syn-agreement", n=180, seed=1, latent=7, agreement=True)
     return root
 
