@@ -123,7 +123,8 @@ def bench_fidelity_vs_dense(n: int, repeats: int) -> tuple[float, float, bool]:
 
 def bench_harvest(repeats: int, max_tokens: int, d_sae: int) -> dict[str, float]:
     """Harvest tokens/s against the bare forward on the same batches (MiniLM, hook 3, a TopK SAE)."""
-    from pipeline.harvest import HarvestConfig, load_model, measure_throughput, random_topk_sae
+    from pipeline.harvest import HarvestConfig, measure_throughput
+    from pipeline.models import load_model, random_topk_sae
 
     cfg = HarvestConfig(
         model="minilm",

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from pipeline import render
+from pipeline.models import resolve_device
 from pipeline.render import Components, Region, RenderConfig
 
 
@@ -126,7 +127,7 @@ def load(args: argparse.Namespace) -> Components:
 
     if args.model:
         return render.load_components(args.model, args.device, args.dtype)
-    device = render.resolve_device(args.device)
+    device = torch.device(resolve_device(args.device))
     dtype = render.resolve_dtype(args.dtype, device)
     pipe = random_sd_pipeline(seed=0, arch=args.arch)
     if dtype != torch.float32:  # the VAE stays float32, as load_components keeps SD VAEs (force_upcast)

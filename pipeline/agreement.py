@@ -44,7 +44,7 @@ class AgreementConfig:
     """Which encoder embeds the readings, and how many texts go through it at once."""
 
     model: str = "minilm"
-    """A `pipeline.harvest.load_model` name: `minilm` (bundled), a local directory or a cached hub id."""
+    """A `pipeline.models.load_model` name: `minilm` (bundled), a local directory or a cached hub id."""
     batch_size: int = 64
     device: str = "cpu"
     max_tokens: int = 128
@@ -68,7 +68,7 @@ class Encoder:
 
     def __init__(self, cfg: AgreementConfig) -> None:
         # torch/transformers take seconds to import: only when an encoder is really built.
-        from pipeline.harvest import load_model
+        from pipeline.models import load_model
 
         self.cfg = cfg
         self.loaded = load_model(cfg.model, device=cfg.device)

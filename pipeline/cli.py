@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from pipeline.argtypes import int_list
 from pipeline.steps import Progress as StepProgress
 from vista_tui.mapdata import MapError, Store, resolve_store
 
@@ -53,13 +54,6 @@ def rich_reporter() -> Iterator[StepReporter]:
         yield report
 
 
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(part) for part in text.replace(" ", "").split(",") if part]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"latents must be integers separated by commas, got {text!r}") from None
-
-
 def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     """Every option of `vista build`."""
     what = parser.add_argument_group("what to map")
@@ -89,7 +83,7 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     )
     what.add_argument(
         "--latents",
-        type=_int_list,
+        type=int_list,
         action="extend",
         required=True,
         metavar="I[,J…]",
@@ -107,7 +101,7 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-tokens", type=int, default=None, help="stop after this many corpus tokens (default: all)"
     )
     harvest.add_argument(
-        "--device", default="auto", help="torch device, 'auto' = cuda when there is one (default: auto)"
+        "--device", default="auto", help="torch device; 'auto' = cuda, else mps, else cpu (default: auto)"
     )
     harvest.add_argument(
         "--keep-duplicates",
@@ -212,7 +206,7 @@ def _announce(built: Sequence[BuiltMap]) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from pipeline.demo import DemoConfig, run_demo
+    from pipeline.demo.run import DemoConfig, run_demo
 
     cfg = DemoConfig.from_args(args)
     store = Store(resolve_store(args.cache))
@@ -263,7 +257,7 @@ def add_label_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy, reproducible answers (default: 0)")
     parser.add_argument("--seed", type=int, default=0, help="seed of sampled answers (default: 0)")
     parser.add_argument(
-        "--device", default="auto", help="torch device of --backend transformers; auto = cuda if any (default: auto)"
+        "--device", default="auto", help="torch device of --backend transformers; 'auto' = cuda, else mps, else cpu (default: auto)"
     )
     parser.add_argument(
         "--price-in",
@@ -376,7 +370,7 @@ def make_parser() -> argparse.ArgumentParser:
         description="Offline demo: trains (once) a TopK SAE on all-MiniLM-L6-v2 activations over the Python "
         "standard library's docstrings, picks latents with rich structure and builds their maps.",
     )
-    from pipeline.demo import add_demo_arguments
+    from pipeline.demo.run import add_demo_arguments
 
     add_demo_arguments(demo)
     add_cache_argument(demo)

@@ -63,6 +63,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from pipeline.models import resolve_device
 from vista_tui.core.renders import DIFFUSION_VERSION, RENDERS_DIR, RenderJob, cached_render, render_key
 from vista_tui.mapdata import MapReader, atomic_write, atomic_write_json, utc_now
 
@@ -233,20 +234,6 @@ class RenderResult:
 # -- loading -------------------------------------------------------------------------------
 
 
-def resolve_device(device: str) -> torch.device:
-    """The torch device `device` names ("auto": cuda, then mps, then cpu)."""
-    # torch is heavy: imported only where a render actually happens.
-    import torch
-
-    if device != "auto":
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
 def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
     """The torch dtype `dtype` names ("auto": float16 on cuda, float32 elsewhere)."""
     # torch is heavy: imported only where a render actually happens.
@@ -330,7 +317,7 @@ def load_components(model: str, device: str | torch.device = "auto", dtype: str 
     import torch
     from diffusers import StableDiffusionPipeline
 
-    torch_device = resolve_device(device) if isinstance(device, str) else device
+    torch_device = torch.device(resolve_device(device)) if isinstance(device, str) else device
     torch_dtype = resolve_dtype(dtype, torch_device)
     vae_dtype = torch_dtype
     if torch_dtype != torch.float32 and _vae_force_upcast(root):

@@ -182,15 +182,15 @@ def load_chat_model(cfg: LabelConfig) -> _LoadedChatModel:
     check_local_model(cfg)
     path = Path(cfg.model or "").expanduser()
     # torch/transformers take seconds to import: only when a local model is really used.
-    from pipeline.harvest import HarvestError, _offline, resolve_device
+    from pipeline.models import ModelError, offline, resolve_device
 
-    _offline()
+    offline()
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
         device = resolve_device(cfg.device)
-    except HarvestError as error:
+    except ModelError as error:
         raise LabelError(str(error)) from None
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.demo_latents import (
+from pipeline.demo.latents import (
     LatentStats,
     latent_stats_from_firings,
     load_latent_stats,

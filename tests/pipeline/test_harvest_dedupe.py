@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from pipeline.harvest import _TopN
+from pipeline.harvest.topn import TopN
 
 
 def reference(acts: np.ndarray, windows: list[bytes], n: int, dedupe: bool) -> list[int]:
@@ -27,7 +27,7 @@ def reference(acts: np.ndarray, windows: list[bytes], n: int, dedupe: bool) -> l
     return sorted(order[:n])
 
 
-def stream(top: _TopN, acts: np.ndarray, windows: list[bytes], blocks: list[int], start: int = 0) -> int:
+def stream(top: TopN, acts: np.ndarray, windows: list[bytes], blocks: list[int], start: int = 0) -> int:
     """Offer `acts` from ordinal `start` on in blocks; check the bounded memory after each; return
     how many window keys were asked for."""
     asked = 0
@@ -66,7 +66,7 @@ def test_streaming_top_n_matches_the_whole_stream(dedupe: bool) -> None:
         windows = [bytes([int(w)]) for w in rng.integers(0, int(rng.integers(1, 25)), length)]
         cuts = np.sort(rng.choice(np.arange(1, length), size=min(length - 1, int(rng.integers(0, 8))), replace=False))
         blocks = np.diff(np.concatenate([[0], cuts, [length]])).tolist()
-        top = _TopN(n, dedupe=dedupe)
+        top = TopN(n, dedupe=dedupe)
         stream(top, acts, windows, blocks)
         assert sorted(top.ords.tolist()) == reference(acts, windows, n, dedupe), (acts, windows, blocks, n)
         kept = {int(o): float(a) for o, a in zip(top.ords, top.acts, strict=True)}
@@ -77,7 +77,7 @@ def test_a_later_higher_copy_displaces_the_kept_one_and_a_lower_one_is_dropped()
     a, b, c, d = b"a", b"b", b"c", b"d"
     acts = np.asarray([5, 4, 3, 2, 6, 4, 9, 9], np.float32)
     windows = [a, b, c, d, b, a, d, d]
-    top = _TopN(3, dedupe=True)
+    top = TopN(3, dedupe=True)
     stream(top, acts, windows, [4])
     assert sorted(top.ords.tolist()) == [0, 1, 2]  # d (2) did not make it
     stream(top, acts, windows, [1, 1, 2], start=4)
@@ -90,7 +90,7 @@ def test_a_later_higher_copy_displaces_the_kept_one_and_a_lower_one_is_dropped()
 def test_copies_in_one_block_leave_room_for_the_next_distinct_windows() -> None:
     acts = np.asarray([9, 9, 9, 8, 8, 7, 1], np.float32)
     windows = [b"x", b"x", b"x", b"y", b"y", b"z", b"w"]
-    top = _TopN(3, dedupe=True)
+    top = TopN(3, dedupe=True)
     asked = stream(top, acts, windows, [7])
     assert sorted(top.ords.tolist()) == [0, 3, 5]  # x, y, z: the top 3 filled from distinct windows
     assert asked == 6  # the candidate below three distinct better windows is never keyed
@@ -98,4 +98,4 @@ def test_copies_in_one_block_leave_room_for_the_next_distinct_windows() -> None:
 
 def test_dedupe_needs_the_window_keys() -> None:
     with pytest.raises(ValueError, match="window key"):
-        _TopN(2, dedupe=True).offer(np.asarray([1.0], np.float32), 0)
+        TopN(2, dedupe=True).offer(np.asarray([1.0], np.float32), 0)

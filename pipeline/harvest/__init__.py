@@ -1,0 +1,43 @@
+"""Harvest: run a model over a corpus, encode a hook point with an SAE, keep each latent's top-N contexts.
+
+The step, along its seams (models and SAEs are loaded by `pipeline.models`):
+
+- `config`: STEP, VERSION, DISTRIBUTIONS, `HarvestConfig` (= `Config`) and `HarvestError`;
+- `batches`: documents → tokenized chunks → length-sorted, padded batches, prefetched;
+- `topn`: the streaming best N per latent, each shown window once (dedupe);
+- `windows`: the display window around a kept token and the context built from it;
+- `step`: `run` — one pass of model and SAE over the corpus;
+- `result`: `HarvestResult`, one `LatentHarvest` per latent;
+- `cache`: `save` / `load` of a harvest folder (`DONE_FILE` written last);
+- `throughput`: the harvest timed against the bare model forward.
+
+Callers use the names below: `from pipeline import harvest; harvest.run(harvest.HarvestConfig(...))`.
+"""
+
+from __future__ import annotations
+
+from pipeline.harvest.cache import DONE_FILE, HARVEST_FILE, load, save
+from pipeline.harvest.config import DISTRIBUTIONS, STEP, VERSION, Config, HarvestConfig, HarvestError
+from pipeline.harvest.result import HarvestResult, LatentHarvest
+from pipeline.harvest.step import harvest_documents, prepare, run
+from pipeline.harvest.throughput import Throughput, measure_throughput
+
+__all__ = [
+    "DISTRIBUTIONS",
+    "DONE_FILE",
+    "HARVEST_FILE",
+    "STEP",
+    "VERSION",
+    "Config",
+    "HarvestConfig",
+    "HarvestError",
+    "HarvestResult",
+    "LatentHarvest",
+    "Throughput",
+    "harvest_documents",
+    "load",
+    "measure_throughput",
+    "prepare",
+    "run",
+    "save",
+]
