@@ -19,19 +19,10 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.synthetic_map import build_synthetic_map
-from vista_tui.core.renders import (
-    JobStatus,
-    RenderEvent,
-    RenderJob,
-    RenderQueue,
-    cached_render,
-    crash_reason,
-    read_messages,
-    read_sidecar,
-    render_key,
-    write_message,
-)
+from vista_tui.core.render_protocol import JobStatus, RenderEvent, crash_reason, read_messages, write_message
+from vista_tui.core.render_queue import RenderQueue
 from vista_tui.mapdata import MapReader, NodeLabels, StepRecord, update_tree
+from vista_tui.mapdata.renders import RenderJob, cached_render, read_sidecar, render_key
 
 WAIT_S = 60.0
 TEST_ENV = dict(os.environ, VISTA_RENDER_TEST="1")

@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
-from vista_tui.core.renders import ENV_MODEL, MAX_SIDE, MIN_SIDE, RenderEvent, RenderJob, RenderQueue
+from vista_tui.core.render_protocol import RenderEvent
+from vista_tui.core.render_queue import ENV_MODEL, RenderQueue
 from vista_tui.mapdata import MapError, Store, resolve_store
+from vista_tui.mapdata.renders import MAX_SIDE, MIN_SIDE, RenderJob
 
 if TYPE_CHECKING:
     from vista_tui.mapdata import MapReader
