@@ -257,7 +257,9 @@ def add_label_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy, reproducible answers (default: 0)")
     parser.add_argument("--seed", type=int, default=0, help="seed of sampled answers (default: 0)")
     parser.add_argument(
-        "--device", default="auto", help="torch device of --backend transformers; 'auto' = cuda, else mps, else cpu (default: auto)"
+        "--device",
+        default="auto",
+        help="torch device of --backend transformers; 'auto' = cuda, else mps, else cpu (default: auto)",
     )
     parser.add_argument(
         "--price-in",

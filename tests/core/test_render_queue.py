@@ -19,19 +19,10 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.synthetic_map import build_synthetic_map
-from vista_tui.core.renders import (
-    JobStatus,
-    RenderEvent,
-    RenderJob,
-    RenderQueue,
-    cached_render,
-    crash_reason,
-    read_messages,
-    read_sidecar,
-    render_key,
-    write_message,
-)
-from vista_tui.mapdata import MapReader, NodeLabels, StepRecord, update_tree
+from vista_tui.core.render_protocol import JobStatus, RenderEvent, crash_reason, read_messages, write_message
+from vista_tui.core.render_queue import RenderQueue
+from vista_tui.mapdata import MapReader
+from vista_tui.mapdata.renders import RenderJob, cached_render, read_sidecar, render_key
 
 WAIT_S = 60.0
 TEST_ENV = dict(os.environ, VISTA_RENDER_TEST="1")
@@ -227,30 +218,6 @@ def test_close_stops_the_running_job_and_the_worker(map_dir: Path, events: Event
         queue.submit(RenderJob(map_dir))
 
 
-def test_render_key_follows_content(map_dir: Path) -> None:
-    sketch = RenderJob(map_dir)
-    assert render_key(sketch) == render_key(RenderJob(map_dir))
-    assert render_key(sketch) == render_key(RenderJob(map_dir, seed=5, steps=3))  # a sketch has no seed
-    assert render_key(sketch) == render_key(RenderJob(map_dir, node_id=MapReader(map_dir).root.node_id))
-    assert render_key(sketch) != render_key(RenderJob(map_dir, node_id=MapReader(map_dir).tree[1].node_id))
-    assert render_key(sketch) != render_key(RenderJob(map_dir, width=512, height=512))
-    assert render_key(sketch) != render_key(RenderJob(map_dir, kind="panorama"))
-    diffusion = RenderJob(map_dir, model="some/model")
-    assert render_key(diffusion).startswith("diffusion-")
-    assert render_key(diffusion) != render_key(RenderJob(map_dir, model="some/model", seed=1))
-    assert render_key(diffusion) != render_key(RenderJob(map_dir, model="other/model"))
-    assert render_key(diffusion) == render_key(RenderJob(map_dir, model="some/model", debug_delay_s=0.5))
-    assert render_key(diffusion, {}) == render_key(diffusion)  # no options: the worker's key
-    assert render_key(diffusion, {"window": 256}) != render_key(diffusion)
-
-    before = render_key(sketch)
-    reader = MapReader(map_dir)
-    nodes = reader.tree
-    nodes[1].labels = NodeLabels(keywords=nodes[1].labels.keywords, visual_prompt="a different scene")
-    update_tree(map_dir, reader.manifest, nodes, StepRecord("relabel", "x", {}, {}, None))
-    assert render_key(RenderJob(map_dir)) != before
-
-
 def test_an_event_is_the_status_of_its_job_when_it_happened(map_dir: Path) -> None:
     status = JobStatus("r1", RenderJob(map_dir), state="running", step=3, total=4)
     event = RenderEvent.of(status, "progress")
@@ -277,25 +244,6 @@ def test_protocol_lines_round_trip_and_bad_lines_are_reported() -> None:
     messages = list(read_messages(lines, lambda line, why: bad.append((line, why))))
     assert messages == [{"op": "render", "job_id": "r1"}, {"event": "ready"}]
     assert [line for line, _ in bad] == ["not json\n", "[1, 2]\n"] and bad[1][1] == "not a JSON object"
-
-
-def test_render_job_validates() -> None:
-    for bad in (
-        {"kind": "poster"},
-        {"steps": 0},
-        {"width": 10},
-        {"height": 100_000},
-        {"seed": -1},
-        {"guidance": float("nan")},
-        {"model": " "},
-        {"node_id": ""},
-    ):
-        with pytest.raises(ValueError):
-            RenderJob(Path("m"), **bad)  # type: ignore[arg-type]
-    assert RenderJob(Path("m")).size == (1024, 768)
-    assert RenderJob(Path("m"), model="x").size == (512, 512)
-    request = RenderJob(Path("m"), node_id="n", model="x", seed=3).to_request("r1")
-    assert RenderJob.from_request(request) == RenderJob(Path("m"), node_id="n", model="x", seed=3)
 
 
 # -- `vista render` ------------------------------------------------------------------------------------

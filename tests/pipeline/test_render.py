@@ -34,8 +34,8 @@ from pipeline.render import (
 )
 from tests.helpers.synthetic_map import build_synthetic_map
 from tests.helpers.tiny_sd import TINY_VAE_FACTOR, TINY_WINDOW_PX, build_tiny_sd
-from vista_tui.core.renders import RenderJob, render_key
 from vista_tui.mapdata import MapReader
+from vista_tui.mapdata.renders import RenderJob, render_key
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")

@@ -1,6 +1,6 @@
-"""The render worker: sketches (pipeline.sketch), its JSON-lines protocol, and diffusion with a warm model.
+"""The render worker: sketches (pipeline.render.sketch), its JSON-lines protocol, and diffusion with a warm model.
 
-Protocol tests run the real process (`python -m pipeline.render_worker`); the warm-model
+Protocol tests run the real process (`python -m pipeline.render.worker`); the warm-model
 tests drive the worker class in-process too, to count model loads. Diffusion uses the tiny
 random SD checkpoint of tests/tiny_sd.py. Every wait is bounded.
 """
@@ -24,11 +24,12 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from pipeline.render_worker import RenderWorker
-from pipeline.sketch import _font, _Label, _place_labels, short_title, sketch_map
+from pipeline.render.sketch import _font, _Label, _place_labels, short_title, sketch_map
+from pipeline.render.worker import RenderWorker
 from tests.helpers.synthetic_map import build_synthetic_map
-from vista_tui.core.renders import RenderJob, RenderQueue, cached_render, read_sidecar, render_key
+from vista_tui.core.render_queue import RenderQueue
 from vista_tui.mapdata import MapReader
+from vista_tui.mapdata.renders import RenderJob, cached_render, read_sidecar, render_key
 
 WAIT_S = 120.0
 
@@ -120,11 +121,11 @@ def test_out_of_memory_fails_the_job_and_ends_the_worker(fresh_map: Path, monkey
 
 
 class WorkerProcess:
-    """`python -m pipeline.render_worker` with a thread reading its stdout into a queue."""
+    """`python -m pipeline.render.worker` with a thread reading its stdout into a queue."""
 
     def __init__(self, env: dict[str, str] | None = None) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.render_worker"],
+            [sys.executable, "-m", "pipeline.render.worker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -236,10 +237,12 @@ def test_the_test_delay_needs_the_test_switch(fresh_map: Path) -> None:
     worker = WorkerProcess(env=env)
     try:
         worker.event()
-        started = time.monotonic()
         worker.send(request("a", fresh_map, steps=400, debug_delay_s=0.05, width=128, height=96))
-        worker.until("done", timeout=15)
-        assert time.monotonic() - started < 15  # 400 × 0.05 s would be 20 s
+        done, seen = worker.until("done")
+        # Honoured, the delay stretches the sketch over its 400 steps (a progress line says
+        # `"total": 400`); ignored, the sketch is the one step it always is.
+        assert done["cached"] is False
+        assert [(e["step"], e["total"]) for e in seen if e["event"] == "progress"] == [(1, 1)]
     finally:
         worker.close()
 

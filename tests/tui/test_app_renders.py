@@ -10,8 +10,8 @@ import pytest
 
 from tests.helpers.synthetic_map import build_synthetic_map
 from tests.helpers.tui import open_map, screen_text, selected_title, tree_of
-from vista_tui.core.renders import RenderJob
 from vista_tui.mapdata import Store
+from vista_tui.mapdata.renders import RenderJob
 from vista_tui.tui.app import VistaApp
 from vista_tui.tui.screens.image import ImageScreen
 from vista_tui.tui.screens.main import MapScreen

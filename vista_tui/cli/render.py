@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from vista_tui.cli.console import EXIT_FAILED, EXIT_INTERRUPTED, fail, stderr
 from vista_tui.cli.opening import open_map, resolve_node_id, store_of
-from vista_tui.core.renders import ENV_MODEL, MAX_SIDE, MIN_SIDE, RenderEvent, RenderJob, RenderQueue
+from vista_tui.core.render_protocol import RenderEvent
+from vista_tui.core.render_queue import ENV_MODEL, RenderQueue
 from vista_tui.mapdata import MapError
+from vista_tui.mapdata.renders import MAX_SIDE, MIN_SIDE, RenderJob
 
 if TYPE_CHECKING:
     from vista_tui.mapdata import MapReader

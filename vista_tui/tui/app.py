@@ -22,7 +22,8 @@ from textual.screen import Screen
 from textual.worker import Worker
 
 from vista_tui.core.annotations import TriageConfig
-from vista_tui.core.renders import ENV_MODEL, RenderEvent, RenderQueue
+from vista_tui.core.render_protocol import RenderEvent
+from vista_tui.core.render_queue import ENV_MODEL, RenderQueue
 from vista_tui.mapdata import MapEntry, MapError, Store, read_manifest
 from vista_tui.tui.messages import WorkerFailed, forward_failure
 from vista_tui.tui.screens.error import ErrorScreen

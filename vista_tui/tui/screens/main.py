@@ -25,9 +25,10 @@ from textual.worker import get_current_worker
 from vista_tui.core.annotations import AnnotationError
 from vista_tui.core.history import undo_message
 from vista_tui.core.model import MapModel
-from vista_tui.core.renders import RenderEvent, RenderJob, cached_render, read_sidecar
+from vista_tui.core.render_protocol import RenderEvent
 from vista_tui.core.sanitize import sanitize
 from vista_tui.core.triage import Triage, TriageFilter, matching_nodes, member_ids, meter_text, parse_filter
+from vista_tui.mapdata.renders import RenderJob, cached_render, read_sidecar
 from vista_tui.tui.dialogs import LineDialog, NoteDialog
 from vista_tui.tui.graphics import open_externally
 from vista_tui.tui.palette import NodeCommands

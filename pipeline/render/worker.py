@@ -1,6 +1,6 @@
-"""`python -m pipeline.render_worker`: the long-lived render process behind `vista_tui.core.renders.RenderQueue`.
+"""`python -m pipeline.render.worker`: the long-lived render process behind `vista_tui.core.render_queue.RenderQueue`.
 
-Protocol: JSON lines. On stdin, requests:
+Protocol (`vista_tui.core.render_protocol`): JSON lines. On stdin, requests:
     {"op": "render", "job_id", "map", "node", "kind", "model", "seed", "steps", "width", "height", "guidance"}
     {"op": "cancel", "job_id"}     {"op": "shutdown"}
 On stdout, events (nothing else is ever written there; logs go to stderr):
@@ -14,11 +14,11 @@ On stdout, events (nothing else is ever written there; logs go to stderr):
 Jobs run one at a time on the main thread; a reader thread takes stdin, so a cancel arrives
 while a job runs (the render checks a flag between steps). The diffusion model is loaded on
 the first diffusion job and kept for the next ones (a job naming another model reloads);
-`"model": null` draws a sketch (pipeline.sketch) and never imports torch. Images are cached
-by content in `<map>/renders/` under `vista_tui.core.renders.render_key` (the key `pipeline.render.run`
-uses too), so the same request is never rendered twice: a hit answers "done" with
-`"cached": true` and loads nothing. Lines are read and written by `vista_tui.core.renders`' protocol
-helpers, the same the queue uses on the other end.
+`"model": null` draws a sketch (pipeline.render.sketch) and never imports torch. Images are
+cached by content in `<map>/renders/` under `vista_tui.mapdata.renders.render_key` (the key
+`pipeline.render.run` uses too), so the same request is never rendered twice: a hit answers
+"done" with `"cached": true` and loads nothing. Lines are read and written by
+`vista_tui.core.render_protocol`'s helpers, the same the queue uses on the other end.
 
 Out of memory: the job fails with that reason and the worker exits (status 3) rather than
 go on in a state nobody can vouch for; the queue starts a fresh one for the next job.
@@ -40,24 +40,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from pipeline.render import save_render
-from vista_tui.core.renders import (
-    ENV_TEST,
-    RENDERS_DIR,
-    SKETCH_VERSION,
-    RenderJob,
-    cached_render,
-    model_key,
-    read_messages,
-    render_key,
-    write_message,
-)
+from pipeline.render.config import RenderCancelled
+from pipeline.render.jobs import render_job, save_render
+from pipeline.render.load import load_components
+from vista_tui.core.render_protocol import ENV_TEST, read_messages, write_message
 from vista_tui.mapdata import MapError, MapReader
+from vista_tui.mapdata.renders import SKETCH_VERSION, RenderJob, cached_render, model_key, render_key, renders_dir
 
 EXIT_OUT_OF_MEMORY = 3
 PROGRESS_INTERVAL_S = 0.1
 ENV_DEVICE = "VISTA_RENDER_DEVICE"
-"""torch device for diffusion ('auto' = cuda when there is one)."""
+"""torch device for diffusion ('auto' = cuda when there is one); read by `main`, not by the worker."""
 
 
 class JobCancelled(Exception):
@@ -77,9 +70,11 @@ def _is_out_of_memory(error: BaseException) -> bool:
 class RenderWorker:
     """Serves render requests from `requests` (lines of JSON) and writes events to `events`."""
 
-    def __init__(self, events: IO[str], test_mode: bool = False) -> None:
+    def __init__(self, events: IO[str], test_mode: bool = False, device: str = "auto") -> None:
+        """`test_mode` honours jobs' `debug_delay_s`; `device` is where diffusion runs ("auto": cuda when there is one)."""
         self.events = events
         self.test_mode = test_mode
+        self.device = device
         self._write_lock = threading.Lock()
         self._state_lock = threading.Lock()
         self._inbox: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
@@ -170,7 +165,7 @@ class RenderWorker:
                 image, sidecar = self._diffuse(job, progress)
             seconds = time.perf_counter() - started
             sidecar.setdefault("seconds", round(seconds, 3))  # a diffusion sidecar counts denoising only
-            self._emit_done(job_id, save_render(image, job.map_dir / RENDERS_DIR, key, sidecar), False, started)
+            self._emit_done(job_id, save_render(image, renders_dir(job.map_dir), key, sidecar), False, started)
         except JobCancelled:
             self.emit("cancelled", job_id=job_id)
         except BaseException as error:
@@ -208,13 +203,13 @@ class RenderWorker:
         return report
 
     def cancelled(self) -> bool:
-        """Whether the running job was asked to stop (pipeline.render checks it between steps)."""
+        """Whether the running job was asked to stop (the render checks it between steps)."""
         return self._cancel.is_set()
 
     def _sketch(self, job: RenderJob, progress: Callable[[int, int], None]) -> tuple[Any, dict[str, Any]]:
         from PIL import __version__ as pillow_version
 
-        from pipeline.sketch import sketch_font, sketch_map
+        from pipeline.render.sketch import sketch_font, sketch_map
 
         reader = MapReader(job.map_dir)
         # A sketch is one step; with a test delay it pretends to take `steps` (to test cancel and limits).
@@ -237,23 +232,21 @@ class RenderWorker:
         }
 
     def _diffuse(self, job: RenderJob, progress: Callable[[int, int], None]) -> tuple[Any, dict[str, Any]]:
-        # torch and diffusers load only here: sketch jobs and cache hits never pay for them.
-        from pipeline import render
-
+        # torch and diffusers load only in here (load_components imports them): sketch jobs and
+        # cache hits never pay for them.
         assert job.model is not None
         model = model_key(job.model)
         if self._components is None or self._model != model:
             self._drop_model()
-            device = os.environ.get(ENV_DEVICE, "auto")
-            print(f"render worker: loading {model} (device {device})", file=sys.stderr, flush=True)
+            print(f"render worker: loading {model} (device {self.device})", file=sys.stderr, flush=True)
             loaded = time.perf_counter()
-            self._components = render.load_components(model, device, "auto")
+            self._components = load_components(model, self.device, "auto")
             self._model = model
             self.model_loads += 1
             print(f"render worker: loaded in {time.perf_counter() - loaded:.1f} s", file=sys.stderr, flush=True)
         try:
-            return render.render_job(self._components, job, progress=progress, cancelled=self.cancelled)
-        except render.RenderCancelled:
+            return render_job(self._components, job, progress=progress, cancelled=self.cancelled)
+        except RenderCancelled:
             raise JobCancelled from None
 
     def _drop_model(self) -> None:
@@ -282,7 +275,9 @@ def main() -> int:
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     sys.stdout = sys.stderr
     requests = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
-    worker = RenderWorker(protocol, test_mode=os.environ.get(ENV_TEST) == "1")
+    worker = RenderWorker(
+        protocol, test_mode=os.environ.get(ENV_TEST) == "1", device=os.environ.get(ENV_DEVICE, "auto")
+    )
     try:
         return worker.serve(requests)
     except KeyboardInterrupt:

@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from vista_tui.mapdata import ClusterNode, MapReader
 
-# When the drawing changes, bump vista_tui.core.renders.SKETCH_VERSION (part of the render cache key).
+# When the drawing changes, bump vista_tui.mapdata.renders.SKETCH_VERSION (part of the render cache key).
 
 CAPTION = "sketch — not a diffusion render"
 

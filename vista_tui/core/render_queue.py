@@ -1,11 +1,9 @@
-"""The render queue, TUI side: jobs go to a long-lived worker process, events come back.
+"""The render queue, the TUI's side of the renders: jobs go to a long-lived worker process, events come back.
 
 Renders (diffusion, or sketches when no model is configured) run in a separate process,
-`python -m pipeline.render_worker`, which keeps the diffusion model loaded between jobs;
-this module never imports the pipeline, torch or diffusers (tests/test_import_boundary.py).
-It speaks the worker's protocol: one JSON object per line on the worker's stdin
-(`render`, `cancel`, `shutdown`) and on its stdout (`ready`, `started`, `progress`,
-`done`, `failed`, `cancelled`).
+`python -m pipeline.render.worker`, which keeps the diffusion model loaded between jobs;
+this module never imports the pipeline, torch or diffusers (tests/test_contracts.py). It
+speaks the worker's protocol (`vista_tui.core.render_protocol`).
 
 `RenderQueue` keeps a FIFO of jobs and hands the worker one at a time. Each job ends in
 exactly one of done, failed or cancelled, whatever the worker does: a worker that dies
@@ -14,19 +12,13 @@ a one-line reason, and the next job starts a fresh worker. Events reach `on_even
 from a single delivery thread — never the caller's thread, never with a lock held — so the
 TUI can forward them with `App.call_from_thread` or `post_message`.
 
-Renders are cached by content in `<map>/renders/<key>.png` with a JSON sidecar beside it.
-`render_key` is the one key of that cache, pure Python (the job's parameters, the renderer's
-version and a hash of the map's tree and contexts files): the worker and `pipeline.render.run`
-file images under it, and the TUI finds an existing image (`cached_render`) without starting
-anything; the queue answers such jobs itself.
+A job whose image is already in the map's render cache (`vista_tui.mapdata.renders`) is
+answered by the queue itself, without starting the worker.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
-import math
 import os
 import queue
 import signal
@@ -35,308 +27,26 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any
 
-from vista_tui.mapdata import MapError, read_manifest
+from vista_tui.core.render_protocol import (
+    EventKind,
+    JobState,
+    JobStatus,
+    RenderEvent,
+    crash_reason,
+    read_messages,
+    write_message,
+)
+from vista_tui.mapdata.renders import RenderJob, cached_render
 
-RENDERS_DIR = "renders"
-"""Where a map keeps its renders: `<map>/renders/<key>.png` plus `<key>.json`."""
-WORKER_MODULE = "pipeline.render_worker"
+WORKER_MODULE = "pipeline.render.worker"
+"""What the queue runs with `python -m`: the long-lived worker."""
 ENV_MODEL = "VISTA_DIFFUSION_MODEL"
 """The diffusion model to render with (a diffusers directory or a Hugging Face id); unset → sketches."""
-ENV_TEST = "VISTA_RENDER_TEST"
-"""Set to 1 in the worker's environment to honour `RenderJob.debug_delay_s` (tests only)."""
-
-KEY_VERSION = 1
-"""Version of the cache-key recipe itself."""
-SKETCH_VERSION = 1
-"""Bump when pipeline/sketch.py draws differently, so cached sketches are redrawn."""
-DIFFUSION_VERSION = 1
-"""Bump when pipeline/render.py renders differently for the same parameters."""
-FINGERPRINT_FILES = ("tree", "contexts")
-"""The map files a render depends on (labels, prompts, boxes; positions, activations)."""
-
-RenderKind = Literal["node", "panorama"]
-Renderer = Literal["sketch", "diffusion"]
-JobState = Literal["queued", "running", "done", "failed", "cancelled"]
-EventKind = Literal["queued", "started", "progress", "done", "failed", "cancelled"]
-FINISHED: frozenset[str] = frozenset({"done", "failed", "cancelled"})
-
-MIN_SIDE = 64
-MAX_SIDE = 8192
-MAX_STEPS = 1000
-
-
-def default_size(kind: RenderKind, renderer: Renderer) -> tuple[int, int]:
-    """Width and height when none is given: a landscape sketch; SD's native square per node, 2:1 panoramas."""
-    if renderer == "sketch":
-        return (1024, 768)
-    return (512, 512) if kind == "node" else (1024, 512)
-
-
-@dataclass(frozen=True)
-class RenderJob:
-    """What to render: a node of a map (or the whole map as a panorama), how, and with which model."""
-
-    map_dir: Path
-    """The map directory."""
-    node_id: str | None = None
-    """The node to render (None = the root); for a panorama, the node whose child clusters become regions."""
-    kind: RenderKind = "node"
-    model: str | None = None
-    """A diffusers directory or Hugging Face id; None draws a sketch instead (no weights needed)."""
-    seed: int = 0
-    steps: int = 30
-    width: int | None = None
-    """Pixels; None = `default_size(kind, renderer)`."""
-    height: int | None = None
-    guidance: float = 7.5
-    debug_delay_s: float = 0.0
-    """Tests only: seconds the worker sleeps per step; honoured only when the worker has VISTA_RENDER_TEST=1."""
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "map_dir", Path(self.map_dir))
-        if self.kind not in ("node", "panorama"):
-            raise ValueError(f"render kind must be 'node' or 'panorama', got {self.kind!r}")
-        if self.node_id is not None and (not isinstance(self.node_id, str) or not self.node_id):
-            raise ValueError(f"node id must be a non-empty string or None, got {self.node_id!r}")
-        if self.model is not None and (not isinstance(self.model, str) or not self.model.strip()):
-            raise ValueError(f"model must be a directory or model id, or None for a sketch, got {self.model!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
-            raise ValueError(f"seed must be an integer in [0, 2**63), got {self.seed!r}")
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or not 1 <= self.steps <= MAX_STEPS:
-            raise ValueError(f"steps must be an integer from 1 to {MAX_STEPS}, got {self.steps!r}")
-        default_w, default_h = default_size(self.kind, self.renderer)
-        for name, default in (("width", default_w), ("height", default_h)):
-            value = getattr(self, name)
-            if value is None:
-                object.__setattr__(self, name, default)
-            elif isinstance(value, bool) or not isinstance(value, int) or not MIN_SIDE <= value <= MAX_SIDE:
-                raise ValueError(f"{name} must be an integer from {MIN_SIDE} to {MAX_SIDE} pixels, got {value!r}")
-        if not isinstance(self.guidance, int | float) or not math.isfinite(self.guidance) or self.guidance < 0:
-            raise ValueError(f"guidance must be a finite number ≥ 0, got {self.guidance!r}")
-        object.__setattr__(self, "guidance", float(self.guidance))
-        if not isinstance(self.debug_delay_s, int | float) or not 0 <= self.debug_delay_s <= 60:
-            raise ValueError(f"debug_delay_s must be between 0 and 60 seconds, got {self.debug_delay_s!r}")
-
-    @property
-    def renderer(self) -> Renderer:
-        return "sketch" if self.model is None else "diffusion"
-
-    @property
-    def size(self) -> tuple[int, int]:
-        assert self.width is not None and self.height is not None  # set in __post_init__
-        return (self.width, self.height)
-
-    def to_request(self, job_id: str) -> dict[str, Any]:
-        """The worker's `render` request for this job."""
-        request: dict[str, Any] = {
-            "op": "render",
-            "job_id": job_id,
-            "map": str(self.map_dir),
-            "node": self.node_id,
-            "kind": self.kind,
-            "model": self.model,
-            "seed": self.seed,
-            "steps": self.steps,
-            "width": self.width,
-            "height": self.height,
-            "guidance": self.guidance,
-        }
-        if self.debug_delay_s:
-            request["debug_delay_s"] = self.debug_delay_s
-        return request
-
-    @classmethod
-    def from_request(cls, request: Mapping[str, Any]) -> RenderJob:
-        """A job from a `render` request (unknown keys ignored); raises ValueError naming what is wrong."""
-        if not isinstance(request.get("map"), str) or not request["map"]:
-            raise ValueError("render request has no 'map' (the map directory)")
-        known = {f.name for f in fields(cls)} - {"map_dir", "node_id"}
-        params = {name: request[name] for name in known if request.get(name) is not None}
-        return cls(map_dir=Path(request["map"]), node_id=request.get("node"), **params)
-
-
-# -- the cache -------------------------------------------------------------------------------------
-
-_fingerprints: dict[tuple[str, int, int, int, int], str] = {}
-_fingerprints_lock = threading.Lock()
-
-
-def _file_digest(path: Path) -> str:
-    """blake2b of a file's bytes, memoised by its stat so that asking again costs a stat.
-
-    The inode is part of the memo: map files are replaced by rename (a new inode), which two
-    writes within one timestamp tick would otherwise hide.
-    """
-    stat = path.stat()
-    memo = (str(path.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
-    with _fingerprints_lock:
-        if memo in _fingerprints:
-            return _fingerprints[memo]
-    with path.open("rb") as handle:
-        digest = hashlib.file_digest(handle, lambda: hashlib.blake2b(digest_size=16)).hexdigest()
-    with _fingerprints_lock:
-        _fingerprints[memo] = digest
-    return digest
-
-
-def map_fingerprint(map_dir: Path) -> str:
-    """A hash of the bytes of the map files renders depend on; raises MapError for an unreadable map."""
-    map_dir = Path(map_dir)
-    manifest = read_manifest(map_dir)
-    parts = [f"schema={manifest.schema_version}"]
-    for key in FINGERPRINT_FILES:
-        entry = manifest.files.get(key)
-        if entry is None:
-            raise MapError(f"map {map_dir.name} has no {key} file: rebuild it with `vista build`")
-        try:
-            parts.append(f"{key}={_file_digest(map_dir / entry.name)}")
-        except OSError as error:
-            raise MapError(f"map {map_dir.name}: cannot read {entry.name} ({error.strerror or error})") from None
-    return hashlib.blake2b("\n".join(parts).encode(), digest_size=16).hexdigest()
-
-
-_root_ids: dict[str, str] = {}
-
-
-def _root_id(map_dir: Path, fingerprint: str) -> str:
-    """The id of the map's root node (memoised by the map's fingerprint)."""
-    with _fingerprints_lock:
-        if fingerprint in _root_ids:
-            return _root_ids[fingerprint]
-    from vista_tui.mapdata import MapReader  # reads tree.parquet; most keys hit the memo
-
-    try:
-        root = MapReader(map_dir).root.node_id
-    except (IndexError, OSError) as error:
-        raise MapError(f"map {map_dir.name} has an unreadable or empty tree ({error})") from None
-    with _fingerprints_lock:
-        _root_ids[fingerprint] = root
-    return root
-
-
-def model_key(model: str) -> str:
-    """A model as the cache knows it: a local directory by its absolute path, else the id as given."""
-    path = Path(model).expanduser()
-    return str(path.resolve()) if path.is_dir() else model.strip()
-
-
-def render_key(job: RenderJob, options: Mapping[str, Any] | None = None) -> str:
-    """The cache key (and file stem) of a job's image: `sketch-…` or `diffusion-…` plus a content hash.
-
-    The only render key there is: the TUI, the worker and `pipeline.render.run` all use it, so
-    each finds what another rendered. `options` name renderer settings beyond the job that
-    change the picture (JSON values); the worker has none, and `pipeline.render.run` passes only
-    those of its config that differ from the worker's, so the same picture gets the same key.
-    Pure Python. Raises MapError when the map cannot be read.
-    """
-    fingerprint = map_fingerprint(job.map_dir)
-    # The root named by its id or by None is the same picture: one key.
-    node = None if job.node_id is None or job.node_id == _root_id(job.map_dir, fingerprint) else job.node_id
-    payload: dict[str, Any] = {
-        "key_version": KEY_VERSION,
-        "renderer": job.renderer,
-        "map": fingerprint,
-        "kind": job.kind,
-        "node": node,
-        "width": job.width,
-        "height": job.height,
-    }
-    if job.model is None:
-        payload["sketch_version"] = SKETCH_VERSION
-    else:
-        payload.update(
-            diffusion_version=DIFFUSION_VERSION,
-            model=model_key(job.model),
-            seed=job.seed,
-            steps=job.steps,
-            guidance=job.guidance,
-        )
-    if options:  # absent, not empty, when there are none: keys from before options existed stay valid
-        payload["options"] = dict(options)
-    digest = hashlib.blake2b(json.dumps(payload, sort_keys=True).encode(), digest_size=12).hexdigest()
-    return f"{job.renderer}-{digest}"
-
-
-def render_paths(job: RenderJob, key: str | None = None) -> tuple[Path, Path]:
-    """Where a job's image and sidecar are (or will be)."""
-    key = key or render_key(job)
-    folder = job.map_dir / RENDERS_DIR
-    return folder / f"{key}.png", folder / f"{key}.json"
-
-
-def cached_render(job: RenderJob, key: str | None = None) -> Path | None:
-    """The image already rendered for this job (under `key`, default `render_key(job)`), or None; never starts the worker.
-
-    A render is complete when its sidecar exists (written after the image). None too when the
-    map cannot be read: the worker then reports why.
-    """
-    try:
-        image, sidecar = render_paths(job, key)
-    except MapError:
-        return None
-    return image if image.is_file() and sidecar.is_file() else None
-
-
-def read_sidecar(image: Path) -> dict[str, Any]:
-    """The sidecar of a rendered image ({} when missing or unreadable)."""
-    try:
-        raw = json.loads(image.with_suffix(".json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return raw if isinstance(raw, dict) else {}
-
-
-# -- events and status -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class JobStatus:
-    """A snapshot of one job."""
-
-    job_id: str
-    job: RenderJob
-    state: JobState = "queued"
-    step: int = 0
-    total: int = 0
-    path: Path | None = None
-    """The image, when done."""
-    cached: bool = False
-    """Done from the cache, without rendering."""
-    error: str = ""
-    """One line, when failed."""
-    seconds: float = 0.0
-
-    @property
-    def finished(self) -> bool:
-        return self.state in FINISHED
-
-    @property
-    def fraction(self) -> float:
-        """Progress in [0, 1]."""
-        if self.state == "done":
-            return 1.0
-        return min(1.0, self.step / self.total) if self.total else 0.0
-
-    @property
-    def percent(self) -> int:
-        return round(100 * self.fraction)
-
-
-@dataclass(frozen=True)
-class RenderEvent(JobStatus):
-    """Something that happened to a job (`kind`), with the job's status right after it."""
-
-    kind: EventKind = field(kw_only=True)
-    """queued, started, progress, done, failed or cancelled (the state is `running` for started and progress)."""
-
-    @classmethod
-    def of(cls, status: JobStatus, kind: EventKind) -> RenderEvent:
-        return cls(**{f.name: getattr(status, f.name) for f in fields(JobStatus)}, kind=kind)
 
 
 @dataclass
@@ -349,53 +59,19 @@ class _Record:
     timers: list[threading.Timer] = field(default_factory=list)
 
     def update(self, **changes: Any) -> None:
+        """Replace the status by a copy with `changes`."""
         self.status = replace(self.status, **changes)
 
 
 @dataclass
 class _Worker:
+    """A worker process and what the queue's reader threads learnt about it."""
+
     process: subprocess.Popen[str]
     stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=40))
     stderr_done: threading.Event = field(default_factory=threading.Event)
     kill_outcome: tuple[JobState, str] | None = None
     """Why we killed it, when we did: the state and reason its job ends with."""
-
-
-# -- the protocol: one JSON object per line ------------------------------------------------------------
-
-
-def write_message(stream: IO[str], message: Mapping[str, Any]) -> None:
-    """Write one protocol message as a line of JSON and flush it (ValueError for NaN or what JSON cannot hold)."""
-    stream.write(json.dumps(message, allow_nan=False) + "\n")
-    stream.flush()
-
-
-def read_messages(lines: Iterable[str], on_bad_line: Callable[[str, str], None]) -> Iterator[dict[str, Any]]:
-    """The protocol messages on a stream of lines, in order.
-
-    Blank lines are skipped; any other line that is not a JSON object goes to `on_bad_line(line, why)`.
-    """
-    for line in lines:
-        if not line.strip():
-            continue
-        try:
-            message = json.loads(line)
-        except ValueError as error:
-            on_bad_line(line, str(error))
-            continue
-        if isinstance(message, dict):
-            yield message
-        else:
-            on_bad_line(line, "not a JSON object")
-
-
-def crash_reason(code: int, stderr_tail: list[str]) -> str:
-    """One line on why the worker died mid-job."""
-    if any("MemoryError" in line or "out of memory" in line.lower() for line in stderr_tail):
-        return f"render worker ran out of memory (exit {code}); the next render starts a fresh one"
-    last = next((line.strip() for line in reversed(stderr_tail) if line.strip()), "")
-    detail = f": {last[:200]}" if last and code > 0 else ""
-    return f"render worker crashed (exit {code}){detail}; the next render starts a fresh one"
 
 
 class RenderQueue:
