@@ -10,29 +10,14 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from pipeline import cluster, fidelity, harvest, keywords, layout
-from pipeline.steps import Progress, make_record, params_of, step_id, timed
-from vista_tui.mapdata import (
-    ClusterNode,
-    FidelityCurve,
-    MapError,
-    MapReader,
-    MapWriter,
-    StepRecord,
-    Store,
-)
-
-DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
-    "layout": ("numpy", "scipy", "umap-learn", "pynndescent", "numba"),
-    "cluster": ("numpy", "hdbscan", "scikit-learn"),
-    "keywords": ("numpy", "scipy", "scikit-learn"),
-    "fidelity": ("numpy", "scipy"),
-}
-"""The packages whose versions shape each step's output (recorded in the manifest)."""
+from pipeline.steps import Progress, StepRun, params_of, reuse_or_run, step_id, step_id_of
+from vista_tui.mapdata import ClusterNode, FidelityCurve, MapError, MapReader, MapWriter, SparseCodes, Store
 
 MIN_CONTEXTS = 10
 """Fewer contexts than this make no map: UMAP and HDBSCAN need a neighbourhood."""
@@ -97,6 +82,7 @@ def map_prefix(cfg: harvest.HarvestConfig) -> str:
 
 
 def map_id_for(cfg: BuildConfig, latent: int) -> str:
+    """The id of the map of `latent` in this build."""
     return f"{cfg.map_prefix or map_prefix(cfg.harvest)}L{latent}"
 
 
@@ -159,95 +145,69 @@ def _build_map(
     context_ids = table.column("context_id").to_pylist()
 
     harvest_record = result.record_for(latent)
-    harvest_id = harvest_record.step_id
-    ids = {"harvest": harvest_id}
-    ids["layout"] = step_id(layout.STEP, layout.VERSION, params_of(cfg.layout), harvest_id)
-    ids["cluster"] = step_id(cluster.STEP, cluster.VERSION, params_of(cfg.cluster), ids["layout"])
-    ids["keywords"] = step_id(keywords.STEP, keywords.VERSION, params_of(cfg.keywords), ids["cluster"])
-    ids["fidelity"] = step_id(fidelity.STEP, fidelity.VERSION, params_of(cfg.fidelity), ids["layout"])
-
+    ids = _step_ids(cfg, harvest_record.step_id)
     previous = None if cfg.force else _existing(map_dir)
-
-    def reusable(name: str) -> bool:
-        return (
-            previous is not None
-            and name in previous.manifest.steps
-            and previous.manifest.steps[name].step_id == ids[name]
-        )
-
-    if previous is not None and all(reusable(name) for name in ids) and _complete(previous):
+    if previous is not None and _up_to_date(previous, ids):
         return BuiltMap(map_id, map_dir, tuple(ids), ())
 
-    steps: dict[str, StepRecord] = {"harvest": harvest_record}
-    reused: list[str] = ["harvest"]
-    computed: list[str] = []
+    placed = reuse_or_run(
+        layout,
+        cfg.layout,
+        ids["harvest"],
+        previous,
+        run=lambda: layout.run(cfg.layout, codes, activations, progress=report("layout", f"L{latent} layout (UMAP)")),
+        reuse=lambda old: old.layout,
+    )
+    # The map keeps only the named tree (the cluster nodes with their keywords): cluster and
+    # keywords are reused together, and only on the layout they were made from.
+    tree_source = (
+        previous if previous is not None and placed.reused and _recorded(previous, keywords.STEP, ids) else None
+    )
+    clustered = reuse_or_run(
+        cluster,
+        cfg.cluster,
+        ids["layout"],
+        tree_source,
+        run=lambda: (
+            cluster.run(
+                cfg.cluster,
+                placed.output,
+                activations,
+                context_ids,
+                progress=report("cluster", f"L{latent} cluster tree"),
+            ).nodes
+        ),
+        reuse=lambda old: list(old.tree),
+    )
+    named = reuse_or_run(
+        keywords,
+        cfg.keywords,
+        ids["cluster"],
+        previous if clustered.reused else None,
+        run=lambda: keywords.run(
+            cfg.keywords,
+            clustered.output,
+            table.column("tokens").to_pylist(),
+            table.column("focus").to_numpy(),
+            progress=report("keywords", f"L{latent} keywords"),
+        ),
+        reuse=lambda old: clustered.output,  # the reused tree carries its keywords already
+    )
+    measured = reuse_or_run(
+        fidelity,
+        cfg.fidelity,
+        ids["layout"],
+        previous if placed.reused else None,
+        run=lambda: _fidelity(
+            cfg.fidelity, codes, activations, placed.output, report("fidelity", f"L{latent} fidelity (mutual-kNN gain)")
+        ),
+        reuse=lambda old: old.fidelity,
+    )
 
-    if reusable("layout"):
-        xy = previous.layout  # type: ignore[union-attr]
-        steps["layout"] = previous.manifest.steps["layout"]  # type: ignore[union-attr]
-        reused.append("layout")
-    else:
-        with timed() as seconds:
-            xy = layout.run(cfg.layout, codes, activations, progress=report("layout", f"L{latent} layout (UMAP)"))
-        steps["layout"] = make_record(
-            layout.STEP, layout.VERSION, params_of(cfg.layout), harvest_id, DISTRIBUTIONS["layout"], seconds[0]
-        )
-        computed.append("layout")
-
-    nodes: list[ClusterNode]
-    if reusable("cluster") and reusable("keywords") and reusable("layout"):
-        nodes = list(previous.tree)  # type: ignore[union-attr]
-        steps["cluster"] = previous.manifest.steps["cluster"]  # type: ignore[union-attr]
-        steps["keywords"] = previous.manifest.steps["keywords"]  # type: ignore[union-attr]
-        reused += ["cluster", "keywords"]
-    else:
-        with timed() as seconds:
-            tree = cluster.run(
-                cfg.cluster, xy, activations, context_ids, progress=report("cluster", f"L{latent} cluster tree")
-            )
-        steps["cluster"] = make_record(
-            cluster.STEP, cluster.VERSION, params_of(cfg.cluster), ids["layout"], DISTRIBUTIONS["cluster"], seconds[0]
-        )
-        with timed() as seconds:
-            nodes = keywords.run(
-                cfg.keywords,
-                tree.nodes,
-                table.column("tokens").to_pylist(),
-                table.column("focus").to_numpy(),
-                progress=report("keywords", f"L{latent} keywords"),
-            )
-        steps["keywords"] = make_record(
-            keywords.STEP,
-            keywords.VERSION,
-            params_of(cfg.keywords),
-            ids["cluster"],
-            DISTRIBUTIONS["keywords"],
-            seconds[0],
-        )
-        computed += ["cluster", "keywords"]
-
-    curve: FidelityCurve
-    if reusable("fidelity") and reusable("layout") and previous is not None and previous.fidelity is not None:
-        curve = previous.fidelity
-        steps["fidelity"] = previous.manifest.steps["fidelity"]
-        reused.append("fidelity")
-    else:
-        progress = report("fidelity", f"L{latent} fidelity (mutual-kNN gain)")
-        with timed() as seconds:
-            curve = fidelity.run(cfg.fidelity, codes, activations, xy)
-        progress(1, 1)
-        steps["fidelity"] = make_record(
-            fidelity.STEP,
-            fidelity.VERSION,
-            params_of(cfg.fidelity),
-            ids["layout"],
-            DISTRIBUTIONS["fidelity"],
-            seconds[0],
-        )
-        computed.append("fidelity")
-
-    leaf_of = _leaf_of(nodes, len(context_ids))
-    table = _with_layout(table, xy, leaf_of)
+    runs: dict[str, StepRun[Any]] = {"layout": placed, "cluster": clustered, "keywords": named, "fidelity": measured}
+    steps = {"harvest": harvest_record} | {name: done.record for name, done in runs.items()}
+    nodes, curve = named.output, measured.output
+    table = _with_layout(table, placed.output, _leaf_of(nodes, len(context_ids)))
     writer = MapWriter(map_dir)
     writer.write_contexts(table)
     writer.write_codes(codes)
@@ -259,7 +219,43 @@ def _build_map(
         steps=steps,
         previous=previous.manifest if previous is not None else None,
     )
-    return BuiltMap(map_id, map_dir, tuple(reused), tuple(computed))
+    reused = ("harvest", *(name for name, done in runs.items() if done.reused))
+    computed = tuple(name for name, done in runs.items() if not done.reused)
+    return BuiltMap(map_id, map_dir, reused, computed)
+
+
+def _step_ids(cfg: BuildConfig, harvest_id: str) -> dict[str, str]:
+    """Each step's id for this build, from its parameters and the id of the step it reads."""
+    ids = {"harvest": harvest_id}
+    ids["layout"] = step_id_of(layout, cfg.layout, ids["harvest"])
+    ids["cluster"] = step_id_of(cluster, cfg.cluster, ids["layout"])
+    ids["keywords"] = step_id_of(keywords, cfg.keywords, ids["cluster"])
+    ids["fidelity"] = step_id_of(fidelity, cfg.fidelity, ids["layout"])
+    return ids
+
+
+def _recorded(previous: MapReader, name: str, ids: dict[str, str]) -> bool:
+    """The previous map records step `name` with the id this build gives it."""
+    record = previous.manifest.steps.get(name)
+    return record is not None and record.step_id == ids[name]
+
+
+def _up_to_date(previous: MapReader, ids: dict[str, str]) -> bool:
+    """Every step has this build's id and every file is whole: nothing to write."""
+    return all(_recorded(previous, name, ids) for name in ids) and _complete(previous)
+
+
+def _fidelity(
+    cfg: fidelity.FidelityConfig,
+    codes: SparseCodes,
+    activations: np.ndarray,
+    xy: np.ndarray,
+    progress: Progress,
+) -> FidelityCurve:
+    """The fidelity curve, reported as one unit of progress once done."""
+    curve = fidelity.run(cfg, codes, activations, xy)
+    progress(1, 1)
+    return curve
 
 
 def _complete(reader: MapReader) -> bool:

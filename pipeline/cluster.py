@@ -33,7 +33,7 @@ from vista_tui.mapdata.schema import NodeKind
 STEP = "cluster"
 VERSION = 1
 DISTRIBUTIONS = ("numpy", "hdbscan", "scikit-learn")
-"""Packages whose versions shape the tree (for the step record)."""
+"""Packages whose versions shape the tree, in the order the manifest records them."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,10 @@ class ClusterConfig:
         return self.min_cluster_size if self.min_cluster_size is not None else max(5, n // 50)
 
 
+Config = ClusterConfig
+"""The step's config under the name every step module exports."""
+
+
 @dataclass
 class ClusterTree:
     """The nodes (parents before children, root first) and each context's leaf."""
@@ -83,6 +87,7 @@ class ClusterTree:
 
     @property
     def root(self) -> ClusterNode:
+        """The node holding every context."""
         return self.nodes[0]
 
     def node(self, node_id: str) -> ClusterNode:
@@ -95,6 +100,7 @@ class ClusterTree:
 
     @property
     def depth(self) -> int:
+        """The deepest level of the tree (root = 0)."""
         return max(node.depth for node in self.nodes)
 
 
@@ -185,6 +191,7 @@ def run(
     xy: np.ndarray,
     activations: np.ndarray,
     context_ids: list[str] | np.ndarray,
+    *,
     progress: Progress = no_progress,
 ) -> ClusterTree:
     """The cluster tree of layout `xy` (N x 2); see the module doc for its shape."""

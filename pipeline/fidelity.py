@@ -36,6 +36,8 @@ from vista_tui.mapdata import FidelityCurve, SparseCodes
 
 STEP = "fidelity"
 VERSION = 1
+DISTRIBUTIONS = ("numpy", "scipy")
+"""Packages whose versions shape the curve, in the order the manifest records them."""
 MAX_SWEEP = 200
 """Most k values a sweep may hold (buckets are counted in uint8)."""
 ROW_CHUNK = 128
@@ -65,6 +67,10 @@ class FidelityConfig:
                 f"max_percent must be in (min_percent, 100], got {self.max_percent!r} "
                 f"with min_percent={self.min_percent!r}"
             )
+
+
+Config = FidelityConfig
+"""The step's config under the name every step module exports."""
 
 
 def k_sweep(n: int, cfg: FidelityConfig) -> list[int]:
@@ -164,8 +170,8 @@ def run(
     activations: np.ndarray,
     xy: np.ndarray,
     *,
-    distances: np.ndarray | None = None,
     progress: Progress = no_progress,
+    distances: np.ndarray | None = None,
 ) -> FidelityCurve:
     """The mutual-kNN gain curve of layout `xy` against the VISTA distance of codes/activations.
 

@@ -41,6 +41,8 @@ from vista_tui.mapdata import ClusterNode
 
 STEP = "keywords"
 VERSION = 1
+DISTRIBUTIONS = ("numpy", "scipy", "scikit-learn")
+"""Packages whose versions shape the keywords, in the order the manifest records them."""
 
 _RUN = re.compile(r"\w+")
 _SPECIAL = re.compile(r"^\s*\[(?:CLS|SEP|PAD|UNK|MASK)\]\s*$|^\s*<\|?[a-z_]+\|?>\s*$|^\s*<(?:s|/s|pad|unk)>\s*$")
@@ -100,11 +102,16 @@ class KeywordsConfig:
             ) from None
 
 
+Config = KeywordsConfig
+"""The step's config under the name every step module exports."""
+
+
 def run(
     cfg: KeywordsConfig,
     nodes: list[ClusterNode],
     tokens: Sequence[Sequence[str]],
     focus: Sequence[int] | np.ndarray,
+    *,
     progress: Progress = no_progress,
 ) -> list[ClusterNode]:
     """The nodes, in the same order, with `labels.keywords` and `labels.visual_prompt` set.

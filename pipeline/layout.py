@@ -32,8 +32,8 @@ from vista_tui.mapdata import SparseCodes
 
 STEP = "layout"
 VERSION = 1
-DISTRIBUTIONS = ("numpy", "scipy", "umap-learn", "numba", "pynndescent")
-"""Packages whose versions shape the layout (for the step record)."""
+DISTRIBUTIONS = ("numpy", "scipy", "umap-learn", "pynndescent", "numba")
+"""Packages whose versions shape the layout, in the order the manifest records them."""
 MIN_POINTS = 3
 SPECTRAL_MIN_POINTS = 10
 """Below this, UMAP's spectral initialisation is unreliable; start from a seeded random one."""
@@ -64,6 +64,10 @@ class LayoutConfig:
             raise ValueError(f"seed must be >= 0, got {self.seed!r}")
         if self.precomputed_max < MIN_POINTS:
             raise ValueError(f"precomputed_max must be >= {MIN_POINTS}, got {self.precomputed_max!r}")
+
+
+Config = LayoutConfig
+"""The step's config under the name every step module exports."""
 
 
 def normalise_to_unit_box(xy: np.ndarray) -> np.ndarray:
@@ -99,6 +103,7 @@ def run(
     cfg: LayoutConfig,
     codes: SparseCodes | np.ndarray | sp.spmatrix,
     activations: np.ndarray,
+    *,
     progress: Progress = no_progress,
 ) -> np.ndarray:
     """2-D layout (N x 2 float32 in the unit box, see the module doc) of the contexts' codes."""

@@ -1,4 +1,12 @@
-"""What every pipeline step shares: its id, its record in the manifest, progress reporting."""
+"""What every pipeline step shares: its id, its record in the manifest, progress reporting, reuse.
+
+Every step module has one shape: `STEP` (its name in the manifest), `VERSION` (bumped when
+its code changes its output), `DISTRIBUTIONS` (the packages whose versions shape its output),
+a frozen `Config` dataclass that validates itself without I/O, and
+`run(cfg, <inputs>, *, progress=no_progress, ...)`. A step's id hashes its name, version,
+parameters and upstream step id, so a rebuild can tell which outputs it may keep
+(`reuse_or_run`).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +14,18 @@ import hashlib
 import json
 import platform
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from importlib import metadata
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from vista_tui.mapdata import StepRecord, utc_now
+
+if TYPE_CHECKING:
+    from vista_tui.mapdata import Manifest, MapReader
+
+Output = TypeVar("Output")
 
 
 class Progress(Protocol):
@@ -23,6 +36,14 @@ class Progress(Protocol):
 
 def no_progress(done: int, total: int | None = None, note: str = "") -> None:
     """A Progress that reports nothing."""
+
+
+class StepModule(Protocol):
+    """What the build reads off a step module to id, record and reuse its output."""
+
+    STEP: str
+    VERSION: int
+    DISTRIBUTIONS: tuple[str, ...]
 
 
 def _jsonable(value: Any) -> Any:
@@ -91,3 +112,52 @@ def timed() -> Iterator[list[float]]:
         yield box
     finally:
         box[0] = time.perf_counter() - start
+
+
+def step_id_of(step: StepModule, cfg: object, upstream: str | None) -> str:
+    """The id of `step` run with `cfg` on the output of the step with id `upstream`."""
+    return step_id(step.STEP, step.VERSION, params_of(cfg), upstream)
+
+
+def previous_record(
+    step: StepModule, cfg: object, upstream: str | None, previous: Manifest | None
+) -> StepRecord | None:
+    """The previous map's record of `step` when it has the id this run would have, else None."""
+    if previous is None:
+        return None
+    record = previous.steps.get(step.STEP)
+    return record if record is not None and record.step_id == step_id_of(step, cfg, upstream) else None
+
+
+@dataclass(frozen=True)
+class StepRun(Generic[Output]):
+    """One step's output in a build, its manifest record, and whether the previous map supplied it."""
+
+    output: Output
+    record: StepRecord
+    reused: bool
+
+
+def reuse_or_run(
+    step: StepModule,
+    cfg: object,
+    upstream: str | None,
+    previous: MapReader | None,
+    run: Callable[[], Output],
+    reuse: Callable[[MapReader], Output | None],
+) -> StepRun[Output]:
+    """The previous map's output of `step` when it records the same step id, else `run()`, timed and recorded.
+
+    `previous` is None when nothing may be reused (no map yet, `--force`, or an upstream step
+    that was recomputed); `reuse` reads the output from the previous map, None when it has none.
+    Reusing keeps the previous record, so the manifest still says when and how it was made.
+    """
+    record = previous_record(step, cfg, upstream, previous.manifest if previous is not None else None)
+    if previous is not None and record is not None:
+        kept = reuse(previous)
+        if kept is not None:
+            return StepRun(kept, record, reused=True)
+    with timed() as seconds:
+        output = run()
+    made = make_record(step.STEP, step.VERSION, params_of(cfg), upstream, step.DISTRIBUTIONS, seconds[0])
+    return StepRun(output, made, reused=False)
