@@ -34,7 +34,8 @@ def explore(
     config: str | None = None,
 ) -> int:
     """Run the TUI on a map already found and checked (on the picker when no map is given)."""
-    from vista_tui.core.annotations import AnnotationError, load_config
+    from vista_tui.core.annotations import AnnotationError
+    from vista_tui.core.triage_config import load_config
 
     try:
         triage_config = load_config(Path(config) if config else None)

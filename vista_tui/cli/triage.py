@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from vista_tui.cli.console import fail
 from vista_tui.cli.opening import open_map, resolve_node_id
-from vista_tui.core.annotations import DB_NAME, AnnotationError, AnnotationStore, TriageConfig, load_config
+from vista_tui.core.annotations import DB_NAME, AnnotationError, AnnotationStore, TriageConfig
 from vista_tui.core.history import undo_message
+from vista_tui.core.triage_config import load_config
 from vista_tui.mapdata import MapError
 
 if TYPE_CHECKING:

@@ -19,7 +19,8 @@ Tables (schema version 1, in `meta`):
 The database is never deleted or overwritten by this code: a damaged one is reported and
 left as it is.
 
-Headless: the standard library and platformdirs only (no textual, no pipeline).
+Headless: the standard library only (no textual, no pipeline). The triage config is in
+`triage_config`, the matching of rebuilt nodes in `reconcile`.
 """
 
 from __future__ import annotations
@@ -29,21 +30,20 @@ import os
 import sqlite3
 import threading
 import time
-import tomllib
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-DEFAULT_STATUSES = ("unreviewed", "interpretable", "polysemantic", "morphology", "junk", "split", "merge")
-"""Triage statuses; the first one means "not yet reviewed"."""
+from vista_tui.core.errors import AnnotationError
+from vista_tui.core.reconcile import ReconcileReport, match_moves
+from vista_tui.core.triage_config import DEFAULT_STATUSES, TriageConfig
 
 DB_NAME = "annotations.sqlite"
 SCHEMA_VERSION = 1
-ENV_CONFIG = "VISTA_CONFIG"
 BUSY_TIMEOUT_MS = 5000
 """How long a write waits for another process's lock before giving up."""
 
@@ -79,77 +79,9 @@ CREATE INDEX IF NOT EXISTS history_reverts ON history(reverts);
 """
 
 
-class AnnotationError(Exception):
-    """The annotations cannot be read or written; the message is one line meant for a person."""
-
-
-def _default_author() -> str:
-    return os.environ.get("USER") or os.environ.get("USERNAME") or "unknown"
-
-
 def _now() -> str:
     """ISO-8601 UTC with microseconds, so that changes within one second still order."""
     return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
-@dataclass(frozen=True)
-class TriageConfig:
-    """The statuses a person triages with (the first is "not yet reviewed") and who they are."""
-
-    statuses: tuple[str, ...] = DEFAULT_STATUSES
-    author: str = field(default_factory=_default_author)
-
-    def __post_init__(self) -> None:
-        if not self.statuses:
-            raise ValueError("statuses must name at least one status")
-        if any(not isinstance(s, str) or not s.strip() for s in self.statuses):
-            raise ValueError(f"statuses must be non-empty strings, got {list(self.statuses)!r}")
-        if len(set(self.statuses)) != len(self.statuses):
-            raise ValueError(f"statuses must be distinct, got {list(self.statuses)!r}")
-        if not isinstance(self.author, str) or not self.author.strip():
-            raise ValueError(f"author must be a non-empty string, got {self.author!r}")
-
-
-def config_path() -> Path:
-    """Where the user's config lives by default (it may not exist)."""
-    import platformdirs  # only needed when no explicit config is given
-
-    return Path(platformdirs.user_config_dir("vista-tui")) / "config.toml"
-
-
-def load_config(path: Path | None = None) -> TriageConfig:
-    """The triage config from `path`, else `$VISTA_CONFIG`, else the user config file if present, else defaults.
-
-    Raises AnnotationError (one line naming the file) when the file is missing (if named
-    explicitly), not TOML, or has bad `[triage]` values.
-    """
-    explicit = path is not None or bool(os.environ.get(ENV_CONFIG))
-    target = Path(path) if path is not None else Path(os.environ[ENV_CONFIG]) if explicit else config_path()
-    if not target.is_file():
-        if explicit:
-            raise AnnotationError(f"config file {target} does not exist")
-        return TriageConfig()
-    try:
-        raw = tomllib.loads(target.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as error:
-        raise AnnotationError(f"config file {target} cannot be read ({error})") from None
-    except tomllib.TOMLDecodeError as error:
-        raise AnnotationError(f"config file {target} is not valid TOML ({error})") from None
-    triage = raw.get("triage", {})
-    if not isinstance(triage, dict):
-        raise AnnotationError(f"config file {target}: [triage] must be a table")
-    kwargs: dict[str, Any] = {}
-    if "statuses" in triage:
-        statuses = triage["statuses"]
-        if not isinstance(statuses, list) or not all(isinstance(s, str) for s in statuses):
-            raise AnnotationError(f"config file {target}: triage.statuses must be a list of strings")
-        kwargs["statuses"] = tuple(s.strip() for s in statuses)
-    if "author" in triage:
-        kwargs["author"] = triage["author"].strip() if isinstance(triage["author"], str) else triage["author"]
-    try:
-        return TriageConfig(**kwargs)
-    except ValueError as error:
-        raise AnnotationError(f"config file {target}: triage.{error}") from None
 
 
 @dataclass(frozen=True)
@@ -177,29 +109,6 @@ class HistoryEntry:
     new: str
     author: str
     at: str
-
-
-class Move(NamedTuple):
-    """An annotation that `reconcile` moved to the current node with the most shared members."""
-
-    old: str
-    new: str
-    jaccard: float
-
-
-@dataclass(frozen=True)
-class ReconcileReport:
-    """What `reconcile` did: annotations moved, and those left without a node (all of them, not only new)."""
-
-    moved: tuple[Move, ...] = ()
-    orphaned: tuple[str, ...] = ()
-    restored: tuple[str, ...] = ()
-    """Orphans whose node is in the tree again."""
-
-
-def _jaccard(a: set[str], b: set[str]) -> float:
-    union = len(a | b)
-    return len(a & b) / union if union else 0.0
 
 
 def _clean_tags(tags: Sequence[str]) -> tuple[str, ...]:
@@ -592,30 +501,8 @@ class AnnotationStore:
         restored = [node_id for node_id, _, orphaned in rows if node_id in nodes and orphaned]
         if not lost and not restored:
             return ReconcileReport()
-        where: dict[str, list[str]] = defaultdict(list)
-        if lost:
-            for current, member_ids in nodes.items():
-                if current not in annotated:
-                    for context_id in member_ids:
-                        where[str(context_id)].append(current)
-        candidates: list[tuple[float, str, str]] = []
-        for old, member_set, _ in lost:
-            shared: Counter[str] = Counter(n for c in member_set for n in where.get(c, ()))
-            for current, overlap in shared.items():
-                union = len(member_set) + len(nodes[current]) - overlap
-                score = overlap / union if union else 0.0
-                if score >= threshold:
-                    candidates.append((score, old, current))
-        candidates.sort(key=lambda c: (-c[0], c[1], c[2]))
-        moves: list[Move] = []
-        taken: set[str] = set()
-        placed: set[str] = set()
-        for score, old, current in candidates:
-            if old in placed or current in taken:
-                continue
-            moves.append(Move(old, current, round(score, 6)))
-            placed.add(old)
-            taken.add(current)
+        moves = match_moves(lost, nodes, annotated, threshold)
+        placed = {move.old for move in moves}
         now = _now()
         newly_orphaned = [old for old, _, orphaned in lost if old not in placed and not orphaned]
         with self._write() as db:

@@ -16,9 +16,9 @@ from vista_tui.core.annotations import (
     AnnotationStore,
     ReconcileReport,
     TriageConfig,
-    load_config,
 )
 from vista_tui.core.model import MapModel
+from vista_tui.core.triage_config import load_config
 
 UNREVIEWED_GLYPH = "·"
 

@@ -13,8 +13,9 @@ from textual.events import Key
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
-from vista_tui.core.annotations import DEFAULT_STATUSES, AnnotationError, count_reviewed, load_config
+from vista_tui.core.annotations import DEFAULT_STATUSES, AnnotationError, count_reviewed
 from vista_tui.core.sanitize import sanitize
+from vista_tui.core.triage_config import load_config
 from vista_tui.mapdata import MapEntry
 
 COLUMNS = ("map", "latent", "model · SAE", "contexts", "triaged", "built")
