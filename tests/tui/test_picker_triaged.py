@@ -24,7 +24,7 @@ from vista_tui.cli.triage import tree_members
 from vista_tui.core.annotations import DB_NAME, AnnotationError, AnnotationStore, count_reviewed
 from vista_tui.mapdata import MapReader, Store
 from vista_tui.tui.app import VistaApp
-from vista_tui.tui.screens.main import MapScreen
+from vista_tui.tui.screens.map import MapScreen
 from vista_tui.tui.screens.picker import PickerScreen
 
 SIZE = (100, 30)
