@@ -130,11 +130,13 @@ class TriageSession:
 
     def get(self, node_id: str) -> Annotation | None:
         """The node's annotation, or None when nobody annotated it."""
+        if self._annotations is None and self.store is not None:
+            return self.store.get(node_id)  # one row: a command touching one node reads no more
         return self.annotations.get(node_id)
 
     def status_of(self, node_id: str) -> str:
         """The node's status; nodes never annotated are unreviewed."""
-        annotation = self.get(node_id)
+        annotation = self.annotations.get(node_id)  # all read at once: callers ask for every node
         return annotation.status if annotation is not None and annotation.status else self.unreviewed
 
     def glyph(self, node_id: str) -> str:
@@ -190,7 +192,8 @@ class TriageSession:
         return self.store
 
     def _written(self, annotation: Annotation) -> Annotation:
-        self.annotations[annotation.node_id] = annotation
+        if self._annotations is not None:
+            self._annotations[annotation.node_id] = annotation
         return annotation
 
     def set_status(self, node_id: str, status: str) -> Annotation:
@@ -267,11 +270,17 @@ def _context_ids(reader: MapReader, node: ClusterNode) -> list[str]:
 
 
 def open_triage(model: MapModel, config: TriageConfig | None) -> TriageSession:
-    """The explorer's session: opened and reconciled with the tree (call from a worker).
+    """The explorer's session: opened, reconciled with the tree and read (call from a worker).
 
     Never raises AnnotationError: a store that cannot be written is opened read-only (or not at
     all) and the session's `error` says why.
     """
+    session = _open_for_explorer(model, config)
+    _ = session.annotations  # read here, off the UI thread, rather than when the tree is first drawn
+    return session
+
+
+def _open_for_explorer(model: MapModel, config: TriageConfig | None) -> TriageSession:
     tree = tree_members(model.reader, model.walk())  # display order: what n/N walk
     try:
         config = config if config is not None else load_config()
