@@ -3,7 +3,7 @@
     .venv/bin/python -m benchmarks.tui [--repeats 5] [--n-big 100000] [--keys 200] [--only abc] [--profile]
 
 Prints medians of --repeats runs and ratios against baselines measured in the same run;
-nothing is asserted. Synthetic maps (tests/synthetic_map.py) are cached under the temp dir,
+nothing is asserted. Synthetic maps (tests/helpers/synthetic_map.py) are cached under the temp dir,
 keyed by N and by the generator's source, so reruns skip the ~20 s build of 100k. Every
 figure is wall time on a shared machine: the load average is printed with each part.
 
@@ -150,7 +150,7 @@ def child_store(n: int) -> None:
     from tests.helpers.synthetic_map import build_synthetic_map
     from vista_tui.mapdata import MapError, MapReader
 
-    source = (REPO / "tests" / "synthetic_map.py").read_bytes()
+    source = (REPO / "tests" / "helpers" / "synthetic_map.py").read_bytes()
     root = BENCH_DIR / hashlib.sha256(source).hexdigest()[:10]
     map_id = f"syn-{n}"
     map_dir = root / "maps" / map_id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,14 @@ CONFIG = TriageConfig(author="tester")
 @pytest.fixture
 def map_dir(tmp_path: Path) -> Path:
     return build_synthetic_map(tmp_path / "maps" / "m", n=120, seed=1)
+
+
+@pytest.fixture
+def session(map_dir: Path) -> Iterator[TriageSession]:
+    """The map's session as a command opens it to write."""
+    opened = TriageSession.open(map_dir, tree_members(MapReader(map_dir)), CONFIG, write=True)
+    yield opened
+    opened.close()
 
 
 def test_every_node_is_a_target_the_root_included(map_dir: Path) -> None:
@@ -39,43 +48,33 @@ def test_every_node_is_a_target_the_root_included(map_dir: Path) -> None:
         with_tui.close()
 
 
-def test_writes_are_committed_and_undone_through_the_session(map_dir: Path) -> None:
-    reader = MapReader(map_dir)
-    node_id = reader.tree[1].node_id
-    session = TriageSession.open(map_dir, tree_members(reader), CONFIG, write=True)
-    try:
-        session.set_status(node_id, "interpretable")
-        session.add_tag(node_id, "verb")
-        session.set_note(node_id, "fires on verbs")
-        with AnnotationStore.open(map_dir, "reader", readonly=True) as store:
-            committed = store.get(node_id)
-            assert committed is not None and committed.tags == ("verb",) and committed.note == "fires on verbs"
-            assert store.members(node_id) == tuple(sorted(session.tree[node_id]))
-        entry = session.undo()
-        assert entry is not None and entry.field == "note"
-        assert session.get(node_id).note == ""  # type: ignore[union-attr]
-        with pytest.raises(KeyError):
-            session.remove_tag(reader.tree[2].node_id, "verb")  # never annotated
-    finally:
-        session.close()
+def test_writes_are_committed_and_undone_through_the_session(map_dir: Path, session: TriageSession) -> None:
+    node_id = session.targets[1]
+    session.set_status(node_id, "interpretable")
+    session.add_tag(node_id, "verb")
+    session.set_note(node_id, "fires on verbs")
+    with AnnotationStore.open(map_dir, "reader", readonly=True) as store:
+        committed = store.get(node_id)
+        assert committed is not None and committed.tags == ("verb",) and committed.note == "fires on verbs"
+        assert store.members(node_id) == tuple(sorted(session.tree[node_id]))
+    entry = session.undo()
+    assert entry is not None and entry.field == "note"
+    assert session.get(node_id).note == ""  # type: ignore[union-attr]
+    with pytest.raises(KeyError):
+        session.remove_tag(session.targets[2], "verb")  # never annotated
 
 
-def test_next_unreviewed_walks_targets_in_order_and_wraps(map_dir: Path) -> None:
-    reader = MapReader(map_dir)
-    session = TriageSession.open(map_dir, tree_members(reader), CONFIG, write=True)
-    try:
-        order = session.targets
-        session.set_status(order[1], "junk")
-        assert session.next_unreviewed(order[0], +1) == order[2]
-        assert session.next_unreviewed(order[2], -1) == order[0]
-        assert session.next_unreviewed(order[0], -1) == order[-1]
-        assert session.next_unreviewed(order[0], +1, among={order[1], order[3]}) == order[3]
-        assert session.matching(TriageFilter("status", "junk")) == {order[1]}
-        for node_id in order:
-            session.set_status(node_id, "junk")
-        assert session.next_unreviewed(order[0], +1) is None
-    finally:
-        session.close()
+def test_next_unreviewed_walks_targets_in_order_and_wraps(session: TriageSession) -> None:
+    order = session.targets
+    session.set_status(order[1], "junk")
+    assert session.next_unreviewed(order[0], +1) == order[2]
+    assert session.next_unreviewed(order[2], -1) == order[0]
+    assert session.next_unreviewed(order[0], -1) == order[-1]
+    assert session.next_unreviewed(order[0], +1, among={order[1], order[3]}) == order[3]
+    assert session.matching(TriageFilter("status", "junk")) == {order[1]}
+    for node_id in order:
+        session.set_status(node_id, "junk")
+    assert session.next_unreviewed(order[0], +1) is None
 
 
 def test_a_read_only_session_refuses_writes(map_dir: Path) -> None:
