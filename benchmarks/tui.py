@@ -478,8 +478,8 @@ async def latency_vista(store: Path, map_id: str, keys: int, timer: KeyTimer) ->
     """(b): tree j/k and l/h, then the root's contexts by line and by page, each key timed."""
     from vista_tui.mapdata import Store
     from vista_tui.tui.app import VistaApp
-    from vista_tui.tui.screens.main import MapScreen
-    from vista_tui.tui.widgets.cluster_tree import ClusterTree
+    from vista_tui.tui.screens.map import MapScreen
+    from vista_tui.tui.widgets.cluster_tree import ClusterTreeView
     from vista_tui.tui.widgets.contexts import ContextList
 
     # Timestamp each batch of rows the list's worker posts (its constructor runs in the worker's thread).
@@ -496,7 +496,7 @@ async def latency_vista(store: Path, map_id: str, keys: int, timer: KeyTimer) ->
             await pilot.pause(0.05)
         await settle(app, timer, time.perf_counter())
         screen = app.screen
-        tree = screen.query_one("#tree", ClusterTree)
+        tree = screen.query_one("#tree", ClusterTreeView)
         n_children = len(app.model.children(app.model.root.node_id))
 
         # Tree j/k: down the root's children and back up; each step shows another node's contexts.
@@ -626,7 +626,7 @@ async def memory_run(which: str, store: Path, map_id: str) -> None:
         return
     from vista_tui.mapdata import Store
     from vista_tui.tui.app import VistaApp
-    from vista_tui.tui.screens.main import MapScreen
+    from vista_tui.tui.screens.map import MapScreen
     from vista_tui.tui.widgets.contexts import ContextList
 
     app = VistaApp(Store(store), store / "maps" / map_id)

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 from tests.helpers.synthetic_map import build_synthetic_map
-from vista_tui.cli.triage import tree_members
 from vista_tui.core import annotations
 from vista_tui.core.annotations import DEFAULT_STATUSES, AnnotationError, AnnotationStore, TriageConfig
+from vista_tui.core.triage import tree_members
 from vista_tui.core.triage_config import load_config
 from vista_tui.mapdata import MapReader, StepRecord, node_id_for, update_tree
 

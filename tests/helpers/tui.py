@@ -1,10 +1,15 @@
-"""Driving the explorer in Pilot tests: what the screen shows, waiting for a map to open."""
+"""Driving the explorer in Pilot tests: what the screen shows, waiting for a map to open or for a worker's answer."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+from textual.pilot import Pilot
+
 from vista_tui.tui.app import VistaApp
-from vista_tui.tui.screens.main import MapScreen
-from vista_tui.tui.widgets.cluster_tree import ClusterTree
+from vista_tui.tui.screens.map import MapScreen
+from vista_tui.tui.widgets.cluster_tree import ClusterTreeView
 
 
 def screen_text(app: VistaApp) -> str:
@@ -22,11 +27,20 @@ async def open_map(pilot, app: VistaApp) -> MapScreen:  # type: ignore[no-untype
     raise AssertionError(f"map did not open; screen is {app.screen!r}")
 
 
-def tree_of(app: VistaApp) -> ClusterTree:
-    return app.screen.query_one("#tree", ClusterTree)
+def tree_of(app: VistaApp) -> ClusterTreeView:
+    return app.screen.query_one("#tree", ClusterTreeView)
 
 
 def selected_title(app: VistaApp) -> str:
     tree = tree_of(app)
     assert tree.selected is not None
     return tree.model.title(tree.selected)
+
+
+async def until(pilot: Pilot[Any], predicate: Callable[[], bool], seconds: float = 30.0) -> None:
+    """Let the app run until `predicate` holds (a worker's answer arrived, say); fail after `seconds`."""
+    for _ in range(int(seconds / 0.05)):
+        if predicate():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError("condition never held")

@@ -13,7 +13,7 @@ from vista_tui.tui.app import VistaApp
 from vista_tui.tui.screens.context_detail import ContextScreen
 from vista_tui.tui.screens.error import ErrorScreen
 from vista_tui.tui.screens.help import HelpScreen
-from vista_tui.tui.screens.main import MapScreen
+from vista_tui.tui.screens.map import MapScreen
 from vista_tui.tui.screens.picker import PickerScreen
 from vista_tui.tui.widgets.contexts import ContextList
 

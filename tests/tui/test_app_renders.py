@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.synthetic_map import build_synthetic_map
-from tests.helpers.tui import open_map, screen_text, selected_title, tree_of
+from tests.helpers.tui import open_map, screen_text, selected_title, tree_of, until
 from vista_tui.mapdata import Store
 from vista_tui.mapdata.renders import RenderJob
 from vista_tui.tui.app import VistaApp
 from vista_tui.tui.screens.image import ImageScreen
-from vista_tui.tui.screens.main import MapScreen
+from vista_tui.tui.screens.map import MapScreen
 
 
 @pytest.fixture
@@ -26,14 +26,6 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> VistaApp:
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     path = build_synthetic_map(tmp_path / "maps" / "syn", n=240)
     return VistaApp(Store(tmp_path), path)
-
-
-async def until(pilot, predicate, seconds: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    for _ in range(int(seconds / 0.05)):
-        if predicate():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError("condition never held")
 
 
 def notes(app: VistaApp) -> str:

@@ -17,7 +17,8 @@ from tests.helpers.synthetic_map import build_synthetic_map
 from vista_tui.core.model import MapModel
 from vista_tui.core.sanitize import MAX_TOKEN_CHARS, sanitize_token
 from vista_tui.tui.screens.context_detail import ContextScreen
-from vista_tui.tui.widgets.contexts import PLACEHOLDER, ContextList, focus_column, format_activation
+from vista_tui.tui.widgets.context_line import focus_column, format_activation
+from vista_tui.tui.widgets.contexts import PLACEHOLDER, ContextList
 
 SIZE = (80, 24)
 FORBIDDEN = {"\x1b", "\x9b", "\x9d", "\u202e", "\x7f"}

@@ -20,11 +20,11 @@ from textual.widgets import DataTable
 from tests.helpers.synthetic_map import build_synthetic_map
 from tests.helpers.tui import open_map
 from vista_tui.cli import main as annotate_main
-from vista_tui.cli.triage import tree_members
 from vista_tui.core.annotations import DB_NAME, AnnotationError, AnnotationStore, count_reviewed
+from vista_tui.core.triage import tree_members
 from vista_tui.mapdata import MapReader, Store
 from vista_tui.tui.app import VistaApp
-from vista_tui.tui.screens.main import MapScreen
+from vista_tui.tui.screens.map import MapScreen
 from vista_tui.tui.screens.picker import PickerScreen
 
 SIZE = (100, 30)

@@ -14,7 +14,7 @@ from textual.widgets import Input
 
 from vista_tui.mapdata import Store
 from vista_tui.tui.app import VistaApp
-from vista_tui.tui.screens.main import MapScreen
+from vista_tui.tui.screens.map import MapScreen
 
 SIZES = [(80, 24), (160, 48)]
 

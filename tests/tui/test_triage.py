@@ -20,9 +20,10 @@ from vista_tui.core.annotations import DEFAULT_STATUSES, AnnotationStore
 from vista_tui.core.triage import member_ids
 from vista_tui.mapdata import Store
 from vista_tui.tui.app import VistaApp
+from vista_tui.tui.controllers.triage import run_editor
 from vista_tui.tui.dialogs import LineDialog, NoteDialog
 from vista_tui.tui.screens.help import HelpScreen
-from vista_tui.tui.screens.main import MapScreen
+from vista_tui.tui.screens.map import MapScreen
 
 SIZE = (110, 32)
 
@@ -55,7 +56,7 @@ async def test_number_keys_set_status_glyph_meter_and_database(map_dir: Path) ->
     app = make_app(map_dir)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_map(pilot, app)
-        assert "triage 0/14" in screen_text(app)
+        assert "triage 0/15" in screen_text(app)
         await pilot.press("j")
         node_id = tree_of(app).selected
         assert node_id is not None and row_of(app, node_id).startswith("·")
@@ -63,14 +64,14 @@ async def test_number_keys_set_status_glyph_meter_and_database(map_dir: Path) ->
         await pilot.pause()
         assert row_of(app, node_id).startswith("i")
         text = screen_text(app)
-        assert "triage 1/14 · interpretable 1" in text
+        assert "triage 1/15 · interpretable 1" in text
         assert "saved: music, melody, rhythm → interpretable" in toasts(app)
         await pilot.press("j", "5")
         await pilot.pause()
-        assert "triage 2/14 · interpretable 1 · junk 1" in screen_text(app)
+        assert "triage 2/15 · interpretable 1 · junk 1" in screen_text(app)
         await pilot.press("1")  # back to unreviewed
         await pilot.pause()
-        assert "triage 1/14 · interpretable 1" in screen_text(app)
+        assert "triage 1/15 · interpretable 1" in screen_text(app)
         assert "junk" not in screen_text(app).splitlines()[0]
         await pilot.press("9")  # beyond the seven configured statuses
         assert any("no status 9" in t for t in toasts(app))
@@ -141,7 +142,7 @@ def fixed_editor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_run_editor_returns_what_the_editor_wrote(fixed_editor: Path) -> None:
-    assert MapScreen.run_editor("old note") == "written in the editor"
+    assert run_editor("old note") == "written in the editor"
 
 
 async def test_note_in_editor(map_dir: Path, fixed_editor: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -178,13 +179,17 @@ async def test_n_and_N_walk_unreviewed_nodes_and_wrap(map_dir: Path) -> None:
         await pilot.press("n")
         assert tree_of(app).selected == order[2]  # its first child: the next unreviewed in tree order
         await pilot.press("N")
-        assert tree_of(app).selected == order[-1]  # backwards, skipping the reviewed one, wrapping
+        assert tree_of(app).selected == order[0]  # backwards, skipping the reviewed one: the root is a target too
+        await pilot.press("N")
+        assert tree_of(app).selected == order[-1]  # wrapping
+        await pilot.press("n")
+        assert tree_of(app).selected == order[0]
         await pilot.press("n")
         assert tree_of(app).selected == order[2]
         # review everything: n says none is left
         triage = app.triage
         assert triage is not None and triage.store is not None
-        for node_id in order[1:]:
+        for node_id in order:
             triage.store.set_status(node_id, "junk")
         triage.refresh()
         await pilot.press("n")
@@ -222,7 +227,7 @@ async def test_u_undoes_the_last_change(map_dir: Path) -> None:
         await pilot.press("u")
         await pilot.pause()
         assert row_of(app, node_id).startswith("·")
-        assert "triage 0/14" in screen_text(app)
+        assert "triage 0/15" in screen_text(app)
 
 
 async def test_filter_by_status_keeps_ancestors(map_dir: Path) -> None:
@@ -268,7 +273,7 @@ async def test_reconcile_toast_when_annotations_move_or_orphan(map_dir: Path) ->
         await pilot.pause()
         assert "1 annotation followed its cluster, 1 orphaned — `vista export` lists it" in toasts(app)
         assert row_of(app, target).startswith("j")
-        assert "triage 1/14 · junk 1" in screen_text(app)
+        assert "triage 1/15 · junk 1" in screen_text(app)
 
 
 async def test_corrupt_database_opens_map_with_triage_off(map_dir: Path) -> None:

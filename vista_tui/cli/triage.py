@@ -19,6 +19,7 @@ from vista_tui.cli.console import fail
 from vista_tui.cli.opening import open_map, resolve_node_id
 from vista_tui.core.annotations import DB_NAME, AnnotationError, AnnotationStore, TriageConfig
 from vista_tui.core.history import undo_message
+from vista_tui.core.triage import TriageSession, tree_members
 from vista_tui.core.triage_config import load_config
 from vista_tui.mapdata import MapError
 
@@ -30,25 +31,13 @@ CHANGE_OPTIONS = "--status, --tag, --untag or --note"
 """The options of `annotate` that write; `--undo` is one more and goes alone."""
 
 
-def tree_members(reader: MapReader) -> dict[str, list[str]]:
-    """Node id → its member context ids, for `AnnotationStore.reconcile`."""
-    ids = reader.context_ids
-    return {node.node_id: [ids[int(i)] for i in node.members] for node in reader.tree}
-
-
 def open_store(
     map_dir: Path, reader: MapReader, config: TriageConfig, write: bool
 ) -> tuple[AnnotationStore, dict[str, list[str]]]:
     """The map's annotations, reconciled with its current tree when they can be written."""
-    members = tree_members(reader)
-    store = AnnotationStore.open(map_dir, config.author, config.statuses, readonly=not write)
-    if write:
-        try:
-            store.reconcile(members)
-        except BaseException:
-            store.close()
-            raise
-    return store, members
+    session = TriageSession.open(map_dir, tree_members(reader), config, write=write)
+    assert session.store is not None  # open() raises instead of returning a session without a store
+    return session.store, session.tree
 
 
 def triage_config(args: argparse.Namespace) -> TriageConfig:
@@ -156,25 +145,24 @@ def cmd_annotate(args: argparse.Namespace) -> int:
         node_id = resolve_node_id(reader, args.node)
         if args.status is not None and args.status not in config.statuses:
             raise ValueError(f"unknown status {args.status!r}; the statuses are: {', '.join(config.statuses)}")
-        store, members = open_store(map_dir, reader, config, write=bool(changes) or args.undo)
+        session = TriageSession.open(map_dir, tree_members(reader), config, write=bool(changes) or args.undo)
         try:
-            node_members = members[node_id]
             if args.undo:
-                undone = store.undo(config.author, node_id=node_id)
+                undone = session.undo(node_id)
                 if undone is None:
                     raise ValueError(f"nothing to undo: {config.author} has no change to node {node_id} left")
             if args.status is not None:
-                store.set_status(node_id, args.status, node_members)
+                session.set_status(node_id, args.status)
             for tag in args.tag:
-                store.add_tag(node_id, tag, node_members)
+                session.add_tag(node_id, tag)
             for tag in args.untag:
-                if store.get(node_id) is not None:
-                    store.remove_tag(node_id, tag)
+                if session.get(node_id) is not None:
+                    session.remove_tag(node_id, tag)
             if args.note is not None:
-                store.set_note(node_id, args.note, node_members)
-            annotation = store.get(node_id)
+                session.set_note(node_id, args.note)
+            annotation = session.get(node_id)
         finally:
-            store.close()
+            session.close()
     except (MapError, AnnotationError, ValueError) as error:
         return fail(error)
     if undone is not None:
@@ -193,12 +181,11 @@ def cmd_triage_status(args: argparse.Namespace) -> int:
     """Print nodes per status over the current tree; 0 done, 2 bad input."""
     try:
         with reading(args) as (reader, config, store, members):
-            counts = store.counts(list(members))
-            orphans = sum(1 for node_id in store.all() if node_id not in members)
+            session = TriageSession(store, members, config.statuses, config.author)
+            progress, orphans = session.progress(), session.orphan_count()
     except (MapError, AnnotationError, ValueError) as error:
         return fail(error)
-    total = len(members)
-    reviewed = total - counts.get(config.statuses[0], 0)
+    counts, reviewed, total = progress.counts, progress.reviewed, progress.total
     if args.json:
         print(
             json.dumps(

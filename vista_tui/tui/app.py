@@ -19,13 +19,13 @@ from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.screen import Screen
-from textual.worker import Worker
+from textual.worker import Worker, WorkerState
 
 from vista_tui.core.annotations import TriageConfig
 from vista_tui.core.render_protocol import RenderEvent
 from vista_tui.core.render_queue import ENV_MODEL, RenderQueue
+from vista_tui.core.sanitize import sanitize
 from vista_tui.mapdata import MapEntry, MapError, Store, read_manifest
-from vista_tui.tui.messages import WorkerFailed, forward_failure
 from vista_tui.tui.screens.error import ErrorScreen
 from vista_tui.tui.screens.help import HelpScreen
 from vista_tui.tui.screens.loading import LoadingScreen
@@ -33,8 +33,8 @@ from vista_tui.tui.screens.picker import PickerScreen
 
 if TYPE_CHECKING:
     from vista_tui.core.model import MapModel
-    from vista_tui.core.triage import Triage
-    from vista_tui.tui.screens.main import MapScreen
+    from vista_tui.core.triage import TriageSession
+    from vista_tui.tui.screens.map import MapScreen
 
 
 class VistaApp(App[None]):
@@ -58,7 +58,7 @@ class VistaApp(App[None]):
     class MapLoaded(Message):
         """A map finished opening in a worker."""
 
-        def __init__(self, model: MapModel, triage: Triage) -> None:
+        def __init__(self, model: MapModel, triage: TriageSession) -> None:
             self.model = model
             self.triage = triage
             super().__init__()
@@ -93,8 +93,8 @@ class VistaApp(App[None]):
         self.map_screen: MapScreen | None = None
         self.triage_config = triage_config
         """Statuses and author for triage; None reads `load_config()` (VISTA_CONFIG, the user config) per map."""
-        self.triage: Triage | None = None
-        """The open map's annotation store."""
+        self.triage: TriageSession | None = None
+        """The open map's triage session (its annotation store over its tree)."""
         self.label_command: list[str] = [sys.executable, "-m", "pipeline", "label"]
         """What `L` runs to relabel a node, before `MAP_DIR --node ID` (a child process: the TUI never imports the pipeline)."""
 
@@ -157,7 +157,7 @@ class VistaApp(App[None]):
     @work(thread=True, exclusive=True, group="open", exit_on_error=False, description="open the map")
     def _load_map(self, path: Path) -> None:
         # numpy, pyarrow and the explorer's widgets are imported here, off the UI thread.
-        import vista_tui.tui.screens.main  # noqa: F401 - so that the UI thread finds it imported
+        import vista_tui.tui.screens.map  # noqa: F401 - so that the UI thread finds it imported
         from vista_tui.core.model import MapModel
         from vista_tui.core.triage import open_triage
 
@@ -171,7 +171,7 @@ class VistaApp(App[None]):
     @on(MapLoaded)
     def _map_loaded(self, event: MapLoaded) -> None:
         from vista_tui.core.triage import reconcile_message
-        from vista_tui.tui.screens.main import MapScreen
+        from vista_tui.tui.screens.map import MapScreen
 
         self.model = event.model
         if self.triage is not None:
@@ -207,7 +207,7 @@ class VistaApp(App[None]):
     def _render_update(self, event: RenderUpdate) -> None:
         screen = self.map_screen
         if screen is not None and screen.is_attached and event.event.job.map_dir == screen.model.reader.path:
-            screen.render_changed(event.event)
+            screen.render_controller.changed(event.event)
 
     def action_open_render(self) -> None:
         """`o`: the selected node's render in an external viewer, else its path copied (OSC 52)."""
@@ -217,32 +217,36 @@ class VistaApp(App[None]):
     # -- help ----------------------------------------------------------------------------------
 
     def action_help(self) -> None:
-        from vista_tui.tui.screens.main import MapScreen
-        from vista_tui.tui.widgets.cluster_tree import ClusterTree
+        from vista_tui.tui.screens.map import MapScreen
+        from vista_tui.tui.widgets.cluster_tree import ClusterTreeView
         from vista_tui.tui.widgets.contexts import ContextList
 
         if isinstance(self.screen, HelpScreen):
             return
         self.push_screen(
-            HelpScreen([("tree", ClusterTree), ("map", MapScreen), ("contexts", ContextList), ("app", VistaApp)])
+            HelpScreen([("tree", ClusterTreeView), ("map", MapScreen), ("contexts", ContextList), ("app", VistaApp)])
         )
 
     # -- failures: the one place ---------------------------------------------------------------
 
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        failed = forward_failure(event)
-        if failed is not None:
-            self.post_message(failed)
+    @on(Worker.StateChanged)
+    def _worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """Every failed worker lands here: the app's own, and those screens and widgets forward.
 
-    @on(WorkerFailed)
-    def _worker_failed(self, event: WorkerFailed) -> None:
-        error = event.error
+        How loud depends on what failed: a map that cannot be opened gets an error screen over
+        the picker, an unreadable map anywhere else an error screen, anything else a toast.
+        """
+        worker = event.worker
+        error = worker.error
+        if event.state != WorkerState.ERROR or error is None:
+            return
+        description = worker.description or worker.name
         message = str(error) if isinstance(error, MapError) else f"{type(error).__name__}: {error}"
-        if event.group == "open":
+        if worker.group == "open":
             if isinstance(self.screen, LoadingScreen):
                 self.action_pick_map()  # under the error: what to open instead
             self.push_screen(ErrorScreen("This map cannot be opened", message))
         elif isinstance(error, MapError):
-            self.push_screen(ErrorScreen(f"Could not {event.description}", message))
+            self.push_screen(ErrorScreen(f"Could not {description}", message))
         else:
-            self.notify(f"{event.description} failed: {message}", severity="error", timeout=8)
+            self.notify(f"could not {description}: {sanitize(message, 300)}", severity="error", timeout=8)

@@ -1,28 +1,22 @@
-"""Messages that cross screens; a widget's own messages live on the widget."""
+"""What crosses screens: worker failures, on their way to the app's one handler.
+
+A widget's or controller's own messages live on it; this module holds only what every
+screen shares.
+"""
 
 from __future__ import annotations
 
-from textual.message import Message
+from textual.dom import DOMNode
 from textual.worker import Worker, WorkerState
 
 
-class WorkerFailed(Message):
-    """A worker anywhere in the app raised; the app decides how loud to be (see VistaApp)."""
+def report_worker_failure(node: DOMNode, event: Worker.StateChanged) -> None:
+    """Hand a failed worker of `node` to the app's one failure handler (`VistaApp._worker_state_changed`).
 
-    def __init__(self, group: str, description: str, error: BaseException) -> None:
-        self.group = group
-        self.description = description
-        self.error = error
-        super().__init__()
-
-
-def forward_failure(event: Worker.StateChanged) -> WorkerFailed | None:
-    """The WorkerFailed to post for a worker state change, if the worker failed.
-
-    Worker.StateChanged does not bubble, so widgets that run workers forward failures to the
-    app with `if (failed := forward_failure(event)): self.app.post_message(failed)`.
+    Worker.StateChanged goes only to the node that ran the worker and does not bubble, so a
+    screen or widget that runs workers calls this from its own `@on(Worker.StateChanged)`
+    handler (after any repair of its own, such as marking rows unreadable). The app decides
+    how loud to be: a toast, an error screen, or the picker.
     """
-    worker = event.worker
-    if event.state != WorkerState.ERROR or worker.error is None:
-        return None
-    return WorkerFailed(worker.group, worker.description or worker.name, worker.error)
+    if event.state == WorkerState.ERROR and node.app is not node:
+        node.app.post_message(Worker.StateChanged(event.worker, event.state))

@@ -1,14 +1,31 @@
-"""Command palette providers (Ctrl+P), built from the current map and store."""
+"""Command palette providers (Ctrl+P), built from the current map and store.
+
+The provider sees the screen it serves only as a `PaletteTarget` (the map screen satisfies
+it), so this module never imports the screen that lists it in its COMMANDS.
+"""
 
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 if TYPE_CHECKING:
-    from vista_tui.tui.screens.main import MapScreen
+    from vista_tui.core.model import MapModel
+
+
+class PaletteTarget(Protocol):
+    """What the palette needs of the screen it serves."""
+
+    model: MapModel
+
+    def jump_to(self, node_id: str) -> None:
+        """Select a node, unfolding the tree to it."""
+
+    async def run_action(self, action: str) -> Any:
+        """Run one of the screen's actions (`app.` ones reach the app)."""
+
 
 # (title, action on the map screen, help)
 MAP_ACTIONS = [
@@ -26,8 +43,9 @@ class NodeCommands(Provider):
     """Jump to a node by label or id, open another map, or run any action of the map screen."""
 
     @property
-    def map_screen(self) -> MapScreen:
-        return self.screen  # type: ignore[return-value]
+    def map_screen(self) -> PaletteTarget:
+        """The screen the palette was opened on (the map screen lists this provider)."""
+        return cast(PaletteTarget, self.screen)
 
     def _entries(self) -> list[tuple[str, object, str]]:
         screen = self.map_screen

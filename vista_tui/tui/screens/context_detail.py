@@ -19,7 +19,9 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from vista_tui.core.model import MapModel
 from vista_tui.core.sanitize import sanitize, sanitize_token
 from vista_tui.mapdata import Context
-from vista_tui.tui.widgets.contexts import ContextList, format_activation, prepare_context
+from vista_tui.tui.messages import report_worker_failure
+from vista_tui.tui.widgets.context_line import format_activation, prepare_context
+from vista_tui.tui.widgets.contexts import ContextList
 
 N_NEIGHBOURS = 8
 """How many of the nearest contexts on the 2-D map are listed."""
@@ -126,8 +128,10 @@ class ContextScreen(ModalScreen[None]):
     @on(Worker.StateChanged)
     def _worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker.group == "context-detail" and event.state == WorkerState.ERROR:
+            # in place of "loading…", which would otherwise stay forever
             message = sanitize(str(event.worker.error), 200)
             self.query_one("#context-meta", Static).update(Text(f"could not read this context: {message}", "red"))
+        report_worker_failure(self, event)  # the app says what failed
 
     def _fill(self, row: int, context: Context) -> None:
         neighbours = self.query_one("#neighbours", ContextList)

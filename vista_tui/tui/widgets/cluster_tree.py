@@ -20,7 +20,7 @@ from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
 from vista_tui.core.model import MapModel
-from vista_tui.tui.widgets.viewport import fixed_viewport_size
+from vista_tui.tui.widgets.virtual_size import virtual_size_without_relayout
 
 GLYPH_WIDTH = 2
 """The triage glyph, then the render glyph (the fold marker follows: the root row has no indent)."""
@@ -32,7 +32,7 @@ def _cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(0, width - 1)] + "…"
 
 
-class ClusterTree(OptionList):
+class ClusterTreeView(OptionList):
     """The map's cluster tree as an expandable list; the highlighted node drives the other panels."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -53,13 +53,13 @@ class ClusterTree(OptionList):
     }
 
     DEFAULT_CSS = """
-    ClusterTree > .cluster-tree--noise { color: $text-muted; }
-    ClusterTree > .cluster-tree--hit { color: $warning; text-style: bold underline; }
-    ClusterTree > .cluster-tree--stats { color: $text-muted; }
-    ClusterTree > .cluster-tree--glyph { color: $accent; }
+    ClusterTreeView > .cluster-tree--noise { color: $text-muted; }
+    ClusterTreeView > .cluster-tree--hit { color: $warning; text-style: bold underline; }
+    ClusterTreeView > .cluster-tree--stats { color: $text-muted; }
+    ClusterTreeView > .cluster-tree--glyph { color: $accent; }
     """
 
-    virtual_size = fixed_viewport_size()
+    virtual_size = virtual_size_without_relayout()
     """Lines of the tree; a new length moves the scrollbar without re-laying out the screen."""
     selected: Reactive[str | None] = reactive(None, init=False, repaint=False)
     """The node id under the cursor."""

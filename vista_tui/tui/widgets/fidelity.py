@@ -16,7 +16,7 @@ from textual.style import Style
 from textual.widget import Widget
 
 from vista_tui.mapdata import FidelityCurve
-from vista_tui.tui.widgets.text import fit_lines
+from vista_tui.tui.widgets.truncation import fit_lines
 
 NOT_COMPUTED = "fidelity not computed — rebuild with `vista build`"
 """What the panel says for a map without a fidelity curve."""

@@ -21,7 +21,7 @@ from textual.widget import Widget
 from vista_tui.core.model import MapModel
 from vista_tui.core.sanitize import sanitize
 from vista_tui.mapdata import ClusterNode
-from vista_tui.tui.widgets.text import fit_lines
+from vista_tui.tui.widgets.truncation import fit_lines
 
 NARROW_WIDTH = 60
 """Below this many columns the readings stack as rows instead of columns."""

@@ -6,7 +6,7 @@ from textual.geometry import Size
 from textual.reactive import Reactive
 
 
-def fixed_viewport_size() -> Reactive[Size]:
+def virtual_size_without_relayout() -> Reactive[Size]:
     """A `virtual_size` for a scroll view whose size comes from the CSS (e.g. `height: 1fr`).
 
     Assign it to `virtual_size` in the class body. Textual re-lays out the whole screen whenever

@@ -1,4 +1,4 @@
-"""Small text helpers shared by the panels."""
+"""Fitting lines of text into a box: cut to its height, the last line ending in … when some were cut."""
 
 from __future__ import annotations
 

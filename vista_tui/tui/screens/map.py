@@ -1,0 +1,392 @@
+"""The explorer: tree on the left, labels and contexts on the right, minimap and fidelity below the tree.
+
+The screen walks the map (tree, panels, search, zoom, disagreement order). Triage, renders
+and relabelling are controllers it owns (vista_tui/tui/controllers); the screen keeps every
+binding, so help, footer and palette read them in one place, and hands each of those actions
+and each controller message to its controller.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.reactive import Reactive, reactive
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Static
+from textual.worker import Worker, get_current_worker
+
+from vista_tui.core.model import MapModel
+from vista_tui.core.render_protocol import RenderEvent
+from vista_tui.core.sanitize import sanitize
+from vista_tui.core.triage import TriageSession, next_in_tree_order
+from vista_tui.tui.controllers.relabel import RelabelController
+from vista_tui.tui.controllers.renders import RenderController
+from vista_tui.tui.controllers.triage import TriageController
+from vista_tui.tui.messages import report_worker_failure
+from vista_tui.tui.palette import NodeCommands
+from vista_tui.tui.screens.context_detail import ContextScreen
+from vista_tui.tui.screens.loading import map_header
+from vista_tui.tui.widgets.cluster_tree import ClusterTreeView
+from vista_tui.tui.widgets.contexts import ContextList
+from vista_tui.tui.widgets.fidelity import FidelityPanel
+from vista_tui.tui.widgets.labels import LabelsPanel
+from vista_tui.tui.widgets.minimap import Minimap
+
+
+class MapScreen(Screen[None]):
+    """One map: walk its cluster tree, read each node's labels and contexts."""
+
+    COMMANDS: ClassVar = {NodeCommands}
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("slash", "search", "Search", tooltip="Search labels, keywords and context text"),
+        Binding("n", "next_hit", "Next", show=False, tooltip="Next search hit; without a search, next unreviewed node"),
+        Binding(
+            "N",
+            "previous_hit",
+            "Previous",
+            show=False,
+            tooltip="Previous search hit; without a search, previous unreviewed node",
+        ),
+        Binding("z", "zoom", "Zoom", tooltip="Show only the selected subtree"),
+        Binding("Z", "unzoom", "Unzoom", show=False),
+        Binding(
+            "escape",
+            "clear",
+            "Clear",
+            show=False,
+            tooltip="Close the search bar, else clear hits, else the filter, else leave the zoom",
+        ),
+        Binding("r", "render", "Render", tooltip="Render the selected node (a sketch when no diffusion model is set)"),
+        Binding("R", "render_map", "Render map", show=False, tooltip="Render the whole map as a panorama"),
+        Binding("v", "view_render", "View", tooltip="Show the selected node's render inline"),
+        Binding(
+            "o",
+            "open_render",
+            "Open outside",
+            show=False,
+            tooltip="Open the render in $VISTA_VIEWER, else copy its path",
+        ),
+        Binding(
+            "x",
+            "cancel_render",
+            "Cancel render",
+            show=False,
+            tooltip="Cancel the selected node's queued or running render",
+        ),
+        Binding(
+            "1",
+            "set_status(1)",
+            "Status",
+            show=False,
+            tooltip="1…9 set the node's triage status, in the configured order (1 unreviewed, 2 interpretable, …)",
+        ),
+        *(Binding(str(i), f"set_status({i})", "", show=False) for i in range(2, 10)),
+        Binding("t", "tag", "Tag", show=False, tooltip="Add a tag to the node (-tag removes it), with completion"),
+        Binding("a", "note", "Note", show=False, tooltip="Edit the node's note (ctrl+s saves)"),
+        Binding("A", "note_in_editor", "Note in $EDITOR", show=False, tooltip="Edit the node's note in $EDITOR"),
+        Binding("u", "undo", "Undo", show=False, tooltip="Undo your last triage change"),
+        Binding(
+            "f", "filter", "Filter", show=False, tooltip="Show only nodes with a status or tag (status:junk, tag:verb)"
+        ),
+        Binding(
+            "d",
+            "disagreement_order",
+            "Disagreement order",
+            show=False,
+            tooltip="List each cluster's children least-agreeing readings first (press again for size order)",
+        ),
+        Binding("L", "relabel", "Relabel", show=False, tooltip="Relabel the selected node with the LLM labeller"),
+        Binding("tab", "app.focus_next", "Switch pane", tooltip="Move between the tree and the contexts"),
+        Binding("shift+tab", "app.focus_previous", "Switch pane back", show=False),
+    ]
+
+    selected: Reactive[str | None] = reactive(None, init=False, repaint=False)
+    """The node whose labels and contexts are shown."""
+
+    class SearchDone(Message):
+        """A search finished in a worker."""
+
+        def __init__(self, query: str, node_ids: list[str]) -> None:
+            self.query = query
+            self.node_ids = node_ids
+            super().__init__()
+
+    def __init__(self, model: MapModel, triage: TriageSession | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.triage = triage
+        """The map's triage session; None when the screen was opened without triage."""
+        self.hits: list[str] = []
+        self.search_query = ""
+        self.triage_controller = TriageController(self, triage)
+        self.render_controller = RenderController(self)
+        self.relabel_controller = RelabelController(self)
+
+    @property
+    def render_jobs(self) -> dict[str, str | None]:
+        """Node id → id of its latest render job (see RenderController.jobs)."""
+        return self.render_controller.jobs
+
+    @property
+    def render_state(self) -> dict[str, RenderEvent]:
+        """Node id → the latest event of its render (see RenderController.state)."""
+        return self.render_controller.state
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="header-row"):
+            yield Static(id="map-header")
+            yield Static(id="triage-meter")
+        with Horizontal(id="body"):
+            with Vertical(id="left"):
+                yield ClusterTreeView(self.model, id="tree")
+                yield Minimap(self.model, id="minimap")
+                yield FidelityPanel(self.model.reader.fidelity, id="fidelity")
+            with Vertical(id="right"):
+                yield LabelsPanel(self.model, id="labels")
+                yield Static(id="triage-note")
+                yield ContextList(self.model, id="contexts")
+        yield Static(id="render-status")
+        yield Input(placeholder="search labels, keywords, contexts — Enter to search, Esc to cancel", id="search")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#map-header", Static).update(map_header(self.model.manifest))
+        tree = self.query_one("#tree", ClusterTreeView)
+        tree.border_title = "clusters"
+        tree.follow = self._follow_tree
+        contexts = self.query_one("#contexts", ContextList)
+        contexts.border_title = "contexts"
+        contexts.follow = self._follow_contexts
+        self.query_one("#minimap", Minimap).border_title = "map"
+        self.query_one("#tree", ClusterTreeView).focus()
+        self.triage_controller.refresh()
+        self.show(self.model.root.node_id)
+
+    def on_resize(self) -> None:
+        self.set_class(self.size.height >= 40, "-tall")
+
+    @on(Worker.StateChanged)
+    def _worker_state_changed(self, event: Worker.StateChanged) -> None:
+        report_worker_failure(self, event)  # search, renders, relabel: the app says what failed
+
+    # -- selection ---------------------------------------------------------------------------
+
+    def show(self, node_id: str) -> None:
+        """Point every panel at `node_id`."""
+        self.selected = node_id
+        node = self.model.nodes[node_id]
+        self.query_one("#labels", LabelsPanel).show_node(node_id)
+        contexts = self.query_one("#contexts", ContextList)
+        contexts.show_node(node_id)
+        contexts.border_title = f"contexts · {node.size:,} · highest activation first"
+        self.query_one("#minimap", Minimap).show_node(node_id)
+        self.triage_controller.show_annotation()
+
+    def _follow_tree(self, node_id: str) -> None:
+        if node_id != self.selected:
+            self.show(node_id)
+
+    @on(ClusterTreeView.NodeSelected)
+    def _node_selected(self, event: ClusterTreeView.NodeSelected) -> None:
+        self._follow_tree(event.node_id)
+
+    @on(ClusterTreeView.LeafOpened)
+    def _leaf_opened(self, event: ClusterTreeView.LeafOpened) -> None:
+        self.query_one("#contexts", ContextList).focus()
+
+    def _follow_contexts(self, row: int) -> None:
+        self.query_one("#minimap", Minimap).mark_row(row)
+
+    @on(ContextList.Opened)
+    def _context_opened(self, event: ContextList.Opened) -> None:
+        self.app.push_screen(ContextScreen(self.model, event.row))
+
+    def jump_to(self, node_id: str) -> None:
+        """Select a node from anywhere (palette, search)."""
+        tree = self.query_one("#tree", ClusterTreeView)
+        tree.select_node(node_id)
+        tree.focus()
+
+    # -- search ------------------------------------------------------------------------------
+
+    def action_search(self) -> None:
+        """`/`: open the search bar with the last query."""
+        search = self.query_one("#search", Input)
+        search.add_class("-visible")
+        search.value = self.search_query
+        search.focus()
+
+    @on(Input.Submitted, "#search")
+    def _search_submitted(self, event: Input.Submitted) -> None:
+        query = event.value.strip()
+        event.input.remove_class("-visible")
+        self.query_one("#tree", ClusterTreeView).focus()
+        if not query:
+            self._apply_hits("", [])
+            return
+        self.notify(f"searching for {sanitize(query)!r}…", timeout=1)
+        self._run_search(query)
+
+    @work(thread=True, exclusive=True, group="search", exit_on_error=False, description="search the map")
+    def _run_search(self, query: str) -> None:
+        hits = [hit.node_id for hit in self.model.search(query)]
+        if not get_current_worker().is_cancelled:
+            self.post_message(self.SearchDone(query, hits))
+
+    @on(SearchDone)
+    def _search_done(self, event: SearchDone) -> None:
+        self._apply_hits(event.query, event.node_ids)
+        if event.node_ids:
+            self.notify(f"{len(event.node_ids)} nodes match {sanitize(event.query)!r} — n/N to jump", timeout=3)
+            self.action_next_hit()
+        else:
+            self.notify(f"no node matches {sanitize(event.query)!r}", severity="warning", timeout=3)
+
+    def _apply_hits(self, query: str, node_ids: list[str]) -> None:
+        self.search_query = query
+        self.hits = node_ids
+        tree = self.query_one("#tree", ClusterTreeView)
+        tree.hits = set(node_ids)
+        tree.rebuild()
+        self.update_tree_title()
+
+    def _jump_hit(self, step: int) -> None:
+        """n/N: the next/previous search hit in tree order, wrapping; without a search, the next unreviewed node."""
+        if not self.hits:
+            self.triage_controller.jump_unreviewed(step)
+            return
+        target = next_in_tree_order(self.model.walk(), self.hits, self.selected, step)
+        if target is not None:
+            self.jump_to(target)
+
+    def action_next_hit(self) -> None:
+        """`n`: the next search hit, else the next unreviewed node."""
+        self._jump_hit(+1)
+
+    def action_previous_hit(self) -> None:
+        """`N`: the previous search hit, else the previous unreviewed node."""
+        self._jump_hit(-1)
+
+    # -- zoom and order ------------------------------------------------------------------------
+
+    def action_zoom(self) -> None:
+        """`z`: show only the selected subtree."""
+        tree = self.query_one("#tree", ClusterTreeView)
+        if self.selected is not None:
+            tree.zoom(self.selected)
+            self.update_tree_title()
+
+    def action_unzoom(self) -> None:
+        """`Z`: show the whole tree again."""
+        tree = self.query_one("#tree", ClusterTreeView)
+        tree.zoom(None)
+        self.update_tree_title()
+
+    def update_tree_title(self) -> None:
+        """The tree's border title: the zoom path, search hits, the triage filter, the order."""
+        tree = self.query_one("#tree", ClusterTreeView)
+        title = "clusters"
+        if tree.view_root != self.model.root.node_id:
+            path = [*self.model.ancestors(tree.view_root), tree.view_root]
+            title = "zoom: " + " › ".join(self.model.title(n, 2) for n in path[1:])
+        if self.hits:
+            title += f" · {len(self.hits)} hits for {sanitize(self.search_query)!r}"
+        if (triage_filter := self.triage_controller.filter) is not None:
+            title += f" · filter {sanitize(str(triage_filter))}"
+        if tree.disagreement_order:
+            title += " · disagreement order"
+        tree.border_title = title
+
+    def action_clear(self) -> None:
+        """Esc: close the search bar, else clear hits, else the filter, else leave the zoom."""
+        search = self.query_one("#search", Input)
+        if search.has_class("-visible"):
+            search.remove_class("-visible")
+            self.query_one("#tree", ClusterTreeView).focus()
+        elif self.hits:
+            self._apply_hits("", [])
+        elif self.triage_controller.filter is not None:
+            self.triage_controller.apply_filter(None)
+        elif self.query_one("#tree", ClusterTreeView).view_root != self.model.root.node_id:
+            self.action_unzoom()
+
+    def action_disagreement_order(self) -> None:
+        """`d`: toggle listing children by ascending agreement (the readings that disagree most first)."""
+        tree = self.query_one("#tree", ClusterTreeView)
+        tree.disagreement_order = not tree.disagreement_order
+        tree.rebuild()
+        self.update_tree_title()
+        if tree.disagreement_order:
+            self.notify("disagreement order: least-agreeing readings first — d again for size order", timeout=3)
+
+    # -- triage: TriageController ---------------------------------------------------------------
+
+    def action_set_status(self, number: int) -> None:
+        """`1`…`9`: set the selected node's status."""
+        self.triage_controller.set_status(number)
+
+    def action_tag(self) -> None:
+        """`t`: add or remove a tag."""
+        self.triage_controller.tag()
+
+    def action_note(self) -> None:
+        """`a`: edit the note here."""
+        self.triage_controller.note()
+
+    def action_note_in_editor(self) -> None:
+        """`A`: edit the note in $EDITOR."""
+        self.triage_controller.note_in_editor()
+
+    def action_undo(self) -> None:
+        """`u`: undo your latest triage change."""
+        self.triage_controller.undo()
+
+    def action_filter(self) -> None:
+        """`f`: filter the tree by status or tag."""
+        self.triage_controller.ask_filter()
+
+    # -- renders: RenderController --------------------------------------------------------------
+
+    def action_render(self) -> None:
+        """`r`: render the selected node."""
+        self.render_controller.render_selected()
+
+    def action_render_map(self) -> None:
+        """`R`: render the whole map."""
+        self.render_controller.render_map()
+
+    def action_cancel_render(self) -> None:
+        """`x`: cancel the selected node's render."""
+        self.render_controller.cancel_selected()
+
+    def action_view_render(self) -> None:
+        """`v`: the selected node's render, inline."""
+        self.render_controller.show_selected(outside=False)
+
+    def action_open_render(self) -> None:
+        """`o`: the selected node's render in an outside viewer, else its path copied."""
+        self.render_controller.show_selected(outside=True)
+
+    @on(RenderController.Submitted)
+    def _render_submitted(self, event: RenderController.Submitted) -> None:
+        self.render_controller.submitted(event)
+
+    @on(RenderController.Found)
+    def _render_found(self, event: RenderController.Found) -> None:
+        self.render_controller.found(event)
+
+    # -- relabelling: RelabelController ---------------------------------------------------------
+
+    def action_relabel(self) -> None:
+        """`L`: relabel the selected node with the LLM labeller."""
+        self.relabel_controller.relabel_selected()
+
+    @on(RelabelController.Done)
+    def _relabel_done(self, event: RelabelController.Done) -> None:
+        self.relabel_controller.done(event)
