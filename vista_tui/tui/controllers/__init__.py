@@ -9,6 +9,7 @@ here imports the screen.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from textual.widget import Widget
@@ -38,6 +39,9 @@ class MapView(Protocol):
 
     def jump_to(self, node_id: str) -> None:
         """Select a node, unfolding the tree to it."""
+
+    def show_image(self, path: Path, sidecar: dict[str, Any]) -> None:
+        """Show a render inline, over the map (the screen owns which screen does it)."""
 
     def update_tree_title(self) -> None:
         """Redraw the tree's title (zoom, hits, filter, order)."""

@@ -23,7 +23,6 @@ from vista_tui.core.render_queue import RenderQueue
 from vista_tui.mapdata.renders import RenderJob, cached_render, read_sidecar
 from vista_tui.tui.controllers import MapView
 from vista_tui.tui.graphics import open_externally
-from vista_tui.tui.screens.image import ImageScreen
 from vista_tui.tui.widgets.cluster_tree import ClusterTreeView
 
 EVENT_GLYPHS = {"queued": "◌", "started": "◐", "progress": "◐", "done": "●", "failed": "✗", "cancelled": " "}
@@ -201,7 +200,7 @@ class RenderController:
             hint = "r renders it" if event.outside else "r renders it, R renders the whole map"
             self.view.notify(f"no render of this node yet — {hint}", timeout=3)
         elif not event.outside:
-            self.view.app.push_screen(ImageScreen(event.path, event.sidecar, self.view.app.image_widget()))
+            self.view.show_image(event.path, event.sidecar)
         elif (command := open_externally(event.path)) is None:
             self.view.app.copy_to_clipboard(str(event.path))
             self.view.notify(f"no viewer here; path copied to your clipboard (OSC 52): {event.path}", timeout=8)

@@ -8,7 +8,8 @@ and each controller message to its controller.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from pathlib import Path
+from typing import Any, ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -30,6 +31,7 @@ from vista_tui.tui.controllers.triage import TriageController
 from vista_tui.tui.messages import report_worker_failure
 from vista_tui.tui.palette import NodeCommands
 from vista_tui.tui.screens.context_detail import ContextScreen
+from vista_tui.tui.screens.image import ImageScreen
 from vista_tui.tui.screens.loading import map_header
 from vista_tui.tui.widgets.cluster_tree import ClusterTreeView
 from vista_tui.tui.widgets.contexts import ContextList
@@ -206,6 +208,10 @@ class MapScreen(Screen[None]):
     @on(ContextList.Opened)
     def _context_opened(self, event: ContextList.Opened) -> None:
         self.app.push_screen(ContextScreen(self.model, event.row))
+
+    def show_image(self, path: Path, sidecar: dict[str, Any]) -> None:
+        """A render over the map, drawn with the terminal's best image protocol."""
+        self.app.push_screen(ImageScreen(path, sidecar, self.app.image_widget()))
 
     def jump_to(self, node_id: str) -> None:
         """Select a node from anywhere (palette, search)."""
