@@ -91,10 +91,10 @@ def test_probe_asks_once_and_reads_the_answer(answer: str, expected: str) -> Non
 
 
 def test_probe_gives_up_on_a_silent_terminal() -> None:
-    start = time.monotonic()
+    # The child prints its RESULT only once the probe has given up waiting for an answer that never
+    # comes; a probe that waited for ever would leave no RESULT before the harness kills the child.
     result, _ = run_in_terminal(PROBE.replace("2.0", "0.3"), None)
     assert result == "halfcell"
-    assert time.monotonic() - start < 15
 
 
 def test_probe_off_a_terminal_draws_unicode() -> None:
