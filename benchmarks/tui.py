@@ -789,6 +789,7 @@ def main() -> None:
         big_store, big_id = bench_store(args.n_big)
         parts["b"] = lambda: bench_latency(big_store, big_id, args.n_big, args.keys, args.profile)
         parts["c"] = lambda: bench_memory(big_store, big_id, args.n_big, args.repeats)
+    if "d" in args.only:
         maps = {SMALL_N: small_store / "maps" / small_id, args.n_big: big_store / "maps" / big_id}
         parts["d"] = lambda: bench_minimap(maps, args.repeats)
     for name in "abcd":
