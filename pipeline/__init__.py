@@ -1,5 +1,8 @@
-"""The precompute steps: harvest, layout, cluster, keywords, fidelity.
+"""The precompute steps: harvest, layout, cluster, keywords, fidelity; label, agreement, render.
 
-The only package that imports torch, sae-lens, umap, hdbscan and transformers; each step
-module imports them inside its functions so that `--help` and config checks stay fast.
+Each step is one module or package of the same shape (STEP, VERSION, DISTRIBUTIONS, a frozen
+Config, `run(cfg, inputs, *, progress)`); `build` chains them, `models` loads models and SAEs,
+`demo` builds the offline demo and `cli` is `python -m pipeline`. The only package that imports
+torch, sae-lens, umap, hdbscan, transformers and diffusers; each step imports them inside its
+functions so that `--help` and config checks stay fast. See ARCHITECTURE.md.
 """

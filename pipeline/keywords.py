@@ -1,6 +1,6 @@
 """Keywords per cluster node by class-based TF-IDF, and a visual prompt built from them.
 
-The offline label of a node (DESIGN.md, Labels): BERTopic's c-TF-IDF, where a "class" is
+The offline label of a node (the method's "Labels" step): BERTopic's c-TF-IDF, where a "class" is
 everything a node's contexts say, concatenated. A cluster is scored against its siblings
 (the other children of its parent, the parent's noise among them): a word weighs
 
