@@ -1,5 +1,8 @@
 """The explorer: tree on the left, labels and contexts on the right, minimap and fidelity below the tree.
 
+Below 80 columns the panels stack, and below 24 rows the minimap and fidelity give way, so that
+the tree and the contexts keep their rows (app.tcss, on the breakpoint classes set on a resize).
+
 The screen walks the map (tree, panels, search, zoom, disagreement order). Triage, renders
 and relabelling are controllers it owns (vista_tui/tui/controllers); the screen keeps every
 binding, so help, footer and palette read them in one place, and hands each of those actions
@@ -18,7 +21,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.reactive import Reactive, reactive
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Input, Static
 from textual.worker import Worker, get_current_worker
 
 from vista_tui.core.model import MapModel
@@ -36,6 +39,7 @@ from vista_tui.tui.screens.loading import map_header
 from vista_tui.tui.widgets.cluster_tree import ClusterTreeView
 from vista_tui.tui.widgets.contexts import ContextList
 from vista_tui.tui.widgets.fidelity import FidelityPanel
+from vista_tui.tui.widgets.footer import ActionFooter
 from vista_tui.tui.widgets.labels import LabelsPanel
 from vista_tui.tui.widgets.minimap import Minimap
 
@@ -44,6 +48,20 @@ class MapScreen(Screen[None]):
     """One map: walk its cluster tree, read each node's labels and contexts."""
 
     COMMANDS: ClassVar = {NodeCommands}
+
+    # Textual sets one class of each list on the screen on a resize, never on a key (see app.tcss).
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [
+        (0, "-narrow"),
+        (80, "-standard-width"),
+        (110, "-wide"),
+    ]
+    """Below 80 columns the panels stack; below 110 the footer drops keys that help and palette list."""
+    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [
+        (0, "-short"),
+        (24, "-standard-height"),
+        (40, "-tall"),
+    ]
+    """Below 24 rows no minimap or fidelity curve; from 40 rows a bigger minimap."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "search", "Search", tooltip="Search labels, keywords and context text"),
@@ -155,7 +173,7 @@ class MapScreen(Screen[None]):
                 yield ContextList(self.model, id="contexts")
         yield Static(id="render-status")
         yield Input(placeholder="search labels, keywords, contexts — Enter to search, Esc to cancel", id="search")
-        yield Footer()
+        yield ActionFooter()
 
     def on_mount(self) -> None:
         self.query_one("#map-header", Static).update(map_header(self.model.manifest))
@@ -169,9 +187,6 @@ class MapScreen(Screen[None]):
         self.query_one("#tree", ClusterTreeView).focus()
         self.triage_controller.refresh()
         self.show(self.model.root.node_id)
-
-    def on_resize(self) -> None:
-        self.set_class(self.size.height >= 40, "-tall")
 
     @on(Worker.StateChanged)
     def _worker_state_changed(self, event: Worker.StateChanged) -> None:

@@ -208,7 +208,9 @@ class ClusterTreeView(OptionList):
 
     def on_resize(self, event: events.Resize) -> None:
         if self.scrollable_content_region.width != self._width:
-            self.rebuild()
+            self.rebuild()  # which scrolls to the cursor
+        else:
+            self.scroll_to_highlight()  # a shorter view (a smaller terminal) still shows the cursor
 
     def watch_highlighted(self, old: int | None, highlighted: int | None) -> None:
         super().watch_highlighted(highlighted)

@@ -280,6 +280,7 @@ class ContextList(ScrollView, can_focus=True):
 
     def _on_resize(self, event: events.Resize) -> None:
         self._lines.clear()
+        self._scroll_to_cursor()  # a shorter view (a smaller terminal) still shows the cursor
         self._show_position()
 
     def _show_position(self) -> None:

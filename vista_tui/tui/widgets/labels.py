@@ -130,6 +130,8 @@ class LabelsPanel(Widget):
         # The panel keeps the height of the tallest node shown so far (at this width): it does not
         # jump up and down while walking the tree, and a change of node re-lays out the screen
         # (a frame of its own, ~30 ms at 160x48) only when a node needs more lines than any before.
+        if not self.display:  # hidden on a small terminal: sized afresh when a resize shows it
+            return
         width = self.content_region.width or self.size.width
         if not width:
             self.refresh(layout=True)
