@@ -190,6 +190,7 @@ def _build_map(
             table.column("tokens").to_pylist(),
             table.column("focus").to_numpy(),
             progress=report("keywords", f"L{latent} keywords"),
+            activations=activations,
         ),
         reuse=lambda old: clustered.output,  # the reused tree carries its keywords already
     )

@@ -25,6 +25,16 @@ token counts `focus_weight` times instead of once: the latent fired there.
 A keyword must also occur in at least `min_df` of the node's contexts (in all of them when
 the node is smaller), so one long context cannot name a cluster. Ties rank alphabetically;
 the output depends only on the inputs.
+
+Focus tokens: the same comparison, with a context's focus token (the display token the latent
+fired on, exactly as the contexts hold it, leading space included) as its only term. Per node,
+the step keeps the top `n_focus_tokens` by count, by activation mass (the summed activation of
+the contexts firing on the token) and by c-TF-IDF score against the siblings (plain tf, no
+square root: how much of the node fires on a token is what matters), their union, most frequent
+first. A node with no class to compare against scores a token by its share of the node. These
+name the node on screen when they concentrate (`vista_tui.core.titles`); the window keywords
+stay beside them as the fallback. The visual prompt leads with the focus tokens' words when
+they concentrate.
 """
 
 from __future__ import annotations
@@ -37,16 +47,20 @@ from typing import Any
 import numpy as np
 
 from pipeline.steps import Progress, no_progress
-from vista_tui.mapdata import ClusterNode
+from vista_tui.core.titles import title_focus_tokens
+from vista_tui.mapdata import ClusterNode, FocusToken, NodeLabels
 
 STEP = "keywords"
-VERSION = 1
+VERSION = 2
+"""2: focus tokens per node (counts, activation mass, c-TF-IDF); the visual prompt leads with them."""
 DISTRIBUTIONS = ("numpy", "scipy", "scikit-learn")
 """Packages whose versions shape the keywords, in the order the manifest records them."""
 
 _RUN = re.compile(r"\w+")
 _SPECIAL = re.compile(r"^\s*\[(?:CLS|SEP|PAD|UNK|MASK)\]\s*$|^\s*<\|?[a-z_]+\|?>\s*$|^\s*<(?:s|/s|pad|unk)>\s*$")
 """Special tokens of common tokenizers ([CLS], <|endoftext|>, </s>): never words."""
+MAX_FOCUS_TOKEN_CHARS = 80
+"""A focus token is stored cut to this length: a corpus can hold a 100 kB "token"."""
 
 
 @dataclass(frozen=True)
@@ -65,15 +79,18 @@ class KeywordsConfig:
     extra_stop_words: tuple[str, ...] = ()
     """Skipped as well as scikit-learn's English stop words (compared lowercased)."""
     n_prompt_keywords: int = 3
-    """How many of the top keywords go into the visual prompt."""
+    """How many words go into the visual prompt: the focus tokens' words when they concentrate, then keywords."""
     prompt_template: str = "an illustration of {keywords}"
-    """`{keywords}` becomes "a, b, and c"."""
+    """`{keywords}` becomes "a, b, and c" (focus words first); an optional `{focus}` becomes the focus
+    words alone ("a and b"; empty when the focus tokens do not concentrate)."""
+    n_focus_tokens: int = 10
+    """Each node keeps its top this many focus tokens by count, by mass and by score (their union)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.extra_stop_words, str):
             raise ValueError(f"extra_stop_words must be a sequence of words, got the string {self.extra_stop_words!r}")
         object.__setattr__(self, "extra_stop_words", tuple(self.extra_stop_words))
-        for name in ("n_keywords", "min_df", "min_word_length"):
+        for name in ("n_keywords", "min_df", "min_word_length", "n_focus_tokens"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -95,10 +112,11 @@ class KeywordsConfig:
         if not isinstance(self.prompt_template, str) or "{keywords}" not in self.prompt_template:
             raise ValueError(f"prompt_template must contain '{{keywords}}', got {self.prompt_template!r}")
         try:
-            self.prompt_template.format(keywords="x")
+            self.prompt_template.format(keywords="x", focus="y")
         except (IndexError, KeyError, ValueError) as error:
             raise ValueError(
-                f"prompt_template {self.prompt_template!r} must have no placeholder but {{keywords}} ({error})"
+                f"prompt_template {self.prompt_template!r} must have no placeholder but {{keywords}} and {{focus}}"
+                f" ({error})"
             ) from None
 
 
@@ -113,16 +131,21 @@ def run(
     focus: Sequence[int] | np.ndarray,
     *,
     progress: Progress = no_progress,
+    activations: Sequence[float] | np.ndarray | None = None,
 ) -> list[ClusterNode]:
-    """The nodes, in the same order, with `labels.keywords` and `labels.visual_prompt` set.
+    """The nodes, in the same order, with `labels.keywords`, `labels.focus_tokens` and `labels.visual_prompt` set.
 
-    `tokens[i]` is context row i's window of display tokens and `focus[i]` the index of its
-    focus token; node members index these rows. Other labels are kept. The input is not changed.
+    `tokens[i]` is context row i's window of display tokens, `focus[i]` the index of its focus
+    token and `activations[i]` the latent's activation there (without them, focus tokens have
+    no mass: NaN); node members index these rows. Other labels are kept. The input is not changed.
     """
     focus = np.asarray(focus, dtype=np.int64)
     if len(focus) != len(tokens):
         raise ValueError(f"focus has {len(focus)} entries for {len(tokens)} token windows")
     n_rows = len(tokens)
+    weights = np.full(n_rows, np.nan) if activations is None else np.asarray(activations, dtype=np.float64)
+    if weights.shape != (n_rows,):
+        raise ValueError(f"activations has shape {weights.shape} for {n_rows} token windows")
     for node in nodes:
         if len(node.members) and (int(np.min(node.members)) < 0 or int(np.max(node.members)) >= n_rows):
             raise ValueError(f"node {node.node_id} has members outside the {n_rows} context rows")
@@ -130,23 +153,14 @@ def run(
     counts, vocabulary = _count_matrix(cfg, tokens, focus)
     present = counts.copy()
     present.data = np.ones_like(present.data)
-
-    by_id = {node.node_id: node for node in nodes}
-    groups: dict[str | None, list[int]] = {}
-    for position, node in enumerate(nodes):
-        parent = node.parent_id if node.parent_id in by_id else None
-        groups.setdefault(parent, []).append(position)
+    focus_counts, focus_mass, focus_vocabulary = _focus_matrices(tokens, focus, weights)
 
     keywords: list[list[str]] = [[] for _ in nodes]
-    for done, (parent_id, positions) in enumerate(groups.items()):
-        classes = [np.asarray(nodes[p].members, dtype=np.int64) for p in positions]
-        if parent_id is not None:
-            covered = np.unique(np.concatenate(classes)) if classes else np.zeros(0, np.int64)
-            rest = np.setdiff1d(np.asarray(by_id[parent_id].members, dtype=np.int64), covered)
-            if rest.size:
-                classes.append(rest)
-        if parent_id is not None and len(classes) >= 2:
-            membership = _membership(classes, n_rows)
+    focus_tokens: list[list[FocusToken]] = [[] for _ in nodes]
+    groups = _sibling_groups(nodes)
+    for done, (positions, classes, compared) in enumerate(groups):
+        membership = _membership(classes, n_rows)
+        if compared:
             scores = _class_tfidf(membership @ counts, cfg.reduce_frequent_words)
             df = (membership @ present).toarray()
             for row, p in enumerate(positions):
@@ -154,30 +168,152 @@ def run(
         else:
             for p, members in zip(positions, classes, strict=False):
                 keywords[p] = _own_keywords(cfg, members, counts, present, vocabulary)
+        class_counts = (membership @ focus_counts).toarray()
+        class_mass = (membership @ focus_mass).toarray()
+        # One term per context: tf is a token's share of the class. Without siblings, the share alone.
+        focus_scores = (
+            _class_tfidf(membership @ focus_counts, reduce_frequent_words=False)
+            if compared
+            else class_counts / np.maximum(class_counts.sum(axis=1, keepdims=True), 1)
+        )
+        for row, p in enumerate(positions):
+            focus_tokens[p] = _top_focus_tokens(
+                cfg, class_counts[row], class_mass[row], focus_scores[row], focus_vocabulary, activations is not None
+            )
         progress(done + 1, len(groups), "keywords")
 
-    return [
-        replace(
-            node,
-            labels=replace(node.labels, keywords=words, visual_prompt=visual_prompt(cfg, words)),
-        )
-        for node, words in zip(nodes, keywords, strict=True)
-    ]
+    named: list[ClusterNode] = []
+    for node, words, entries in zip(nodes, keywords, focus_tokens, strict=True):
+        labels = replace(node.labels, keywords=words, focus_tokens=entries)
+        focus_words = prompt_focus_words(labels, node.size)
+        named.append(replace(node, labels=replace(labels, visual_prompt=visual_prompt(cfg, words, focus_words))))
+    return named
 
 
-def visual_prompt(cfg: KeywordsConfig, keywords: Sequence[str]) -> str:
-    """The text-to-image prompt from the top keywords: "an illustration of a, b, and c" ("" without keywords)."""
-    words = [word.replace("_", " ").strip() for word in keywords[: cfg.n_prompt_keywords]]
-    words = [word for word in words if word]
+def _sibling_groups(nodes: list[ClusterNode]) -> list[tuple[list[int], list[np.ndarray], bool]]:
+    """Nodes grouped by parent: (their positions, the classes compared, whether there are >= 2 to compare).
+
+    The classes are the siblings' members, in the order of the positions, then the parent's members
+    that none of them covers (one more, unnamed class) when there are any. The root, and any node
+    whose parent is not among `nodes`, is in a group of parentless nodes that compares nothing.
+    """
+    by_id = {node.node_id: node for node in nodes}
+    positions_of: dict[str | None, list[int]] = {}
+    for position, node in enumerate(nodes):
+        parent = node.parent_id if node.parent_id in by_id else None
+        positions_of.setdefault(parent, []).append(position)
+    groups: list[tuple[list[int], list[np.ndarray], bool]] = []
+    for parent_id, positions in positions_of.items():
+        classes = [np.asarray(nodes[p].members, dtype=np.int64) for p in positions]
+        if parent_id is not None:
+            covered = np.unique(np.concatenate(classes)) if classes else np.zeros(0, np.int64)
+            rest = np.setdiff1d(np.asarray(by_id[parent_id].members, dtype=np.int64), covered)
+            if rest.size:
+                classes.append(rest)
+        groups.append((positions, classes, parent_id is not None and len(classes) >= 2))
+    return groups
+
+
+def prompt_focus_words(labels: NodeLabels, size: int) -> list[str]:
+    """The words of the focus tokens a title names (lowercased; letters, digits, ' and - only), or none.
+
+    Only when the focus tokens concentrate, by the explorer's rule, so that prompt and title agree.
+    Keeping only those characters also keeps a hostile token's escapes out of the prompt.
+    """
+    words: list[str] = []
+    for entry in title_focus_tokens(labels, size):
+        word = "".join(ch for ch in entry.token.strip() if ch.isalnum() or ch in "'-").lower()
+        if any(ch.isalpha() for ch in word) and word not in words:
+            words.append(word)
+    return words
+
+
+def visual_prompt(cfg: KeywordsConfig, keywords: Sequence[str], focus_words: Sequence[str] = ()) -> str:
+    """The text-to-image prompt: "an illustration of a, b, and c", focus words first ("" without any words)."""
+    focus_clean = _prompt_words(focus_words)
+    words = _prompt_words([*focus_clean, *keywords])[: cfg.n_prompt_keywords]
     if not words:
         return ""
-    if len(words) == 1:
-        joined = words[0]
-    elif len(words) == 2:
-        joined = f"{words[0]} and {words[1]}"
-    else:
-        joined = ", ".join(words[:-1]) + f", and {words[-1]}"
-    return cfg.prompt_template.format(keywords=joined)
+    return cfg.prompt_template.format(keywords=_joined(words), focus=_joined(focus_clean))
+
+
+def _prompt_words(words: Sequence[str]) -> list[str]:
+    """Words as a prompt shows them: underscores as spaces, blanks dropped, each once."""
+    out: list[str] = []
+    for word in words:
+        word = word.replace("_", " ").strip()
+        if word and word not in out:
+            out.append(word)
+    return out
+
+
+def _joined(words: list[str]) -> str:
+    """ "a", "a and b", "a, b, and c"."""
+    if len(words) <= 1:
+        return "".join(words)
+    if len(words) == 2:
+        return f"{words[0]} and {words[1]}"
+    return ", ".join(words[:-1]) + f", and {words[-1]}"
+
+
+def _focus_matrices(
+    tokens: Sequence[Sequence[str]], focus: np.ndarray, weights: np.ndarray
+) -> tuple[Any, Any, np.ndarray]:
+    """(contexts × focus tokens) CSRs of counts (one per context) and activation, and the sorted tokens.
+
+    A context whose focus index is outside its window has no focus token and counts nowhere.
+    """
+    # scipy: heavy import, only here.
+    import scipy.sparse as sp
+
+    focus_of = [
+        window[index] if 0 <= index < len(window) else None
+        for window, index in zip(tokens, focus.tolist(), strict=True)
+    ]
+    vocabulary = np.array(sorted({token for token in focus_of if token is not None}), dtype=object)
+    column_of = {token: column for column, token in enumerate(vocabulary.tolist())}
+    rows = np.array([row for row, token in enumerate(focus_of) if token is not None], dtype=np.int64)
+    columns = np.array([column_of[token] for token in focus_of if token is not None], dtype=np.int64)
+    shape = (len(tokens), len(vocabulary))
+    counts = sp.csr_matrix((np.ones(len(rows)), (rows, columns)), shape=shape)
+    # NaN activations (none given) stay NaN in the sums: mass unknown, not zero.
+    mass = sp.csr_matrix((weights[rows], (rows, columns)), shape=shape)
+    return counts, mass, vocabulary
+
+
+def _top_focus_tokens(
+    cfg: KeywordsConfig,
+    counts: np.ndarray,
+    mass: np.ndarray,
+    scores: np.ndarray,
+    vocabulary: np.ndarray,
+    has_mass: bool,
+) -> list[FocusToken]:
+    """A node's top focus tokens by count, by mass and by score (their union), most frequent first.
+
+    Ties break by mass, then by the token (the columns are sorted), so the output depends only on the inputs.
+    """
+    present = np.flatnonzero(counts > 0)
+    if present.size == 0:
+        return []
+    n = cfg.n_focus_tokens
+    mass_key = np.nan_to_num(mass[present], nan=0.0)
+    keep: set[int] = set()
+    keep.update(present[np.lexsort((present, -mass_key, -counts[present]))][:n].tolist())
+    if has_mass:
+        keep.update(present[np.lexsort((present, -counts[present], -mass_key))][:n].tolist())
+    keep.update(present[np.lexsort((present, -counts[present], -scores[present]))][:n].tolist())
+    chosen = np.array(sorted(keep), dtype=np.int64)
+    order = chosen[np.lexsort((chosen, -np.nan_to_num(mass[chosen], nan=0.0), -counts[chosen]))]
+    return [
+        FocusToken(
+            token=str(vocabulary[column])[:MAX_FOCUS_TOKEN_CHARS],
+            count=int(counts[column]),
+            mass=float(mass[column]) if has_mass else float("nan"),
+            score=float(scores[column]),
+        )
+        for column in order.tolist()
+    ]
 
 
 def context_words(tokens: Sequence[str], focus: int, min_word_length: int = 2) -> tuple[list[str], set[int]]:

@@ -8,12 +8,14 @@ answers a rerun only for an unchanged question.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
 
 from vista_tui.core.sanitize import sanitize_token
-from vista_tui.mapdata import ClusterNode, MapReader
+from vista_tui.core.titles import quote_token
+from vista_tui.mapdata import ClusterNode, FocusToken, MapReader
 
 SYSTEM_PROMPT = (
     "You name features of a neural network. You are shown text contexts on which one feature fires; "
@@ -122,11 +124,37 @@ def format_context(tokens: list[str], focus: int, max_chars: int) -> str:
     return " ".join((left + marked + right).split())
 
 
-def build_prompt(contexts: list[str], child_labels: list[str], sibling_labels: list[str] | None = None) -> str:
-    """The user message for one node."""
+PROMPT_FOCUS_TOKENS = 8
+"""How many of a node's most frequent focus tokens the prompt lists."""
+
+
+def focus_token_line(focus_tokens: Sequence[FocusToken], size: int, n: int = PROMPT_FOCUS_TOKENS) -> str:
+    """The node's most frequent focus tokens with their counts, as one line of the prompt ("" without any).
+
+    All of the node's contexts are counted, not only the few quoted, so the LLM sees how much of
+    the group each token covers; the counts let it weigh a spread list rather than read a topic into it.
+    """
+    entries = sorted(focus_tokens, key=lambda entry: (-entry.count, entry.token))[:n]
+    if not entries or size <= 0:
+        return ""
+    listed = ", ".join(f"{_quote(quote_token(entry.token))} ({entry.count:,})" for entry in entries)
+    return f"Across all {size:,} contexts of this group, the marked tokens most often are: {listed}."
+
+
+def build_prompt(
+    contexts: list[str],
+    child_labels: list[str],
+    sibling_labels: list[str] | None = None,
+    focus_tokens: Sequence[FocusToken] = (),
+    size: int = 0,
+) -> str:
+    """The user message for one node (`focus_tokens` and `size`: the node's, from the keywords step)."""
     lines = [f"Here are {len(contexts)} contexts on which the feature fires strongly:", ""]
     for i, text in enumerate(contexts, 1):
         lines.append(f"<context {i}>{text}</context {i}>")
+    focus_line = focus_token_line(focus_tokens, size)
+    if focus_line:
+        lines += ["", focus_line]
     if child_labels:
         lines += [
             "",

@@ -146,12 +146,14 @@ class _LabelRun:
         return node.labels.llm_label if node.labels.label_status == "ok" else ""
 
     def prompt_for(self, node: ClusterNode) -> str:
-        """The user message for `node`: its telling contexts and its children's labels."""
+        """The user message for `node`: its telling contexts, its focus tokens and its children's labels."""
         cfg = self.cfg
         rows = representative_rows(self.reader, node, cfg.n_contexts, contexts=self.contexts)
         quoted = [format_context(tokens, focus, cfg.max_context_chars) for tokens, focus in self.contexts.windows(rows)]
         kids = [self.current_label(kid) for kid in self.children.get(node.node_id, []) if kid.kind != "noise"]
-        return build_prompt(quoted, [label for label in kids if label])
+        return build_prompt(
+            quoted, [label for label in kids if label], focus_tokens=node.labels.focus_tokens, size=node.size
+        )
 
     def _ask(self, node: ClusterNode, prompt: str, key: str) -> None:
         """Ask for one node's label and cache the answer; raises NodeFailed or _Skipped."""

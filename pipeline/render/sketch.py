@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from vista_tui.core.titles import focus_title
 from vista_tui.mapdata import ClusterNode, MapReader
 
 # When the drawing changes, bump vista_tui.mapdata.renders.SKETCH_VERSION (part of the render cache key).
@@ -64,10 +65,16 @@ class _Label:
 
 
 def short_title(node: ClusterNode, max_chars: int = TITLE_CHARS) -> str:
-    """A few words naming a node: its LLM label, else its top two keywords; printable characters only."""
+    """A few words naming a node, as the explorer names it: its LLM label, else its focus tokens when
+    they concentrate, else its top two keywords; printable characters only."""
     if node.kind == "noise":
         return "noise"
-    text = node.labels.llm_label or ", ".join(node.labels.keywords[:2]) or f"cluster {node.node_id[:6]}"
+    text = (
+        node.labels.llm_label
+        or focus_title(node)
+        or ", ".join(node.labels.keywords[:2])
+        or f"cluster {node.node_id[:6]}"
+    )
     text = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
     return text if len(text) <= max_chars else text[: max_chars - 1].rstrip() + "…"
 

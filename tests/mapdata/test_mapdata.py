@@ -198,3 +198,41 @@ def test_list_maps_newest_first_and_broken_ones_explained(tmp_path: Path) -> Non
     broken = next(e for e in entries if e.map_id == "broken")
     assert broken.manifest is None and "manifest.json" in (broken.error or "")
     assert os.path.samefile(store.find_map("a"), store.map_path("a"))
+
+
+def test_focus_tokens_round_trip(tmp_path: Path) -> None:
+    from vista_tui.mapdata import FocusToken, StepRecord
+
+    small_map(tmp_path / "m1")
+    reader = MapReader(tmp_path / "m1")
+    nodes = reader.tree
+    nodes[1].labels.focus_tokens = [FocusToken(" mus", 6, 12.5, 0.75), FocusToken("\x1b[2J", 2, float("nan"), 0.125)]
+    update_tree(reader.path, reader.manifest, nodes, StepRecord("keywords", "x", {}, {}, None))
+    again = MapReader(tmp_path / "m1").tree
+    first, second = again[1].labels.focus_tokens
+    assert (first.token, first.count, first.mass, first.score) == (" mus", 6, 12.5, 0.75)
+    assert (second.token, second.count, second.score) == ("\x1b[2J", 2, 0.125) and np.isnan(second.mass)
+    assert again[0].labels.focus_tokens == [] and again[1].labels.keywords == ["muscle", "biceps"]
+
+
+def test_a_tree_written_before_focus_tokens_still_opens(tmp_path: Path) -> None:
+    """Maps built before the `focus_tokens` column: no focus tokens, titled by keywords as before."""
+    import pyarrow.parquet as pq
+
+    from vista_tui.core.model import MapModel
+    from vista_tui.mapdata.writer import tree_table
+
+    small_map(tmp_path / "m1")
+    path = tmp_path / "m1" / TREE_FILE
+    table = tree_table(MapReader(tmp_path / "m1").tree)
+    old = table.select([name for name in table.column_names if name != "focus_tokens"])
+    pq.write_table(old, path)
+    manifest = tmp_path / "m1" / "manifest.json"
+    raw = json.loads(manifest.read_text())
+    raw["files"]["tree"]["size"] = path.stat().st_size
+    manifest.write_text(json.dumps(raw))
+    assert "focus_tokens" not in pq.read_schema(path).names
+    model = MapModel.open(tmp_path / "m1")
+    assert all(node.labels.focus_tokens == [] for node in model.nodes.values())
+    cluster = next(node for node in model.nodes.values() if node.kind == "cluster")
+    assert model.title(cluster.node_id) == "muscle, biceps"

@@ -6,8 +6,8 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from vista_tui.core.model import node_title
 from vista_tui.core.sanitize import sanitize
+from vista_tui.core.titles import latent_title, node_title
 from vista_tui.mapdata import ClusterNode, MapReader
 
 
@@ -17,7 +17,11 @@ def tree_depth(nodes: list[ClusterNode]) -> int:
 
 
 def map_summary(reader: MapReader, max_clusters: int = 8) -> Group:
-    """Latent, N, tree depth, top-level cluster sizes and keywords, fidelity argmax."""
+    """Latent, N, tree depth, top-level cluster sizes and titles, fidelity argmax.
+
+    The root's line leads with the latent's top focus tokens (`latent_title`); each cluster is
+    titled as the explorer titles it (`node_title`: focus tokens when they concentrate, else keywords).
+    """
     manifest = reader.manifest
     prov = manifest.provenance
     nodes = reader.tree
@@ -40,8 +44,8 @@ def map_summary(reader: MapReader, max_clusters: int = 8) -> Group:
     table.add_column("size", justify="right")
     table.add_column("mean act", justify="right")
     table.add_column("sub", justify="right")
-    table.add_column("keywords")
-    table.add_row(str(root.size), f"{root.mean_activation:.2f}", str(len(top)), Text(node_title(root, 6), style="bold"))
+    table.add_column("title")
+    table.add_row(str(root.size), f"{root.mean_activation:.2f}", str(len(top)), Text(latent_title(root), style="bold"))
     for node in top[:max_clusters]:
         table.add_row(
             str(node.size),

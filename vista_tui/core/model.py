@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from vista_tui.core.sanitize import sanitize
+from vista_tui.core.titles import node_title
 from vista_tui.mapdata import (
     ClusterNode,
     Context,
@@ -25,17 +25,6 @@ from vista_tui.mapdata import (
     context_from_table,
     published_descriptions,
 )
-
-
-def node_title(node: ClusterNode, n_keywords: int = 3) -> str:
-    """A node's name, sanitised: its LLM label, else its top keywords; '(noise)' for noise."""
-    if node.kind == "noise":
-        return "(noise)"
-    if node.labels.llm_label:
-        return sanitize(node.labels.llm_label)
-    if node.labels.keywords:
-        return sanitize(", ".join(node.labels.keywords[:n_keywords]))
-    return f"cluster {node.node_id[:8]}"
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from vista_tui.mapdata.schema import (
     ClusterNode,
     Context,
     FidelityCurve,
+    FocusToken,
     NodeLabels,
     SparseCodes,
 )
@@ -218,6 +219,7 @@ def _node_from_row(row: dict[str, Any]) -> ClusterNode:
         stability=float(row.get("stability") or 0.0),
         labels=NodeLabels(
             keywords=list(row.get("keywords") or []),
+            focus_tokens=_focus_tokens(row.get("focus_tokens")),
             visual_prompt=row.get("visual_prompt") or "",
             llm_label=row.get("llm_label") or "",
             llm_explanation=row.get("llm_explanation") or "",
@@ -225,3 +227,17 @@ def _node_from_row(row: dict[str, Any]) -> ClusterNode:
             agreement=float("nan") if agreement is None else float(agreement),
         ),
     )
+
+
+def _focus_tokens(entries: list[dict[str, Any]] | None) -> list[FocusToken]:
+    """The `focus_tokens` column of one node; a map written before it existed has none."""
+    return [
+        FocusToken(
+            token=entry.get("token") or "",
+            count=int(entry.get("count") or 0),
+            mass=float("nan") if entry.get("mass") is None else float(entry["mass"]),
+            score=float(entry.get("score") or 0.0),
+        )
+        for entry in entries or []
+        if entry is not None
+    ]

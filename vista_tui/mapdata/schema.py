@@ -165,11 +165,29 @@ class Context:
         return self.tokens[self.focus]
 
 
+@dataclass(frozen=True)
+class FocusToken:
+    """One focus token of a node: how many of its contexts fire on it, their activation, its distinctiveness."""
+
+    token: str
+    """The display token as the contexts hold it (a leading space included), cut to 80 characters."""
+    count: int
+    """How many of the node's contexts have this focus token."""
+    mass: float
+    """Their summed activation (NaN when the step was given no activations)."""
+    score: float
+    """Class-based TF-IDF against the node's siblings (its share of the node when it has none)."""
+
+
 @dataclass
 class NodeLabels:
-    """What a node is called: offline keywords, the visual prompt, and (later) an LLM's reading."""
+    """What a node is called: offline keywords, focus tokens, the visual prompt, and (later) an LLM's reading."""
 
     keywords: list[str] = field(default_factory=list)
+    """Window keywords: class-based TF-IDF of the contexts' text against the siblings."""
+    focus_tokens: list[FocusToken] = field(default_factory=list)
+    """The node's top focus tokens by count, by activation mass and by score (their union), most
+    frequent first; empty in maps built before they were recorded."""
     visual_prompt: str = ""
     llm_label: str = ""
     llm_explanation: str = ""

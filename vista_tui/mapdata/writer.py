@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -49,6 +50,11 @@ CONTEXTS_SCHEMA = pa.schema(
     ]
 )
 
+FOCUS_TOKEN_TYPE = pa.struct(
+    [("token", pa.string()), ("count", pa.int32()), ("mass", pa.float32()), ("score", pa.float32())]
+)
+"""One entry of a node's `focus_tokens` (see `FocusToken`)."""
+
 TREE_SCHEMA = pa.schema(
     [
         ("node_id", pa.string()),
@@ -64,6 +70,7 @@ TREE_SCHEMA = pa.schema(
         ("max_activation", pa.float32()),
         ("stability", pa.float32()),
         ("keywords", pa.list_(pa.string())),
+        ("focus_tokens", pa.list_(FOCUS_TOKEN_TYPE)),
         ("visual_prompt", pa.string()),
         ("llm_label", pa.string()),
         ("llm_explanation", pa.string()),
@@ -125,6 +132,7 @@ def tree_table(nodes: Sequence[ClusterNode]) -> pa.Table:
         columns["max_activation"].append(node.max_activation)
         columns["stability"].append(node.stability)
         columns["keywords"].append(list(node.labels.keywords))
+        columns["focus_tokens"].append([asdict(entry) for entry in node.labels.focus_tokens])
         columns["visual_prompt"].append(node.labels.visual_prompt)
         columns["llm_label"].append(node.labels.llm_label)
         columns["llm_explanation"].append(node.labels.llm_explanation)
