@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from textual.pilot import Pilot
+from textual.widgets import Input
 
 from vista_tui.tui.app import VistaApp
 from vista_tui.tui.screens.map import MapScreen
@@ -44,3 +45,20 @@ async def until(pilot: Pilot[Any], predicate: Callable[[], bool], seconds: float
             return
         await pilot.pause(0.05)
     raise AssertionError("condition never held")
+
+
+async def until_map_open(pilot: Pilot) -> None:
+    for _ in range(200):
+        await pilot.pause(0.02)
+        if isinstance(pilot.app.screen, MapScreen):
+            break
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def no_blink(pilot: Pilot) -> None:
+    for box in pilot.app.screen.query(Input):
+        box.cursor_blink = False
+    await pilot.pause()

@@ -14,7 +14,7 @@ from textual.geometry import Region
 from textual.widget import Widget
 from textual.widgets._footer import FooterKey
 
-from tests.tui.test_snapshots import until_map_open
+from tests.helpers.tui import until_map_open
 from vista_tui.mapdata import Store
 from vista_tui.tui.app import VistaApp
 from vista_tui.tui.screens.map import MapScreen

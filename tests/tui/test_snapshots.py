@@ -9,31 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from textual.pilot import Pilot
-from textual.widgets import Input
 
+from tests.helpers.tui import no_blink, until_map_open
 from vista_tui.mapdata import Store
 from vista_tui.tui.app import VistaApp
-from vista_tui.tui.screens.map import MapScreen
 
 SIZES = [(80, 24), (160, 48)]
-
-
-async def until_map_open(pilot: Pilot) -> None:
-    for _ in range(200):
-        await pilot.pause(0.02)
-        if isinstance(pilot.app.screen, MapScreen):
-            break
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-
-
-async def no_blink(pilot: Pilot) -> None:
-    for box in pilot.app.screen.query(Input):
-        box.cursor_blink = False
-    await pilot.pause()
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
