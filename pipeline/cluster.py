@@ -11,20 +11,18 @@ splitting into two or more clusters or by running out of points.
   i.e. their split comes at lambda at least 1 / (1 - min_persistence) times their birth lambda
   (so three equally far blobs make three children, not a spurious pair plus a single).
 * Below them: recursively, the EOM selection among each cluster's proper descendants.
-* Only clusters that last are shown: half their members must still be in them at
-  (1 - min_persistence) times their birth distance. Density noise carves fragments out of
-  a single dense blob that lose their points almost at once; a fleeting cluster is replaced
-  by the lasting clusters inside it, if any.
 * Lifting. A real layout makes the condensed tree a chain: at each level a small cluster
   splits off and one child keeps most of the points, so the senses used to sit under two or
   three pass-through levels. When a node's largest child holds more than `lift_share` of its
   members (or is its only child), that child's children take its place, recursively; the
   clusters shed along the chain stay as siblings. So the root's children are the real
-  senses, and `max_depth` counts real splits, not pass-throughs.
-* One dense cluster is not split: a node with fewer than two lasting clusters below it
-  (a lone dominant cluster that never splits) has no children. A single Gaussian blob gives
-  the root alone. A dominant cluster that never splits but sheds lasting satellites stays a
-  child, next to them.
+  senses, and `max_depth` counts real splits, not pass-throughs. A dominant cluster whose own
+  split is not real (below) stays whole, next to the satellites it shed.
+* No invented split. A split needs two clusters of which at least one lasts: half its members
+  are still in it at (1 - min_persistence) times its birth distance. Density noise carves
+  fragments out of one dense mass (a single Gaussian blob, or the dense core of a UMAP
+  island) that lose their points almost as soon as they are born; a node whose split holds
+  only such fragments has no children. A single Gaussian blob gives the root alone.
 * Under every node that has children, its members in none of them form one child of kind
   "noise". No context is dropped: each sits in exactly one leaf.
 
@@ -65,8 +63,8 @@ class ClusterConfig:
     min_persistence: float = 0.25
     """A cluster above the flat clusters is kept only if its split distance is at most
     (1 - min_persistence) times its birth distance; else its children move up to its parent.
-    A cluster is shown only if half its members stay in it up to that fraction of its birth
-    distance; else the lasting clusters inside it, if any, take its place."""
+    A node's split is shown only if one of its clusters lasts: half its members stay in it up
+    to that fraction of its birth distance."""
     lift_share: float = 0.75
     """A child holding more than this share of its parent's members is a pass-through: its own
     children are lifted into the parent, recursively. 1.0 lifts only a child that holds them all."""
@@ -145,8 +143,8 @@ class _Condensed:
     def lasting(self, cluster: int, min_persistence: float) -> bool:
         """Whether half the cluster's members stay in it to (1 - min_persistence) times its birth distance.
 
-        A fragment that density noise carves out of one dense blob loses its points almost as
-        soon as it is born; a real cluster keeps them well past its birth.
+        A fragment that density noise carves out of one dense mass loses its points almost as
+        soon as it is born; a cluster that split off for real keeps them well past its birth.
         """
         return self.birth[cluster] <= (1.0 - min_persistence) * float(
             np.median(self.exit_lambda[self.members[cluster]])
@@ -309,29 +307,25 @@ def run(
     def size(cluster: int) -> int:
         return len(condensed.members[cluster])
 
-    def lasting_children(cluster: int) -> list[int]:
-        """Display children, a fleeting one replaced by its own lasting ones (a dense knot in a
-        sparse fragment lasts, the fragment does not)."""
-        kids: list[int] = []
-        for child in display_children(cluster):
-            kids += [child] if condensed.lasting(child, cfg.min_persistence) else lasting_children(child)
-        return kids
+    def splits(kids: list[int]) -> bool:
+        """Whether these clusters are a real split. One cluster alone is not, nor are fragments
+        that density noise carves out of a single dense mass: none of them lasts."""
+        return len(kids) >= 2 and any(condensed.lasting(c, cfg.min_persistence) for c in kids)
 
     def split_of(cluster: int) -> list[int]:
         """The condensed clusters shown as the children of `cluster` (see the module doc)."""
-        kids = lasting_children(cluster)
+        kids = display_children(cluster)
         while kids:
             largest = max(kids, key=lambda c: (size(c), -c))
             if len(kids) >= 2 and size(largest) <= cfg.lift_share * size(cluster):
                 break  # a real split
             # A lone or dominant child is the node again, minus what the chain shed on the way:
             # look through it, keeping the clusters shed so far as siblings of its own.
-            below = lasting_children(largest)
-            if not below:  # a dense core that never splits: it stays, next to any satellites
+            below = display_children(largest)
+            if not splits(below):  # a dense core: it stays whole, next to any satellites
                 break
             kids = [c for c in kids if c != largest] + below
-        # One cluster alone is no split: the node is that cluster with its outskirts.
-        return kids if len(kids) >= 2 else []
+        return kids if splits(kids) else []
 
     def add(cluster: int, node: ClusterNode) -> None:
         nodes.append(node)

@@ -1,10 +1,10 @@
 """Seeded data with a known sense structure, for checking that the cluster tree finds it.
 
 `planted_layout` is shaped like a real UMAP layout of a polysemous latent: well-separated
-islands (senses) at uneven distances in the unit box, two of them made of three
-sub-islands (sub-senses), over a thin uniform background. The uneven gaps are the point:
-HDBSCAN's condensed tree then sheds the far senses one by one before the near ones split,
-the chain that used to bury the senses under pass-through levels.
+islands of even density (senses) at uneven distances along a row, two of them made of three
+sub-islands (sub-senses), with a sparse background above and below. The uneven gaps are the
+point: HDBSCAN's condensed tree then sheds the far senses one by one before the near ones
+split, the chain that used to bury the senses under pass-through levels.
 
 `planted_codes` is the same structure as SAE-like sparse codes (one latent group per sense,
 one per sub-sense, shared background latents), for the layout + cluster path.
@@ -32,14 +32,14 @@ class PlantedSense:
 
 
 SENSES = (
-    # Four senses close together (gap ~0.1), two of them with three sub-senses each ...
+    # Four senses close together (0.2 apart), two of them with three sub-senses each ...
     PlantedSense((0.10, 0.50), 330, sub_senses=3),
-    PlantedSense((0.22, 0.50), 150),
-    PlantedSense((0.34, 0.50), 330, sub_senses=3),
-    PlantedSense((0.46, 0.50), 150),
-    # ... and two farther out (gaps ~0.2 and ~0.4), so the condensed tree sheds them first.
-    PlantedSense((0.66, 0.50), 90),
-    PlantedSense((1.00, 0.50), 90),
+    PlantedSense((0.30, 0.50), 150),
+    PlantedSense((0.50, 0.50), 330, sub_senses=3),
+    PlantedSense((0.70, 0.50), 150),
+    # ... and two farther out (0.35 and 0.6 beyond), so the condensed tree sheds them first.
+    PlantedSense((1.05, 0.50), 90),
+    PlantedSense((1.65, 0.50), 90),
 )
 
 
@@ -90,16 +90,27 @@ def planted_layout(seed: int = 0, noise_share: float = 0.04) -> PlantedLayout:
     for index, planted in enumerate(SENSES):
         rows = np.flatnonzero(sense == index)
         if planted.sub_senses == 1:
-            xy[rows] = rng.normal(planted.centre, 0.012, size=(len(rows), 2))
+            xy[rows] = planted.centre + _in_disk(rng, len(rows), 0.035)
             continue
-        # Sub-islands on a small circle, 0.03 apart: a quarter of the distance to the next sense.
+        # Sub-islands on a small circle: 0.043 apart, a fifth of the distance to the next sense.
         angles = 2 * np.pi * (sub_sense[rows] % 10) / planted.sub_senses
-        offsets = 0.018 * np.stack([np.cos(angles), np.sin(angles)], axis=1)
-        xy[rows] = planted.centre + offsets + rng.normal(0, 0.004, size=(len(rows), 2))
-    xy[sense == NOISE] = rng.uniform((0.0, 0.35), (1.05, 0.65), size=(n_noise, 2))
+        offsets = 0.025 * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+        xy[rows] = planted.centre + offsets + _in_disk(rng, len(rows), 0.01)
+    # The background lies off the row of senses: scattered points between two islands would
+    # bridge them at random distances and blur which senses split first.
+    background = rng.uniform((0.0, 0.0), (1.75, 0.4), size=(n_noise, 2))
+    background[:, 1] += np.where(background[:, 1] < 0.2, 0.0, 0.6)
+    xy[sense == NOISE] = background
     activations = rng.gamma(4.0, 1.0, size=len(sense))
     ids = [f"planted-{seed}-{row:05d}" for row in range(len(sense))]
     return PlantedLayout(ids, activations, sense, sub_sense, xy)
+
+
+def _in_disk(rng: np.random.Generator, n: int, radius: float) -> np.ndarray:
+    """n points uniform in a disk: islands of even density with a sharp edge, as UMAP draws them."""
+    angle = rng.uniform(0, 2 * np.pi, n)
+    distance = radius * np.sqrt(rng.uniform(0, 1, n))
+    return np.stack([distance * np.cos(angle), distance * np.sin(angle)], axis=1)
 
 
 def gaussian_blob(n: int = 1500, seed: int = 0) -> PlantedLayout:

@@ -86,15 +86,16 @@ def test_other_seeds_recover_the_senses_too(seed: int) -> None:
     assert all(second_level_ari(tree, planted, sense) >= MIN_ARI for sense in COMPOSITE)
 
 
-def test_lifting_keeps_ids_the_hash_of_the_members(layout_tree: tuple[ClusterTree, Planted]) -> None:
+def test_lifted_clusters_keep_their_ids(layout_tree: tuple[ClusterTree, Planted]) -> None:
+    """Senses and sub-senses sat deeper in the chain; lifted, they keep their ids (same members,
+    same hash), so annotations made on them survive the rebuild."""
     tree, planted = layout_tree
-    lifted = {node.node_id for node in tree.nodes}
-    chain = cluster.run(ClusterConfig(lift_share=1.0), planted.xy, planted.activations, planted.context_ids)
-    # The senses were deeper in the chain; lifted, they keep their ids (same members, same hash).
-    chain_clusters = {node.node_id for node in chain.nodes if node.kind == "cluster"}
-    first = {node.node_id for node in tree.children(tree.root.node_id) if node.kind == "cluster"}
-    assert first <= chain_clusters
-    assert tree.root.node_id == chain.root.node_id and tree.root.node_id in lifted
+    chain = cluster.run(
+        ClusterConfig(lift_share=1.0, max_depth=6), planted.xy, planted.activations, planted.context_ids
+    )
+    lifted = {node.node_id for node in tree.nodes if node.kind == "cluster"}
+    assert lifted <= {node.node_id for node in chain.nodes if node.kind == "cluster"}
+    assert tree.root.node_id == chain.root.node_id
 
 
 def test_max_depth_counts_real_splits(layout_tree: tuple[ClusterTree, Planted]) -> None:
@@ -116,6 +117,22 @@ def test_a_single_blob_has_no_first_level_split(n: int, seed: int) -> None:
     tree = cluster.run(ClusterConfig(), blob.xy, blob.activations, blob.context_ids)
     assert [node.kind for node in tree.children(tree.root.node_id)] == []
     assert tree.leaf_of == [tree.root.node_id] * n
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_dense_core_keeps_its_satellite_and_is_not_split(seed: int) -> None:
+    """One blob holding ~95 % of the contexts and a small far cluster: both shown, the blob whole."""
+    blob = gaussian_blob(1500, seed)
+    rng = np.random.default_rng(100 + seed)
+    xy = np.concatenate([blob.xy, rng.normal((1.5, 0.5), 0.01, size=(80, 2))])
+    ids = [*blob.context_ids, *(f"satellite-{seed}-{row:03d}" for row in range(80))]
+    tree = cluster.run(ClusterConfig(), xy, np.ones(len(ids)), ids)
+    first = sorted((node for node in tree.children(tree.root.node_id) if node.kind == "cluster"), key=lambda n: n.size)
+    assert len(first) == 2
+    satellite, core = first
+    assert satellite.size == 80 and np.all(satellite.members >= 1500)
+    assert core.size >= 1000 and np.all(core.members < 1500)
+    assert tree.children(core.node_id) == []
 
 
 @pytest.mark.slow
