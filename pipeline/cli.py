@@ -118,7 +118,16 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     shape.add_argument("--seed", type=int, default=0, help="seed of UMAP and clustering (default: 0)")
     shape.add_argument("--min-cluster-size", type=int, default=None, help="HDBSCAN min_cluster_size (default: from N)")
     shape.add_argument("--min-samples", type=int, default=None, help="HDBSCAN min_samples (default: min_cluster_size)")
-    shape.add_argument("--max-depth", type=int, default=3, help="depth of the cluster tree below the root (default: 3)")
+    shape.add_argument(
+        "--max-depth", type=int, default=3, help="real splits in the cluster tree below the root (default: 3)"
+    )
+    shape.add_argument(
+        "--lift-share",
+        type=float,
+        default=0.75,
+        help="a child cluster holding more than this share of its parent is a pass-through: "
+        "its children are shown in its place, 0.5-1 (default: 0.75)",
+    )
     shape.add_argument("--n-keywords", type=int, default=8, help="keywords per node (default: 8)")
 
     out = parser.add_argument_group("output")
@@ -177,6 +186,7 @@ def build_config_from_args(args: argparse.Namespace) -> BuildConfig:
             min_cluster_size=args.min_cluster_size,
             min_samples=args.min_samples,
             max_depth=args.max_depth,
+            lift_share=args.lift_share,
             seed=args.seed,
         ),
         keywords=keywords.KeywordsConfig(n_keywords=args.n_keywords),

@@ -11,12 +11,25 @@ splitting into two or more clusters or by running out of points.
   i.e. their split comes at lambda at least 1 / (1 - min_persistence) times their birth lambda
   (so three equally far blobs make three children, not a spurious pair plus a single).
 * Below them: recursively, the EOM selection among each cluster's proper descendants.
+* Lifting. A real layout makes the condensed tree a chain: at each level a small cluster
+  splits off and one child keeps most of the points, so the senses used to sit under two or
+  three pass-through levels. When a node's largest child holds more than `lift_share` of its
+  members (or is its only child), that child's children take its place, recursively; the
+  clusters shed along the chain stay as siblings. So the root's children are the real
+  senses, and `max_depth` counts real splits, not pass-throughs. A dominant cluster whose own
+  split is not real (below) stays whole, next to the satellites it shed.
+* No invented split. A split needs two clusters of which at least one lasts: half its members
+  are still in it at (1 - min_persistence) times its birth distance. Density noise carves
+  fragments out of one dense mass (a single Gaussian blob, or the dense core of a UMAP
+  island) that lose their points almost as soon as they are born; a node whose split holds
+  only such fragments has no children. A single Gaussian blob gives the root alone.
 * Under every node that has children, its members in none of them form one child of kind
   "noise". No context is dropped: each sits in exactly one leaf.
 
-Depth stops at `max_depth`. Node ids hash the sorted member context ids (`node_id_for`).
-HDBSCAN runs on the rows in context-id order, so the tree and its ids do not depend on the row
-order of the input; the fit itself is deterministic (exact minimum spanning tree).
+Depth stops at `max_depth`. Node ids hash the sorted member context ids (`node_id_for`), so a
+lifted cluster keeps the id it had deeper in the chain. HDBSCAN runs on the rows in
+context-id order, so the tree and its ids do not depend on the row order of the input; the fit
+itself is deterministic (exact minimum spanning tree).
 """
 
 from __future__ import annotations
@@ -31,7 +44,7 @@ from vista_tui.mapdata import ClusterNode, node_id_for
 from vista_tui.mapdata.schema import NodeKind
 
 STEP = "cluster"
-VERSION = 1
+VERSION = 2
 DISTRIBUTIONS = ("numpy", "hdbscan", "scikit-learn")
 """Packages whose versions shape the tree, in the order the manifest records them."""
 
@@ -45,10 +58,16 @@ class ClusterConfig:
     min_samples: int | None = None
     """HDBSCAN's density smoothing; None: as min_cluster_size (hdbscan's default)."""
     max_depth: int = 3
-    """Deepest level of the tree (root = 0); nodes at this depth get no children."""
+    """Deepest level of the tree (root = 0); nodes at this depth get no children. Levels are real
+    splits: the pass-through clusters of a chain are lifted and cost no depth."""
     min_persistence: float = 0.25
     """A cluster above the flat clusters is kept only if its split distance is at most
-    (1 - min_persistence) times its birth distance; else its children move up to its parent."""
+    (1 - min_persistence) times its birth distance; else its children move up to its parent.
+    A node's split is shown only if one of its clusters lasts: half its members stay in it up
+    to that fraction of its birth distance."""
+    lift_share: float = 0.75
+    """A child holding more than this share of its parent's members is a pass-through: its own
+    children are lifted into the parent, recursively. 1.0 lifts only a child that holds them all."""
     seed: int = 0
     """Recorded for provenance: the clustering itself is deterministic and uses no randomness."""
 
@@ -61,6 +80,8 @@ class ClusterConfig:
             raise ValueError(f"max_depth must be >= 1, got {self.max_depth!r}")
         if not (math.isfinite(self.min_persistence) and 0 <= self.min_persistence < 1):
             raise ValueError(f"min_persistence must be in [0, 1), got {self.min_persistence!r}")
+        if not (math.isfinite(self.lift_share) and 0.5 <= self.lift_share <= 1):
+            raise ValueError(f"lift_share must be in [0.5, 1], got {self.lift_share!r}")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed!r}")
 
@@ -116,6 +137,18 @@ class _Condensed:
     stability: dict[int, float]
     members: dict[int, np.ndarray]
     """Canonical row indices in the cluster's subtree (sorted)."""
+    exit_lambda: np.ndarray
+    """Per canonical row, the lambda at which the point leaves the tree (falls out as noise)."""
+
+    def lasting(self, cluster: int, min_persistence: float) -> bool:
+        """Whether half the cluster's members stay in it to (1 - min_persistence) times its birth distance.
+
+        A fragment that density noise carves out of one dense mass loses its points almost as
+        soon as it is born; a cluster that split off for real keeps them well past its birth.
+        """
+        return self.birth[cluster] <= (1.0 - min_persistence) * float(
+            np.median(self.exit_lambda[self.members[cluster]])
+        )
 
 
 def _condense(raw: np.ndarray, n_points: int) -> _Condensed:
@@ -142,6 +175,8 @@ def _condense(raw: np.ndarray, n_points: int) -> _Condensed:
     for p, gain in zip(parent, (lam - births) * size, strict=True):
         stability[int(p)] += float(gain)
 
+    exit_lambda = np.zeros(n_points)
+    exit_lambda[child[~is_cluster]] = lam[~is_cluster]
     direct: dict[int, list[int]] = {}
     for p, c in zip(parent[~is_cluster], child[~is_cluster], strict=True):
         direct.setdefault(int(p), []).append(int(c))
@@ -153,7 +188,7 @@ def _condense(raw: np.ndarray, n_points: int) -> _Condensed:
         members[cluster] = np.sort(np.concatenate(parts))
     for cluster in children:
         children[cluster].sort()
-    return _Condensed(root, children, birth, split, stability, members)
+    return _Condensed(root, children, birth, split, stability, members, exit_lambda)
 
 
 def _eom(tree: _Condensed) -> tuple[dict[int, list[int]], set[int]]:
@@ -216,7 +251,7 @@ def run(
     if n >= 2 * min_cluster_size and min_samples >= 1:
         condensed = _condense(_hdbscan_condensed(points[canonical], min_cluster_size, min_samples), n)
     else:  # too few contexts for two clusters: the root alone
-        condensed = _Condensed(n, {n: []}, {n: 0.0}, {}, {n: 0.0}, {n: np.arange(n)})
+        condensed = _Condensed(n, {n: []}, {n: 0.0}, {}, {n: 0.0}, {n: np.arange(n)}, np.zeros(n))
     progress(1, 2, "tree")
     best, flat = _eom(condensed)
     parent_of = {c: p for p, kids in condensed.children.items() for c in kids}
@@ -269,12 +304,32 @@ def run(
         stability = 0.0 if kind == "root" else condensed.stability[cluster]
         return make_node(canonical[condensed.members[cluster]], kind, parent_id, depth, stability)
 
+    def size(cluster: int) -> int:
+        return len(condensed.members[cluster])
+
+    def splits(kids: list[int]) -> bool:
+        """Whether these clusters are a real split. One cluster alone is not, nor are fragments
+        that density noise carves out of a single dense mass: none of them lasts."""
+        return len(kids) >= 2 and any(condensed.lasting(c, cfg.min_persistence) for c in kids)
+
+    def split_of(cluster: int) -> list[int]:
+        """The condensed clusters shown as the children of `cluster` (see the module doc)."""
+        kids = display_children(cluster)
+        while kids:
+            largest = max(kids, key=lambda c: (size(c), -c))
+            if len(kids) >= 2 and size(largest) <= cfg.lift_share * size(cluster):
+                break  # a real split
+            # A lone or dominant child is the node again, minus what the chain shed on the way:
+            # look through it, keeping the clusters shed so far as siblings of its own.
+            below = display_children(largest)
+            if not splits(below):  # a dense core: it stays whole, next to any satellites
+                break
+            kids = [c for c in kids if c != largest] + below
+        return kids if splits(kids) else []
+
     def add(cluster: int, node: ClusterNode) -> None:
         nodes.append(node)
-        kids = display_children(cluster) if node.depth < cfg.max_depth else []
-        # A single child holding every member is the node itself again: look through it.
-        while len(kids) == 1 and len(condensed.members[kids[0]]) == len(condensed.members[cluster]):
-            kids = display_children(kids[0])
+        kids = split_of(cluster) if node.depth < cfg.max_depth else []
         if not kids:
             for row in node.members:
                 leaf_of[row] = node.node_id

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -170,6 +172,9 @@ def test_auto_cluster_size() -> None:
         ({"min_samples": 0}, "min_samples"),
         ({"max_depth": 0}, "max_depth"),
         ({"min_persistence": 1.0}, "min_persistence"),
+        ({"lift_share": 0.4}, "lift_share"),
+        ({"lift_share": 1.5}, "lift_share"),
+        ({"lift_share": float("nan")}, "lift_share"),
         ({"seed": -1}, "seed"),
     ],
 )
@@ -186,3 +191,15 @@ def test_bad_inputs_are_refused(blobs: tuple[np.ndarray, np.ndarray, list[str]])
         cluster.run(ClusterConfig(), xy, activations[:-1], ids)
     with pytest.raises(ValueError, match="no contexts"):
         cluster.run(ClusterConfig(), np.zeros((0, 2)), np.zeros(0), [])
+
+
+def test_build_option_lift_share(tmp_path: Path) -> None:
+    from pipeline.cli import build_config_from_args, make_parser
+
+    args = ["build", "--model", "minilm", "--hook", "3", "--sae-path", str(tmp_path), "--corpus", str(tmp_path)]
+    parser = make_parser()
+    assert build_config_from_args(parser.parse_args([*args, "--latents", "3"])).cluster.lift_share == 0.75
+    chosen = build_config_from_args(parser.parse_args([*args, "--latents", "3", "--lift-share", "0.9"]))
+    assert chosen.cluster.lift_share == 0.9
+    with pytest.raises(ValueError, match="lift_share"):
+        build_config_from_args(parser.parse_args([*args, "--latents", "3", "--lift-share", "0.3"]))
