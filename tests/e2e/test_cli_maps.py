@@ -76,3 +76,13 @@ def test_explore_refuses_a_truncated_map_with_one_line(store: Path) -> None:
 
 def test_explore_unknown_map(store: Path) -> None:
     assert_one_line_error(vista("explore", "nope", "--cache", str(store)), "no map 'nope'")
+
+
+def test_a_store_given_before_a_pipeline_command_is_passed_on() -> None:
+    from vista_tui.cli.main import pipeline_call
+
+    assert pipeline_call(["--cache", "/s", "demo", "--no-open"]) == ("demo", ["--no-open", "--cache", "/s"])
+    assert pipeline_call(["--cache=/s", "build", "--latents", "3"]) == ("build", ["--latents", "3", "--cache=/s"])
+    assert pipeline_call(["label", "m", "--cache", "/s"]) == ("label", ["m", "--cache", "/s"])
+    assert pipeline_call(["--cache", "/s", "summary", "m"]) is None
+    assert pipeline_call(["--cache"]) is None

@@ -44,11 +44,27 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def pipeline_call(argv: Sequence[str]) -> tuple[str, list[str]] | None:
+    """`vista [--cache DIR] build|demo|label ARGS…`: the command and the arguments its child gets, else None.
+
+    The pipeline's own parser reads them, so a `--cache` given before the command is passed on
+    after it (`vista --cache DIR demo` and `vista demo --cache DIR` mean the same).
+    """
+    rest, cache = list(argv), []
+    if len(rest) > 1 and rest[0] == "--cache":
+        cache, rest = rest[:2], rest[2:]
+    elif rest and rest[0].startswith("--cache="):
+        cache, rest = rest[:1], rest[1:]
+    if rest and rest[0] in PIPELINE_COMMANDS:
+        return rest[0], [*rest[1:], *cache]
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `vista`."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in PIPELINE_COMMANDS:
-        return cmd_pipeline(argv[0], argv[1:])
+    if (call := pipeline_call(argv)) is not None:
+        return cmd_pipeline(*call)
     parser = make_parser()
     args = parser.parse_args(argv)
     if args.command is None:
