@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +16,19 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline import cluster, fidelity, harvest, keywords, layout
+from pipeline.harvest.stats import node_stats
 from pipeline.steps import Progress, StepRun, params_of, reuse_or_run, step_id, step_id_of
-from vista_tui.mapdata import ClusterNode, FidelityCurve, MapError, MapReader, MapWriter, SparseCodes, Store
+from vista_tui.mapdata import (
+    STATS_FILE,
+    ClusterNode,
+    FidelityCurve,
+    MapError,
+    MapReader,
+    MapWriter,
+    SparseCodes,
+    Store,
+    write_latent_stats,
+)
 
 MIN_CONTEXTS = 10
 """Fewer contexts than this make no map: UMAP and HDBSCAN need a neighbourhood."""
@@ -214,6 +225,7 @@ def _build_map(
     writer.write_codes(codes)
     writer.write_tree(nodes)
     writer.write_fidelity(curve)
+    _write_stats(map_dir, latent_harvest, nodes, activations)
     writer.commit(
         map_id=map_id,
         provenance=result.provenance(latent),
@@ -223,6 +235,24 @@ def _build_map(
     reused = ("harvest", *(name for name, done in runs.items() if done.reused))
     computed = tuple(name for name, done in runs.items() if not done.reused)
     return BuiltMap(map_id, map_dir, reused, computed)
+
+
+def _write_stats(
+    map_dir: Path, latent_harvest: harvest.LatentHarvest, nodes: list[ClusterNode], activations: np.ndarray
+) -> None:
+    """`<map>/stats.json`: the harvest's figures of the latent, with each node's members' histogram and
+    position profile (positions only when the harvest recorded them). Without figures, no file: a stale
+    one from an earlier build is removed."""
+    stats = latent_harvest.stats
+    if stats is None:
+        (map_dir / STATS_FILE).unlink(missing_ok=True)
+        return
+    positions = latent_harvest.focus_positions
+    if positions.size != len(activations):
+        positions = np.full(len(activations), -1, dtype=np.int64)
+    per_node = node_stats(stats, [node.members for node in nodes], activations, positions)
+    nodes_stats = {node.node_id: figures for node, figures in zip(nodes, per_node, strict=True)}
+    write_latent_stats(map_dir, replace(stats, nodes=nodes_stats))
 
 
 def _step_ids(cfg: BuildConfig, harvest_id: str) -> dict[str, str]:

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from pipeline.harvest.config import HarvestError
 from pipeline.harvest.result import HarvestResult, LatentHarvest
 from pipeline.models import first_line
-from vista_tui.mapdata import SparseCodes, StepRecord, atomic_write, atomic_write_json
+from vista_tui.mapdata import LatentStats, SparseCodes, StepRecord, atomic_write, atomic_write_json
 from vista_tui.mapdata.writer import CONTEXTS_SCHEMA
 
 HARVEST_FILE = "harvest.json"
@@ -72,6 +72,8 @@ def save(result: HarvestResult, out_dir: Path | str) -> Path:
                 "n_contexts": harvest.n_contexts,
                 "contexts": {"name": _contexts_name(latent), "size": contexts_size},
                 "codes": {"name": _codes_name(latent), "size": codes_size},
+                "stats": harvest.stats.to_dict() if harvest.stats is not None else None,
+                "focus_positions": harvest.focus_positions.tolist(),
             }
         )
     atomic_write_json(
@@ -126,7 +128,15 @@ def load(out_dir: Path | str) -> HarvestResult:
                     values=archive["values"].astype(np.float32),
                     n_latents=int(archive["n_latents"]),
                 )
-            harvests[latent] = LatentHarvest(latent=latent, table=table, codes=codes, n_fired=int(entry["n_fired"]))
+            stats = entry.get("stats")
+            harvests[latent] = LatentHarvest(
+                latent=latent,
+                table=table,
+                codes=codes,
+                n_fired=int(entry["n_fired"]),
+                stats=LatentStats.from_dict(stats) if stats is not None else None,
+                focus_positions=np.asarray(entry.get("focus_positions", []), dtype=np.int64),
+            )
         return HarvestResult(
             latents=harvests,
             never_fired=[int(latent) for latent in raw["never_fired"]],

@@ -16,7 +16,7 @@ import numpy as np
 from pipeline.models import MINILM, ModelError
 
 STEP = "harvest"
-VERSION = 1
+VERSION = 2
 
 DISTRIBUTIONS = ("torch", "transformers", "sae-lens", "numpy", "pyarrow")
 """Distributions whose versions the harvest's record names (plus the MiniLM package when it is the model)."""

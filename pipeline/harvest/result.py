@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
+import numpy as np
 import pyarrow as pa
 
 from pipeline.harvest.config import STEP, VERSION, HarvestError
 from pipeline.steps import step_id
-from vista_tui.mapdata import Provenance, SparseCodes, StepRecord
+from vista_tui.mapdata import LatentStats, Provenance, SparseCodes, StepRecord
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,10 @@ class LatentHarvest:
     """Row i is the full SAE code of row i's focus token."""
     n_fired: int
     """Tokens of the corpus on which the latent was above zero."""
+    stats: LatentStats | None = None
+    """Density, the histogram of all firings and their positions (None: a harvest made without)."""
+    focus_positions: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    """Row i's focus token position in its model input (empty: not recorded)."""
 
     @property
     def n_contexts(self) -> int:

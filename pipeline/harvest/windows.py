@@ -75,6 +75,7 @@ class Windows:
             focus=t - lo,
             code_indices=code_indices,
             code_values=code_values,
+            input_position=int(self.columns[t]),
         )
         return context, lo, hi
 

@@ -8,12 +8,44 @@ from rich.text import Text
 
 from vista_tui.core.sanitize import sanitize
 from vista_tui.core.titles import latent_title, node_title
-from vista_tui.mapdata import ClusterNode, MapReader
+from vista_tui.mapdata import ClusterNode, LatentStats, MapCorruptError, MapReader, read_latent_stats
+from vista_tui.mapdata.stats import regrid
+
+SPARK = "▁▂▃▄▅▆▇█"
+SPARK_WIDTH = 32
+"""Characters of a histogram's sparkline (neighbouring bins are summed down to this many)."""
 
 
 def tree_depth(nodes: list[ClusterNode]) -> int:
     """The depth of the deepest node (0 for a root alone)."""
     return max((node.depth for node in nodes), default=0)
+
+
+def sparkline(counts: list[int] | tuple[int, ...], width: int = SPARK_WIDTH) -> str:
+    """Counts as block characters, summed down to `width`; an empty bin is a space, any other
+    gets at least the lowest block, and the largest the full one."""
+    grid = regrid(counts, width)
+    top = max(grid, default=0)
+    if top <= 0:
+        return " " * len(grid)
+    return "".join(" " if c <= 0 else SPARK[min(len(SPARK) - 1, (c * len(SPARK) - 1) // top)] for c in grid)
+
+
+def stats_lines(stats: LatentStats | None) -> str:
+    """Density, the all-firings histogram and the position profile, as text lines."""
+    if stats is None:
+        return "statistics: not recorded (rebuild the map)"
+    hist = stats.activations
+    lines = [
+        f"density: {stats.density:.3%} ({stats.n_fired:,} firings in {stats.n_tokens_seen:,} tokens)"
+        f" · max activation {stats.max_activation:.3g}"
+    ]
+    if hist.counts:
+        lines.append(f"activations (all firings, 0–{hist.hi:g}): {sparkline(hist.counts)}")
+    if any(stats.positions):
+        last = max(i for i, c in enumerate(stats.positions) if c)
+        lines.append(f"positions (0–{last}): {sparkline(stats.positions[: last + 1])}")
+    return "\n".join(lines)
 
 
 def map_summary(reader: MapReader, max_clusters: int = 8) -> Group:
@@ -40,6 +72,12 @@ def map_summary(reader: MapReader, max_clusters: int = 8) -> Group:
             f"\nfidelity: gain peaks at k={curve.best_k} ({curve.best_percent:.2g}% of N) "
             f"with {curve.best_gain:.3f} over random"
         )
+    try:
+        stats = read_latent_stats(reader.path)
+    except MapCorruptError as error:
+        head.append(f"\nstatistics: unreadable ({error})")
+    else:
+        head.append("\n" + stats_lines(stats))
     table = Table(show_edge=False, pad_edge=False, box=None)
     table.add_column("size", justify="right")
     table.add_column("mean act", justify="right")

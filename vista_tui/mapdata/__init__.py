@@ -45,10 +45,29 @@ if TYPE_CHECKING:
         context_id_for,
         node_id_for,
     )
+    from vista_tui.mapdata.stats import (
+        STATS_FILE,
+        Histogram,
+        LatentStats,
+        NodeStats,
+        read_latent_stats,
+        write_latent_stats,
+    )
     from vista_tui.mapdata.store import MapEntry, Store, read_manifest, resolve_store, verify_map
     from vista_tui.mapdata.writer import MapWriter, contexts_table, update_tree
 
-_MODULES = ("errors", "store", "schema", "atomic", "explanations", "agreement", "label_cache", "reader", "writer")
+_MODULES = (
+    "errors",
+    "store",
+    "schema",
+    "atomic",
+    "explanations",
+    "agreement",
+    "label_cache",
+    "stats",
+    "reader",
+    "writer",
+)
 """Where the names of `__all__` live, light first: a name is looked up in order, so that
 asking for a manifest-level name or a side file's never imports the modules that need numpy
 and pyarrow."""
@@ -58,14 +77,17 @@ __all__ = [
     "EXPLANATIONS_FILE",
     "LABEL_CACHE_FILE",
     "SCHEMA_VERSION",
+    "STATS_FILE",
     "CachedLabel",
     "ClusterNode",
     "Context",
     "FidelityCurve",
     "FileEntry",
     "FocusToken",
+    "Histogram",
     "LabelCacheWriter",
     "LatentAgreement",
+    "LatentStats",
     "Manifest",
     "MapCorruptError",
     "MapEntry",
@@ -74,6 +96,7 @@ __all__ = [
     "MapReader",
     "MapWriter",
     "NodeLabels",
+    "NodeStats",
     "Provenance",
     "PublishedExplanation",
     "PublishedExplanations",
@@ -92,6 +115,7 @@ __all__ = [
     "published_descriptions",
     "read_agreement",
     "read_label_cache",
+    "read_latent_stats",
     "read_manifest",
     "read_published_explanations",
     "resolve_store",
@@ -99,6 +123,7 @@ __all__ = [
     "utc_now",
     "verify_map",
     "write_agreement",
+    "write_latent_stats",
     "write_published_explanations",
 ]
 

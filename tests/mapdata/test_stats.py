@@ -1,0 +1,102 @@
+"""`<map>/stats.json`: the latent's statistics, written and read through vista_tui.mapdata, and shown by `vista summary`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from tests.helpers.focus_map import build_focus_map
+from vista_tui.cli.summary import map_summary, sparkline
+from vista_tui.mapdata import (
+    STATS_FILE,
+    Histogram,
+    LatentStats,
+    MapCorruptError,
+    MapReader,
+    NodeStats,
+    read_latent_stats,
+    write_latent_stats,
+)
+from vista_tui.mapdata.stats import regrid
+
+
+def sample(nodes: dict[str, NodeStats] | None = None) -> LatentStats:
+    return LatentStats(
+        latent=7,
+        n_tokens_seen=1000,
+        n_fired=25,
+        max_activation=3.5,
+        activations=Histogram(lo=0.0, hi=4.0, counts=(10, 5, 0, 0, 4, 3, 2, 1)),
+        positions=(0, 12, 8, 5),
+        nodes=nodes or {},
+    )
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    node = NodeStats(activations=Histogram(0.0, 4.0, (0, 0, 0, 0, 1, 1, 1, 1)), positions=(0, 2, 1, 1))
+    stats = sample({"abc": node})
+    path = write_latent_stats(tmp_path, stats)
+    assert path == tmp_path / STATS_FILE
+    back = read_latent_stats(tmp_path)
+    assert back == stats
+    assert back is not None and back.density == pytest.approx(0.025)
+    assert back.activations.total == 25
+    assert back.activations.edges()[:3] == [0.0, 0.5, 1.0]
+    assert not list(tmp_path.glob("*.tmp*"))  # atomic: no leftovers
+
+
+def test_a_map_without_stats_reads_none(tmp_path: Path) -> None:
+    assert read_latent_stats(tmp_path) is None
+
+
+def test_unknown_keys_are_ignored(tmp_path: Path) -> None:
+    raw = sample().to_dict() | {"quantiles": [1, 2], "future": {"x": 1}}
+    raw["activations"]["unit"] = "relu"
+    (tmp_path / STATS_FILE).write_text(json.dumps(raw), encoding="utf-8")
+    assert read_latent_stats(tmp_path) == sample()
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("{not json", "unreadable"),
+        ('{"schema_version": 1, "latent": 3}', "unreadable"),
+        ('{"schema_version": 9}', "version 9"),
+    ],
+)
+def test_a_bad_file_is_one_line(tmp_path: Path, text: str, words: str) -> None:
+    (tmp_path / STATS_FILE).write_text(text, encoding="utf-8")
+    with pytest.raises(MapCorruptError) as caught:
+        read_latent_stats(tmp_path)
+    message = str(caught.value)
+    assert "\n" not in message and words in message and STATS_FILE in message
+
+
+def test_regrid_and_sparkline() -> None:
+    assert regrid([1, 2, 3, 4], 2) == [3, 7]
+    assert regrid([1, 2], 8) == [1, 2]
+    assert sparkline([0, 1, 8], width=8) == " ▁█"
+    assert sparkline([0, 0]) == "  "
+
+
+def summary_text(map_dir: Path) -> str:
+    console = Console(width=160, record=True, color_system=None)
+    console.print(map_summary(MapReader(map_dir)))
+    return console.export_text()
+
+
+def test_summary_prints_density_and_histogram(tmp_path: Path) -> None:
+    map_dir = build_focus_map(tmp_path / "maps" / "seeded")
+    text = summary_text(map_dir)
+    assert "statistics: not recorded (rebuild the map)" in text  # an old map still opens
+    write_latent_stats(map_dir, sample())
+    text = summary_text(map_dir)
+    assert "density: 2.500% (25 firings in 1,000 tokens) · max activation 3.5" in text
+    line = next(line for line in text.splitlines() if line.startswith("activations (all firings, 0–4): "))
+    assert line.endswith(sparkline(sample().activations.counts))
+    assert "positions (0–3): " + sparkline((0, 12, 8, 5)) in text
+    (map_dir / STATS_FILE).write_text("{", encoding="utf-8")
+    assert "statistics: unreadable" in summary_text(map_dir)  # a broken side file does not stop the summary
