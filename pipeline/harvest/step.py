@@ -4,7 +4,9 @@ The model runs only up to the hook (a forward hook stops it there), every real t
 special, not padding — is encoded by the SAE, and per requested latent the N contexts with
 the highest activation are kept in bounded memory (`topn`). Several latents share one pass.
 A kept context carries a window of display tokens around its focus token, the latent's
-activation on each of them, and the focus token's full SAE code (sparse).
+activation on each of them, the focus token's full SAE code (sparse) and its position in its
+input. Every latent also counts all its firings (`stats.FiringStats`): density, a histogram of
+activations, and the input positions it fires at.
 
 torch is imported inside the functions: it takes seconds and a config check must not pay.
 """

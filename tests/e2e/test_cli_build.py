@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from vista_tui.mapdata import MapReader, Store
+from vista_tui.mapdata import MapReader, Store, read_latent_stats
 
 pytestmark = pytest.mark.slow
 
@@ -85,6 +85,13 @@ def test_build_then_rebuild_reuses_steps(tmp_path: Path, corpus: Path, sae_dir: 
     assert reader.n_contexts == 150
     assert set(reader.manifest.steps) == {"harvest", "layout", "cluster", "keywords", "fidelity"}
     assert len(reader.tree) >= 2
+    stats = read_latent_stats(maps[0].path)  # written with the map: density, all firings, positions, per node
+    assert stats is not None and stats.n_tokens_seen == reader.manifest.provenance.n_tokens_seen
+    assert stats.activations.total == stats.n_fired >= reader.n_contexts
+    assert set(stats.nodes) == {node.node_id for node in reader.tree}
+    root = stats.nodes[reader.tree[0].node_id]
+    assert root.activations.total == sum(root.positions) == reader.n_contexts
+    assert first.stdout.count("density: ") == 2 and first.stdout.count("activations (all firings, 0–") == 2
     before = {e.map_id: e.manifest.steps["layout"].finished for e in maps}  # type: ignore[union-attr]
 
     again = vista(*build_args(tmp_path, corpus, sae_dir, "--latents", "1,2"))

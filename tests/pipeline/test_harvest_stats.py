@@ -141,4 +141,4 @@ def test_streaming_in_any_blocks_gives_the_one_shot_histogram() -> None:
     assert a == b
     assert a.n_fired == int((values > 0).sum()) and a.activations.total == a.n_fired
     assert a.activations.hi == power_of_two_at_least(values.max()) and a.activations.hi >= values.max()
-    assert a.activations.counts[-1] >= 1 or a.activations.counts[BINS // 2 :] != (0,) * (BINS // 2)
+    assert any(a.activations.counts[BINS // 2 :])  # the top half of the range holds the maximum
