@@ -12,7 +12,7 @@ import pytest
 from tests.helpers.cli import vista
 from tests.helpers.synthetic_map import build_synthetic_map
 from vista_tui.cli.export import EXPORT_COLUMNS, LIST_COLUMNS
-from vista_tui.core.model import node_title
+from vista_tui.core.titles import node_title
 from vista_tui.mapdata import MapReader
 
 

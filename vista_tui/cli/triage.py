@@ -123,7 +123,7 @@ def _describe(node_id: str, status: str, tags: Iterable[str], note: str) -> str:
 
 def display_title(reader: MapReader, node_id: str) -> str:
     """The node's name as the explorer shows it (the root by its latent; a node gone from the tree by its id)."""
-    from vista_tui.core.model import node_title
+    from vista_tui.core.titles import node_title
 
     try:
         node = reader.node(node_id)
