@@ -12,11 +12,15 @@ from tests.helpers.focus_map import build_focus_map
 from vista_tui.cli.summary import map_summary, sparkline
 from vista_tui.mapdata import (
     STATS_FILE,
+    DecoderLogits,
     Histogram,
     LatentStats,
     MapCorruptError,
     MapReader,
     NodeStats,
+    QuantileExample,
+    QuantileExamples,
+    TokenLogit,
     read_latent_stats,
     write_latent_stats,
 )
@@ -48,12 +52,50 @@ def test_round_trip(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*.tmp*"))  # atomic: no leftovers
 
 
+def test_quantiles_and_logits_round_trip(tmp_path: Path) -> None:
+    example = QuantileExample(
+        interval=1, activation=2.5, doc_id="os.path", tokens=("the", " want"), focus=1, token_activations=(0.0, 2.5)
+    )
+    quantiles = QuantileExamples(edges=(0.0, 1.75, 3.5), per_quantile=4, examples=(example,))
+    logits = DecoderLogits(positive=(TokenLogit(" want", 765, 1.25),), negative=(TokenLogit("un", 403, -0.5),))
+    stats = LatentStats(**{**vars(sample()), "quantiles": quantiles, "logits": logits})
+    write_latent_stats(tmp_path, stats)
+    back = read_latent_stats(tmp_path)
+    assert back == stats
+    assert back is not None and back.quantiles is not None
+    assert back.quantiles.n_intervals == 2
+    assert back.quantiles.interval(1) == [example] and back.quantiles.interval(0) == []
+    raw = json.loads((tmp_path / STATS_FILE).read_text(encoding="utf-8"))
+    assert raw["logits"]["positive"] == [[" want", 765, 1.25]]
+
+
+def test_a_file_without_quantiles_or_logits_reads_none_for_them(tmp_path: Path) -> None:
+    raw = sample().to_dict()
+    for key in ("quantiles", "logits", "logits_note"):
+        raw.pop(key)
+    (tmp_path / STATS_FILE).write_text(json.dumps(raw), encoding="utf-8")
+    back = read_latent_stats(tmp_path)
+    assert back is not None and back.quantiles is None and back.logits is None and back.logits_note == ""
+
+
+def test_a_quantile_example_whose_focus_is_outside_its_tokens_is_corrupt(tmp_path: Path) -> None:
+    raw = sample().to_dict()
+    raw["quantiles"] = {
+        "edges": [0, 1],
+        "per_quantile": 1,
+        "examples": [{"interval": 0, "activation": 0.5, "tokens": ["a"], "focus": 3}],
+    }
+    (tmp_path / STATS_FILE).write_text(json.dumps(raw), encoding="utf-8")
+    with pytest.raises(MapCorruptError, match="outside"):
+        read_latent_stats(tmp_path)
+
+
 def test_a_map_without_stats_reads_none(tmp_path: Path) -> None:
     assert read_latent_stats(tmp_path) is None
 
 
 def test_unknown_keys_are_ignored(tmp_path: Path) -> None:
-    raw = sample().to_dict() | {"quantiles": [1, 2], "future": {"x": 1}}
+    raw = sample().to_dict() | {"percentiles": [1, 2], "future": {"x": 1}}
     raw["activations"]["unit"] = "relu"
     (tmp_path / STATS_FILE).write_text(json.dumps(raw), encoding="utf-8")
     assert read_latent_stats(tmp_path) == sample()

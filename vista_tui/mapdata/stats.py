@@ -78,6 +78,133 @@ class NodeStats:
 
 
 @dataclass(frozen=True)
+class QuantileExample:
+    """One firing drawn at random from an activation interval, with the window around it."""
+
+    interval: int
+    """Index of the interval it was drawn from (0 = the lowest activations)."""
+    activation: float
+    """The latent's activation on the focus token."""
+    doc_id: str
+    tokens: tuple[str, ...]
+    """The window's display tokens, as the map's contexts hold them."""
+    focus: int
+    """Index of the focus token in `tokens`."""
+    token_activations: tuple[float, ...]
+    """The latent's activation on every token of the window (for shading)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object written to the file."""
+        return {
+            "interval": self.interval,
+            "activation": self.activation,
+            "doc_id": self.doc_id,
+            "tokens": list(self.tokens),
+            "focus": self.focus,
+            "token_activations": list(self.token_activations),
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> QuantileExample:
+        """Read `to_dict`'s object (unknown keys ignored)."""
+        tokens = tuple(str(t) for t in raw["tokens"])
+        focus = int(raw["focus"])
+        if not 0 <= focus < len(tokens):
+            raise ValueError(f"focus {focus} is outside its {len(tokens)} tokens")
+        return cls(
+            interval=int(raw["interval"]),
+            activation=float(raw["activation"]),
+            doc_id=str(raw.get("doc_id", "")),
+            tokens=tokens,
+            focus=focus,
+            token_activations=tuple(float(a) for a in raw.get("token_activations", [])),
+        )
+
+
+@dataclass(frozen=True)
+class QuantileExamples:
+    """Examples below the top-N: up to `per_quantile` random firings from each of the equal-width
+    activation intervals `edges[i]`..`edges[i + 1]` over (0, max_activation] (SAEDashboard's and
+    delphi's "quantiles"). Kept apart from the map's top-N contexts."""
+
+    edges: tuple[float, ...]
+    """The `Q + 1` interval edges, from 0 to the largest activation."""
+    per_quantile: int
+    """Most examples drawn per interval (fewer where the interval holds fewer firings)."""
+    examples: tuple[QuantileExample, ...] = ()
+    """Ordered by interval, then by activation (highest first)."""
+
+    @property
+    def n_intervals(self) -> int:
+        """Q: how many intervals the firings were cut into."""
+        return max(0, len(self.edges) - 1)
+
+    def interval(self, index: int) -> list[QuantileExample]:
+        """The examples drawn from interval `index`."""
+        return [example for example in self.examples if example.interval == index]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object written to the file."""
+        return {
+            "edges": list(self.edges),
+            "per_quantile": self.per_quantile,
+            "examples": [example.to_dict() for example in self.examples],
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> QuantileExamples:
+        """Read `to_dict`'s object (unknown keys ignored)."""
+        return cls(
+            edges=tuple(float(e) for e in raw["edges"]),
+            per_quantile=int(raw["per_quantile"]),
+            examples=tuple(QuantileExample.from_dict(e) for e in raw.get("examples", [])),
+        )
+
+
+@dataclass(frozen=True)
+class TokenLogit:
+    """One vocabulary token and the decoder direction's logit for it."""
+
+    token: str
+    """The token as the tokenizer decodes it alone (a leading space included)."""
+    token_id: int
+    value: float
+
+    def to_list(self) -> list[Any]:
+        """The JSON triple written to the file."""
+        return [self.token, self.token_id, self.value]
+
+    @classmethod
+    def from_list(cls, raw: Sequence[Any]) -> TokenLogit:
+        """Read `to_list`'s triple."""
+        token, token_id, value = raw
+        return cls(token=str(token), token_id=int(token_id), value=float(value))
+
+
+@dataclass(frozen=True)
+class DecoderLogits:
+    """Which tokens the latent promotes and suppresses: the top and bottom entries of
+    `W_dec[latent] @ W_U` (SAEDashboard's definition: the unembedding alone, no final norm)."""
+
+    positive: tuple[TokenLogit, ...] = ()
+    """Highest first."""
+    negative: tuple[TokenLogit, ...] = ()
+    """Lowest first."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object written to the file."""
+        return {"positive": [t.to_list() for t in self.positive], "negative": [t.to_list() for t in self.negative]}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> DecoderLogits:
+        """Read `to_dict`'s object (unknown keys ignored)."""
+        return cls(
+            positive=tuple(TokenLogit.from_list(t) for t in raw.get("positive", [])),
+            negative=tuple(TokenLogit.from_list(t) for t in raw.get("negative", [])),
+        )
+
+
+@dataclass(frozen=True)
 class LatentStats:
     """The latent over every real token of the corpus, and per node of the map."""
 
@@ -94,6 +221,14 @@ class LatentStats:
     tokens included; inputs are at most the harvest's max_length long)."""
     nodes: Mapping[str, NodeStats] = field(default_factory=dict)
     """Node id -> its members' figures (empty until the build adds them)."""
+    quantiles: QuantileExamples | None = None
+    """Random examples per activation interval; None when the harvest drew none (`--quantiles 0`,
+    or a map built before they were recorded)."""
+    logits: DecoderLogits | None = None
+    """The decoder direction's top and bottom logits; None when there are none (see `logits_note`)."""
+    logits_note: str = ""
+    """Why there are no logits, in one line (e.g. "no unembedding: … has no LM head"); empty when
+    there are, or when the map was built before logits were recorded."""
 
     @property
     def density(self) -> float:
@@ -112,6 +247,9 @@ class LatentStats:
             "activations": self.activations.to_dict(),
             "positions": list(self.positions),
             "nodes": {node_id: node.to_dict() for node_id, node in self.nodes.items()},
+            "quantiles": self.quantiles.to_dict() if self.quantiles is not None else None,
+            "logits": self.logits.to_dict() if self.logits is not None else None,
+            "logits_note": self.logits_note,
         }
 
     @classmethod
@@ -125,6 +263,9 @@ class LatentStats:
             activations=Histogram.from_dict(raw["activations"]),
             positions=tuple(int(c) for c in raw.get("positions", [])),
             nodes={str(k): NodeStats.from_dict(v) for k, v in raw.get("nodes", {}).items()},
+            quantiles=QuantileExamples.from_dict(raw["quantiles"]) if raw.get("quantiles") else None,
+            logits=DecoderLogits.from_dict(raw["logits"]) if raw.get("logits") else None,
+            logits_note=str(raw.get("logits_note", "")),
         )
 
 
