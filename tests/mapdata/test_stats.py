@@ -124,10 +124,44 @@ def test_regrid_and_sparkline() -> None:
     assert sparkline([0, 0]) == "  "
 
 
-def summary_text(map_dir: Path) -> str:
+def summary_text(map_dir: Path, detail: bool = False) -> str:
     console = Console(width=160, record=True, color_system=None)
-    console.print(map_summary(MapReader(map_dir)))
+    console.print(map_summary(MapReader(map_dir), detail=detail))
     return console.export_text()
+
+
+def test_the_detailed_summary_prints_what_the_statistics_view_shows(tmp_path: Path) -> None:
+    map_dir = build_focus_map(tmp_path / "maps" / "seeded")
+    reader = MapReader(map_dir)
+    root = reader.tree[0]
+    child = reader.children(root.node_id)[0]
+    node = NodeStats(activations=Histogram(0.0, 4.0, (0, 0, 0, 0, 1, 1, 1, 9)), positions=(0, 2, 1, 1))
+    low = QuantileExample(0, 0.4, "d", ("I", " do", " \x1b[31mnot", " want"), 2, (0.0, 0.1, 0.4, 0.0))
+    high = QuantileExample(1, 3.1, "d", ("I", " really", " want", " it"), 2, (0.0, 0.2, 3.1, 0.0))
+    quantiles = QuantileExamples(edges=(0.0, 1.75, 3.5), per_quantile=3, examples=(low, high))
+    logits = DecoderLogits(
+        positive=(TokenLogit(" want", 1, 2.5), TokenLogit(" wish", 2, 1.5)), negative=(TokenLogit(" hate", 3, -1.25),)
+    )
+    stats = LatentStats(**{**vars(sample({child.node_id: node})), "quantiles": quantiles, "logits": logits})
+    write_latent_stats(map_dir, stats)
+    short = summary_text(map_dir)
+    assert 'logits: promotes " want" " wish" · suppresses " hate"' in short
+    assert "quantile examples" not in short and "top focus tokens" not in short  # build and demo stay short
+    text = summary_text(map_dir, detail=True)
+    lines = text.splitlines()
+    child_line = next(line for line in lines if "└" in line and line.split()[0] == str(child.size))
+    assert sparkline(node.activations.counts, 16) in child_line
+    assert "top focus tokens" in text and '" want"' in text
+    assert any('" want"' in line and "+2.500" in line and '" hate"' in line and "-1.250" in line for line in lines)
+    assert lines.index(next(line for line in lines if line.strip().startswith("1.75–3.5"))) < lines.index(
+        next(line for line in lines if line.strip().startswith("0–1.75"))
+    )  # highest interval first
+    assert any("3.1" in line and "I really« want» it" in line for line in lines)
+    assert "\x1b" not in text and "␛[31mnot" in text  # the escape made inert
+    write_latent_stats(map_dir, LatentStats(**{**vars(sample()), "logits_note": "no unembedding: a BertModel"}))
+    text = summary_text(map_dir, detail=True)
+    assert "logits: no unembedding: a BertModel" in text
+    assert "quantile examples: none recorded (rebuild with --quantiles Q)" in text
 
 
 def test_summary_prints_density_and_histogram(tmp_path: Path) -> None:

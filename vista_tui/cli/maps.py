@@ -13,13 +13,14 @@ from vista_tui.mapdata import MapError, Store
 from vista_tui.tui.graphics import GRAPHICS_MODES
 
 
-def print_summaries(paths: Sequence[Path]) -> int:
-    """Print each map's summary (what `summary`, `build` and `demo` show); 2 at the first unreadable map."""
+def print_summaries(paths: Sequence[Path], detail: bool = False) -> int:
+    """Print each map's summary (what `summary`, `build` and `demo` show; `summary` in `detail`);
+    2 at the first unreadable map."""
     from vista_tui.cli.summary import map_summary  # numpy and pyarrow: not on the parser's path
 
     for path in paths:
         try:
-            stdout.print(map_summary(read_map(path)))
+            stdout.print(map_summary(read_map(path), detail=detail))
         except MapError as error:
             return fail(error)
         stdout.print()
@@ -73,12 +74,13 @@ def cmd_explore(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    """`vista summary MAP`: latent, N, tree, keywords, fidelity; 0 done, 2 bad input."""
+    """`vista summary MAP`: latent, N, tree, titles, fidelity and the latent's statistics (histograms,
+    focus tokens, logits, quantile examples); 0 done, 2 bad input."""
     try:
         path = find_map(args)
     except MapError as error:
         return fail(error)
-    return print_summaries([path])
+    return print_summaries([path], detail=True)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
