@@ -47,6 +47,14 @@ async def until(pilot: Pilot[Any], predicate: Callable[[], bool], seconds: float
     raise AssertionError("condition never held")
 
 
+async def palette_search(pilot: Pilot[Any], query: str) -> None:
+    """Open the command palette and type `query`; the hits are on screen when this returns."""
+    await pilot.press("ctrl+p")
+    await pilot.pause()
+    await pilot.press(*query)
+    await pilot.pause(0.3)
+
+
 async def until_map_open(pilot: Pilot) -> None:
     for _ in range(200):
         await pilot.pause(0.02)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable, Input
 
-from tests.helpers.tui import open_map, screen_text, selected_title, tree_of
+from tests.helpers.tui import open_map, palette_search, screen_text, selected_title, tree_of
 from vista_tui.mapdata import Store
 from vista_tui.tui.app import VistaApp
 from vista_tui.tui.screens.context_detail import ContextScreen
@@ -144,10 +144,7 @@ async def test_help_lists_every_key(plain: VistaApp) -> None:
 async def test_palette_jumps_to_a_node(plain: VistaApp) -> None:
     async with plain.run_test(size=(100, 30)) as pilot:
         await open_map(pilot, plain)
-        await pilot.press("ctrl+p")
-        await pilot.pause()
-        await pilot.press(*"jazz")
-        await pilot.pause(0.3)
+        await palette_search(pilot, "jazz")
         await pilot.press("enter")
         await pilot.pause()
         assert selected_title(plain) == "jazz, rhythm, song"

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from vista_tui.core.stats_figures import StatsReading, read_stats
 from vista_tui.core.titles import node_title
 from vista_tui.mapdata import (
     ClusterNode,
@@ -128,6 +129,8 @@ class MapModel:
         """The latent's published explanations (imported with `vista import-explanations`)."""
         self.latent_agreement = cluster_agreement(reader.path)
         """Top-level cluster id → its agreement with the published explanations (`agreement.json`)."""
+        self._stats: StatsReading | None = None
+        self._stats_lock = threading.Lock()
 
     @classmethod
     def open(cls, path: Path | str) -> MapModel:
@@ -147,6 +150,22 @@ class MapModel:
         self.manifest = reader.manifest
         self.published = published_descriptions(reader.path)
         self.latent_agreement = cluster_agreement(reader.path)
+
+    @property
+    def stats_read(self) -> bool:
+        """Whether `latent_stats` has read the map's statistics already (it then returns at once)."""
+        return self._stats is not None
+
+    def latent_stats(self) -> StatsReading:
+        """The map's `stats.json`, read on the first call and kept; an unreadable file is a one-line error.
+
+        Only the statistics screen needs it, so opening a map does not read it: the first call
+        reads (from a worker, the file holding every node's histograms), later ones return at once.
+        """
+        with self._stats_lock:
+            if self._stats is None:
+                self._stats = read_stats(self.reader.path)
+            return self._stats
 
     @property
     def map_id(self) -> str:

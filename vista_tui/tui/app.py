@@ -218,13 +218,22 @@ class VistaApp(App[None]):
 
     def action_help(self) -> None:
         from vista_tui.tui.screens.map import MapScreen
+        from vista_tui.tui.screens.stats import StatsScreen
         from vista_tui.tui.widgets.cluster_tree import ClusterTreeView
         from vista_tui.tui.widgets.contexts import ContextList
 
         if isinstance(self.screen, HelpScreen):
             return
         self.push_screen(
-            HelpScreen([("tree", ClusterTreeView), ("map", MapScreen), ("contexts", ContextList), ("app", VistaApp)])
+            HelpScreen(
+                [
+                    ("tree", ClusterTreeView),
+                    ("map", MapScreen),
+                    ("contexts", ContextList),
+                    ("stats", StatsScreen),
+                    ("app", VistaApp),
+                ]
+            )
         )
 
     # -- failures: the one place ---------------------------------------------------------------

@@ -33,6 +33,7 @@ MAP_ACTIONS = [
     ("Zoom to the selected subtree", "zoom", "z"),
     ("Show the whole tree", "unzoom", "Z"),
     ("Next search hit", "next_hit", "n"),
+    ("Statistics of the latent and the selected node", "stats", "density, histograms, logits, quantile examples (s)"),
     ("Help: every key", "app.help", "? or F1"),
     ("Open another map", "app.pick_map", "the map picker"),
     ("Quit", "app.quit", "q"),

@@ -36,6 +36,7 @@ from vista_tui.tui.palette import NodeCommands
 from vista_tui.tui.screens.context_detail import ContextScreen
 from vista_tui.tui.screens.image import ImageScreen
 from vista_tui.tui.screens.loading import map_header
+from vista_tui.tui.screens.stats import StatsScreen
 from vista_tui.tui.widgets.cluster_tree import ClusterTreeView
 from vista_tui.tui.widgets.contexts import ContextList
 from vista_tui.tui.widgets.fidelity import FidelityPanel
@@ -81,6 +82,14 @@ class MapScreen(Screen[None]):
             "Clear",
             show=False,
             tooltip="Close the search bar, else clear hits, else the filter, else leave the zoom",
+        ),
+        Binding(
+            "s",
+            "stats",
+            "Stats",
+            show=False,
+            tooltip="The latent's statistics and the selected node's: density, histograms, positions, focus tokens,"
+            " logits, quantile examples",
         ),
         Binding("r", "render", "Render", tooltip="Render the selected node (a sketch when no diffusion model is set)"),
         Binding("R", "render_map", "Render map", show=False, tooltip="Render the whole map as a panorama"),
@@ -233,6 +242,10 @@ class MapScreen(Screen[None]):
         tree = self.query_one("#tree", ClusterTreeView)
         tree.select_node(node_id)
         tree.focus()
+
+    def action_stats(self) -> None:
+        """`s`: the latent's statistics and the selected node's, in a dialog."""
+        self.app.push_screen(StatsScreen(self.model, self.selected or self.model.root.node_id))
 
     # -- search ------------------------------------------------------------------------------
 

@@ -52,6 +52,15 @@ _PREFETCH_PAGES = 3
 """Pages read ahead of and behind the view; a new read starts when the view comes within a page of the edge."""
 
 
+def shade_styles(base: Style, hue: Color) -> tuple[Style, ...]:
+    """One style per step of SHADE_STEPS: `base` with `hue` mixed into its background (step 0: `base` itself)."""
+    background = Color.from_rich_color(base.bgcolor) if base.bgcolor else Color(0, 0, 0)
+    return tuple(
+        base if fraction == 0 else base + Style(bgcolor=background.blend(hue, fraction).rich_color)
+        for fraction in SHADE_STEPS
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class _LineStyles:
     """Rich styles for one kind of line (cursor or not), derived from the component classes."""
@@ -250,12 +259,7 @@ class ContextList(ScrollView, can_focus=True):
             base = self.rich_style
             if is_cursor:
                 base = base + self.get_component_rich_style("context-list--cursor")
-            background = Color.from_rich_color(base.bgcolor) if base.bgcolor else Color(0, 0, 0)
-            hue = self.get_component_styles("context-list--shade").background
-            shades = tuple(
-                base if fraction == 0 else base + Style(bgcolor=background.blend(hue, fraction).rich_color)
-                for fraction in SHADE_STEPS
-            )
+            shades = shade_styles(base, self.get_component_styles("context-list--shade").background)
             styles = _LineStyles(
                 base=base,
                 activation=base if is_cursor else base + self._foreground("context-list--activation"),
