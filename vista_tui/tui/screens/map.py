@@ -88,8 +88,7 @@ class MapScreen(Screen[None]):
             "stats",
             "Stats",
             show=False,
-            tooltip="The latent's statistics and the selected node's: density, histograms, positions, focus tokens,"
-            " logits, quantile examples",
+            tooltip="Density, histograms, positions, focus tokens, logits, quantile examples",
         ),
         Binding("r", "render", "Render", tooltip="Render the selected node (a sketch when no diffusion model is set)"),
         Binding("R", "render_map", "Render map", show=False, tooltip="Render the whole map as a panorama"),
