@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from pipeline.argtypes import int_list
+from pipeline.argtypes import add_quantile_arguments, int_list
 from pipeline.steps import Progress as StepProgress
 from vista_tui.mapdata import MapError, Store, resolve_store
 
@@ -103,6 +103,7 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     harvest.add_argument(
         "--device", default="auto", help="torch device; 'auto' = cuda, else mps, else cpu (default: auto)"
     )
+    add_quantile_arguments(harvest)
     harvest.add_argument(
         "--keep-duplicates",
         action="store_true",
@@ -180,6 +181,8 @@ def build_config_from_args(args: argparse.Namespace) -> BuildConfig:
             device=args.device,
             max_tokens=args.max_tokens,
             dedupe=not args.keep_duplicates,
+            quantiles=args.quantiles,
+            per_quantile=args.per_quantile,
         ),
         layout=layout.LayoutConfig(lam=args.lam, n_neighbors=args.n_neighbors, min_dist=args.min_dist, seed=args.seed),
         cluster=cluster.ClusterConfig(

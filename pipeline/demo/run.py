@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field, replace
 
-from pipeline.argtypes import int_list
+from pipeline.argtypes import add_quantile_arguments, int_list
 from pipeline.build import BuildConfig, BuiltMap, StepReporter, build
 from pipeline.demo import sae as demo_sae
 from pipeline.demo.latents import pick_latents
 from pipeline.harvest import HarvestConfig
+from pipeline.harvest.config import check_quantiles
 from vista_tui.mapdata import Store
 
 DEMO_PREFIX = "demo-minilm_"
@@ -32,6 +33,10 @@ class DemoConfig:
     """Contexts per map."""
     max_tokens: int | None = None
     """Corpus tokens the harvest reads (None: the whole corpus)."""
+    quantiles: int = 5
+    """Equal-width activation intervals the harvest draws random examples from (0: none)."""
+    per_quantile: int = 4
+    """Random examples per interval."""
     force: bool = False
 
     def __post_init__(self) -> None:
@@ -42,6 +47,7 @@ class DemoConfig:
             raise ValueError(f"top_n must be at least 10, got {self.top_n}")
         if self.max_tokens is not None and self.max_tokens < 1:
             raise ValueError(f"max_tokens must be positive, got {self.max_tokens}")
+        check_quantiles(self.quantiles, self.per_quantile)
         bad = [latent for latent in self.latents if not 0 <= latent < self.sae.d_sae]
         if bad:
             raise ValueError(f"latents {bad} are outside the demo SAE's 0..{self.sae.d_sae - 1}")
@@ -60,6 +66,8 @@ class DemoConfig:
             latents=tuple(dict.fromkeys(args.latents or ())),
             top_n=args.top_n,
             max_tokens=args.max_tokens,
+            quantiles=args.quantiles,
+            per_quantile=args.per_quantile,
             force=args.force,
         )
 
@@ -70,6 +78,7 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latents", type=int_list, metavar="I[,J…]", help="map these latents instead of picking")
     parser.add_argument("--top-n", type=int, default=2000, help="contexts per map (default: 2000)")
     parser.add_argument("--max-tokens", type=int, default=None, help="corpus tokens to harvest (default: all)")
+    add_quantile_arguments(parser)
     parser.add_argument("--d-sae", type=int, default=None, help="latents of the demo SAE (default: 2048)")
     parser.add_argument(
         "--train-tokens", type=int, default=None, help="tokens the demo SAE trains on (default: 150000)"
@@ -96,6 +105,8 @@ def run_demo(cfg: DemoConfig, store: Store, report: StepReporter) -> list[BuiltM
             top_n=cfg.top_n,
             max_length=cfg.sae.max_length,
             max_tokens=cfg.max_tokens,
+            quantiles=cfg.quantiles,
+            per_quantile=cfg.per_quantile,
         ),
         map_prefix=f"{DEMO_PREFIX}d{cfg.sae.d_sae}_",
         force=cfg.force,

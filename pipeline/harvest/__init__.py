@@ -7,6 +7,8 @@ The step, along its seams (models and SAEs are loaded by `pipeline.models`):
 - `topn`: the streaming best N per latent, each shown window once (dedupe);
 - `stats`: `FiringStats`, per latent its density, the histogram of all firings and their input positions
   (streamed, bounded memory), and `node_stats` for a map's nodes;
+- `quantiles`: `QuantileSampler`, per latent K random examples from each of Q equal-width activation intervals
+  (one pass, bounded memory), kept apart from the top-N;
 - `windows`: the display window around a kept token and the context built from it;
 - `logits`: the decoder direction's top and bottom logits through the model's unembedding (or why none);
 - `step`: `run` — one pass of model and SAE over the corpus;

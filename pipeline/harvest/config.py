@@ -13,13 +13,17 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.harvest.stats import BINS
 from pipeline.models import MINILM, ModelError
 
 STEP = "harvest"
-VERSION = 2
+VERSION = 3
 
 DISTRIBUTIONS = ("torch", "transformers", "sae-lens", "numpy", "pyarrow")
 """Distributions whose versions the harvest's record names (plus the MiniLM package when it is the model)."""
+
+MAX_QUANTILES = BINS // 2
+"""Most quantile intervals: each one is then wider than a bin of the harvest's activation grid."""
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -57,6 +61,10 @@ class HarvestConfig:
     dedupe: bool = True
     """Keep each shown window (display tokens and focus position) once per latent, the copy
     with the highest activation; False keeps every copy (verbatim repeats of the corpus)."""
+    quantiles: int = 5
+    """Intervals of equal width over (0, max activation] to draw random examples from (0: none)."""
+    per_quantile: int = 4
+    """Random examples drawn from each interval (fewer where it holds fewer firings)."""
 
     def __post_init__(self) -> None:
         """Coerce the forgiving spellings, then raise ValueError naming the first bad field."""
@@ -114,6 +122,7 @@ class HarvestConfig:
             _positive("max_tokens", self.max_tokens)
         if not isinstance(self.dedupe, bool):
             raise ValueError(f"dedupe must be true or false, got {self.dedupe!r}")
+        check_quantiles(self.quantiles, self.per_quantile)
 
     @property
     def sae_description(self) -> str:
@@ -121,6 +130,17 @@ class HarvestConfig:
         if self.sae_path is not None:
             return self.sae_path
         return f"{self.sae_release}/{self.sae_id}"
+
+
+def check_quantiles(quantiles: Any, per_quantile: Any) -> None:
+    """Raise ValueError unless `quantiles` is 0 (no examples) to MAX_QUANTILES and `per_quantile` a
+    non-negative integer, at least 1 when examples are drawn."""
+    if not isinstance(quantiles, int) or isinstance(quantiles, bool) or not 0 <= quantiles <= MAX_QUANTILES:
+        raise ValueError(f"quantiles must be an integer from 0 (none) to {MAX_QUANTILES}, got {quantiles!r}")
+    if not isinstance(per_quantile, int) or isinstance(per_quantile, bool) or per_quantile < 0:
+        raise ValueError(f"per_quantile must be a non-negative integer, got {per_quantile!r}")
+    if quantiles > 0 and per_quantile < 1:
+        raise ValueError(f"per_quantile must be at least 1 when quantiles is {quantiles}, got {per_quantile!r}")
 
 
 def _positive(name: str, value: Any) -> None:

