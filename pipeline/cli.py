@@ -23,10 +23,26 @@ from vista_tui.mapdata import MapError, Store, resolve_store
 
 if TYPE_CHECKING:
     from pipeline.build import BuildConfig, BuiltMap, StepReporter
-    from pipeline.label import LabelConfig
+    from pipeline.label import LabelConfig, LabelReport
 
+# The codes of vista_tui.cli.console (which the pipeline may not import), as `vista` passes them on.
+EXIT_FAILED = 1
+"""The work was attempted and failed, or failed in part (`label`: some nodes labelled, some failed)."""
 EXIT_BAD_INPUT = 2
+"""Nothing was done: a bad argument or map, an LLM endpoint that is down or refuses (`label`: no node labelled)."""
 EXIT_INTERRUPTED = 130
+"""Ctrl-C, as a shell reports SIGINT."""
+
+LABEL_EXIT_STATUS = """\
+exit status:
+  0    every node asked for is labelled (answered now, or taken from MAP/labels.jsonl)
+  1    some nodes were labelled and some failed (their label_status says why); a rerun
+       asks only for what is missing
+  2    no node was labelled: a bad argument or map; an endpoint that cannot be reached or
+       that refuses (HTTP 4xx other than 429, or 501: stopped at once, with the URL); or
+       every node failed
+  130  interrupted; the answers that arrived are kept for the next run"""
+"""The `label` command's exit codes, as its --help tells them."""
 
 stderr = Console(stderr=True, highlight=False)
 
@@ -51,7 +67,14 @@ def rich_reporter() -> Iterator[StepReporter]:
 
             return update
 
-        yield report
+        try:
+            yield report
+        except BaseException:
+            # A bar that never moved says nothing the error line will not: it is left off the screen.
+            for task in list(bars.tasks):
+                if task.completed == 0 and not task.finished:
+                    bars.remove_task(task.id)
+            raise
 
 
 def add_build_arguments(parser: argparse.ArgumentParser) -> None:
@@ -259,7 +282,12 @@ def add_label_arguments(parser: argparse.ArgumentParser) -> None:
         help="requests in flight; with --backend transformers, prompts generated in one batch (default: 4)",
     )
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default: 60)")
-    parser.add_argument("--retries", type=int, default=4, help="retries on 429, 5xx and timeouts (default: 4)")
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=4,
+        help="retries on 429, 5xx and timeouts; never on a refused connection, another 4xx or 501 (default: 4)",
+    )
     parser.add_argument(
         "--api-key-env",
         metavar="NAME",
@@ -364,7 +392,31 @@ def cmd_label(args: argparse.Namespace) -> int:
     if result.n_failed > 5:
         stderr.print(f"  … and {result.n_failed - 5} more (label_status in the tree)", soft_wrap=True, markup=False)
     print(result.map_dir, flush=True)
-    return 0
+    code = label_exit_code(result)
+    if code != 0:
+        # Last, so that the line a caller keeps (the TUI's toast) says what went wrong and what to do.
+        stderr.print(f"[bold red]error:[/] {escape(_one_line(label_problem(result)))}", soft_wrap=True)
+    return code
+
+
+def label_exit_code(result: LabelReport) -> int:
+    """0 when no node failed; EXIT_FAILED when some were labelled and some failed; EXIT_BAD_INPUT when none was."""
+    if not result.failures:
+        return 0
+    return EXIT_FAILED if result.n_ok else EXIT_BAD_INPUT
+
+
+def label_problem(result: LabelReport) -> str:
+    """What went wrong in a run with failed nodes, and what to do, for the one `error:` line."""
+    if result.stopped:
+        return result.stopped
+    first = next(iter(result.failures.values()))
+    if result.n_ok:
+        return (
+            f"{result.n_failed} of {result.n_nodes} nodes could not be labelled (e.g. {first}); "
+            "run it again to ask for those only"
+        )
+    return f"no node could be labelled ({result.n_failed} failed, e.g. {first}); see the reasons above"
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -393,8 +445,10 @@ def make_parser() -> argparse.ArgumentParser:
     label_parser = commands.add_parser(
         "label",
         help="name every node of a map with an LLM (OpenAI-compatible endpoint or a local transformers model)",
-        description="Ask an LLM for a label, an explanation and a visual prompt per node, leaves first. "
-        "Answers are cached in MAP_DIR/labels.jsonl as they arrive, so a rerun asks only for what is missing.",
+        description="Ask an LLM for a label, an explanation and a visual prompt per node, leaves first.\n"
+        "Answers are cached in MAP/labels.jsonl as they arrive, so a rerun asks only for what is missing.",
+        epilog=LABEL_EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_label_arguments(label_parser)
     label_parser.set_defaults(run=cmd_label)
@@ -422,7 +476,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except MemoryError:
         stderr.print("[bold red]error:[/] out of memory; lower --top-n or --batch-size", soft_wrap=True)
-        return 1
+        return EXIT_FAILED
 
 
 def _one_line(error: BaseException) -> str:

@@ -12,6 +12,10 @@ The same prompts can go to a local transformers chat model instead (`backend="tr
 queue their prompts and whichever holds the model generates for the queue's head in one
 left-padded batch.
 
+An endpoint that cannot be reached, or that answers with a status no retry changes (a 4xx other
+than 429, or 501 Not Implemented: a wrong URL, key or model), stops the run at once with one line
+naming the URL and what to check (`EndpointError` when that happens on the first request).
+
 Replies are untrusted text: they are checked for shape, stripped of control characters, cut to
 limits, and refused when they carry prompt-injection markers or links; such a node is marked
 `failed: <reason>` and the run goes on.
@@ -28,7 +32,7 @@ The modules, in the order a label is made:
 from __future__ import annotations
 
 from pipeline.label.backends import NODE_HEADER, LocalChatModel, check_local_model, load_chat_model
-from pipeline.label.config import Backend, LabelConfig, LabelError
+from pipeline.label.config import Backend, EndpointError, LabelConfig, LabelError
 from pipeline.label.prompts import SYSTEM_PROMPT, build_prompt, cache_key, format_context, representative_rows
 from pipeline.label.replies import MAX_REPLY_CHARS, parse_reply
 from pipeline.label.runner import DISTRIBUTIONS, STEP, VERSION, LabelReport, run
@@ -47,6 +51,7 @@ __all__ = [
     "VERSION",
     "Backend",
     "Config",
+    "EndpointError",
     "LabelConfig",
     "LabelError",
     "LabelReport",

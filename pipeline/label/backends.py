@@ -1,8 +1,11 @@
 """Who answers the prompts: an OpenAI-compatible HTTP endpoint, or a local transformers chat model.
 
 The endpoint is asked with the standard library (urllib), with retries and exponential backoff
-on 429, 5xx, timeouts and dropped connections; refused connections on every try are told apart
-(`Unreachable`), so that a dead endpoint is one clear error rather than N failed nodes.
+on 429, 5xx, timeouts and dropped connections: those pass. What would only get the same answer
+again is not retried: a refused connection or an unknown host (`Unreachable`), and any other 4xx
+or a 501 Not Implemented (`Rejected`, with a one-line message naming the URL and what to check),
+so that a wrong base URL, API key or model is one clear error at once rather than N failed nodes
+after minutes of backoff.
 
 The local model is loaded once, on the first prompt, from local files only; the worker threads
 queue their prompts and whichever holds the model generates for the queue's head in one
@@ -11,6 +14,7 @@ left-padded batch. torch and transformers are imported only then (they take seco
 
 from __future__ import annotations
 
+import errno
 import json
 import socket
 import threading
@@ -30,8 +34,32 @@ NODE_HEADER = "X-Vista-Node"
 """Request header naming the node asked about (for logs and test servers; LLMs never see it)."""
 
 
+REQUEST_STATUSES = frozenset({400, 413, 422})
+"""4xx statuses that may concern one prompt alone (too long for the model, a value it refuses).
+
+Every other 4xx (401, 403, 404, 405, …) and a 501 concern the endpoint, its URL or the key."""
+
+
 class Unreachable(Exception):
-    """Connection refused (or no route) on every try."""
+    """Nothing answers at the endpoint (connection refused, unknown host, no route); the message is the reason."""
+
+
+class Rejected(Exception):
+    """The endpoint answered with a status that no retry changes (a 4xx other than 429, or 501)."""
+
+    def __init__(self, status: int, phrase: str, message: str, detail: str = "") -> None:
+        """`phrase`: the status's reason phrase; `message`: one line for the user; `detail`: what the server said."""
+        super().__init__(message)
+        self.status = status
+        self.status_line = f"HTTP {status} {phrase}"
+        """The status alone, e.g. 'HTTP 404 Not Found' (kept in label_status; what the server said may not be)."""
+        self.reason = f"{self.status_line} ({detail})" if detail else self.status_line
+        """The status and what the server said (e.g. why a prompt is refused), for a node that fails alone."""
+
+    @property
+    def per_request(self) -> bool:
+        """Whether the status may concern this one prompt rather than the endpoint (see REQUEST_STATUSES)."""
+        return self.status in REQUEST_STATUSES
 
 
 @dataclass
@@ -64,16 +92,61 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) and value >= 0 else 0
 
 
-def _is_refused(error: BaseException) -> bool:
-    """Whether nothing listens there (refused, reset, no such host, no route), as opposed to a slow server."""
-    reason = getattr(error, "reason", error)
-    return isinstance(reason, ConnectionRefusedError | ConnectionResetError | socket.gaierror) or (
-        isinstance(reason, OSError) and getattr(reason, "errno", None) in (111, 113, 101, 61)
-    )
+def _unreachable_reason(error: BaseException) -> str | None:
+    """Why nothing can answer there (refused, unknown host, no route), or None for a slow or dropped server."""
+    inner = getattr(error, "reason", error)
+    if isinstance(inner, socket.gaierror):
+        return "unknown host"
+    if isinstance(inner, ConnectionRefusedError):
+        return "connection refused"
+    if getattr(inner, "errno", None) in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+        return "no route to host"
+    return None
+
+
+def _server_detail(error: urllib.error.HTTPError) -> str:
+    """The error message an OpenAI-compatible server put in its body (`error.message`, …), cut short; '' if none."""
+    try:
+        body = json.loads(error.read(4096).decode("utf-8", errors="replace"))
+    except (OSError, ValueError):
+        return ""
+    detail = body.get("error", body.get("detail", body.get("message"))) if isinstance(body, dict) else None
+    if isinstance(detail, dict):
+        detail = detail.get("message")
+    return sanitize(detail, 120) if isinstance(detail, str) else ""
+
+
+def _api_root(base_url: str) -> str:
+    """The base URL as an OpenAI-compatible API root: cut after its /v1 (a full …/chat/completions URL), else + /v1."""
+    head, v1, _ = base_url.partition("/v1/")
+    return head + "/v1" if v1 else base_url + "/v1"
+
+
+def rejection(cfg: LabelConfig, url: str, error: urllib.error.HTTPError) -> Rejected:
+    """What to tell the user about an answer no retry changes: the status, the URL asked and what to check."""
+    status, phrase = error.code, sanitize(str(error.reason), 60)
+    detail = _server_detail(error)
+    if detail.lower() == phrase.lower():
+        detail = ""
+    what = f"the LLM endpoint answered HTTP {status} {phrase} to POST {url}" + (f" ({detail})" if detail else "")
+    base = (cfg.base_url or "").rstrip("/")
+    if status == 404 and not base.endswith("/v1"):
+        hint = f"does the base URL end in /v1? (e.g. --base-url {_api_root(base)})"
+    elif status == 404:
+        hint = f"check --base-url and that the endpoint serves the model {cfg.model_name!r} (--model)"
+    elif status in (401, 403) and not cfg.api_key:
+        hint = "no API key was sent: set $VISTA_LLM_API_KEY or $OPENAI_API_KEY, or name one with --api-key-env"
+    elif status in (401, 403):
+        hint = "check the API key ($VISTA_LLM_API_KEY or $OPENAI_API_KEY, or the one --api-key-env names)"
+    elif status in (405, 501):
+        hint = "it does not take chat completions there: --base-url must be an OpenAI-compatible API root (…/v1)"
+    else:
+        hint = "check --base-url, --model and the endpoint's log"
+    return Rejected(status, phrase, f"{what}; {hint}", detail)
 
 
 def chat_completion(cfg: LabelConfig, node_id: str, prompt: str, counter: UsageCounter) -> str:
-    """The reply text for one prompt, with retries; raises NodeFailed or Unreachable."""
+    """The reply text for one prompt, with retries where they can help; raises NodeFailed, Unreachable or Rejected."""
     url = cfg.base_url.rstrip("/") + "/chat/completions"  # type: ignore[union-attr]
     body = json.dumps(
         {
@@ -89,7 +162,6 @@ def chat_completion(cfg: LabelConfig, node_id: str, prompt: str, counter: UsageC
     if cfg.api_key:
         headers["Authorization"] = f"Bearer {cfg.api_key}"
     reason = "no answer"
-    refused_every_time = True
     for attempt in range(cfg.retries + 1):
         if attempt:
             time.sleep(cfg.backoff_s * 2 ** (attempt - 1))
@@ -99,25 +171,22 @@ def chat_completion(cfg: LabelConfig, node_id: str, prompt: str, counter: UsageC
             with urllib.request.urlopen(request, timeout=cfg.timeout_s) as response:
                 raw = response.read(MAX_REPLY_CHARS * 4 + 4096)
         except urllib.error.HTTPError as error:
-            refused_every_time = False
-            if error.code == 429 or error.code >= 500:
+            if error.code == 429 or (error.code >= 500 and error.code != 501):
                 reason = f"HTTP {error.code}"
                 continue
-            raise NodeFailed(f"HTTP {error.code} {sanitize(str(error.reason), 60)}") from None
+            raise rejection(cfg, url, error) from None
         except TimeoutError:
-            refused_every_time = False
             reason = f"timed out after {cfg.timeout_s:g} s"
             continue
         except (urllib.error.URLError, OSError) as error:
-            if _is_refused(error):
-                reason = "connection refused"
+            unreachable = _unreachable_reason(error)
+            if unreachable is not None:
+                raise Unreachable(unreachable) from None
+            inner = getattr(error, "reason", error)
+            if isinstance(inner, TimeoutError):
+                reason = f"timed out after {cfg.timeout_s:g} s"
             else:
-                refused_every_time = False
-                inner = getattr(error, "reason", error)
-                if isinstance(inner, TimeoutError):
-                    reason = f"timed out after {cfg.timeout_s:g} s"
-                else:
-                    reason = sanitize(f"{type(inner).__name__}: {inner}", 80)
+                reason = sanitize(f"{type(inner).__name__}: {inner}", 80)
             continue
         try:
             reply = json.loads(raw.decode("utf-8", errors="replace"))
@@ -130,8 +199,6 @@ def chat_completion(cfg: LabelConfig, node_id: str, prompt: str, counter: UsageC
             return reply["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError):
             raise NodeFailed("response has no choices[0].message.content") from None
-    if refused_every_time:
-        raise Unreachable(reason)
     raise NodeFailed(f"{reason} after {cfg.retries + 1} tries")
 
 

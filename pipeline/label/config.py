@@ -18,6 +18,16 @@ class LabelError(ValueError):
     """Labelling cannot go on; the message is one line for the user."""
 
 
+class EndpointError(LabelError):
+    """The endpoint cannot be reached, or refuses in a way no retry changes: the run asked for nothing more."""
+
+    def __init__(self, message: str, requests: int) -> None:
+        """`message`: one line for the user; `requests`: the HTTP requests sent before the run stopped."""
+        super().__init__(message)
+        self.requests = requests
+        """HTTP requests the run sent, retries included (1 when the first request was refused)."""
+
+
 class NodeFailed(Exception):
     """This node gets no label; the message is the reason recorded in its label_status."""
 
@@ -48,7 +58,10 @@ class LabelConfig:
     """USD per million completion tokens."""
     timeout_s: float = 60.0
     retries: int = 4
-    """Extra tries after the first, on 429, 5xx, timeouts and connection errors."""
+    """Extra tries after the first, on 429, 5xx other than 501, timeouts and dropped connections.
+
+    A refused connection, an unknown host, any other 4xx and a 501 are not retried: asking again
+    would get the same answer."""
     backoff_s: float = 1.0
     """Wait before the first retry; doubles each retry."""
     n_contexts: int = 12

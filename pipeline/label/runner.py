@@ -4,7 +4,10 @@ The nodes of one depth are asked for concurrently, deepest first: a parent's pro
 its children's labels, so a level starts when the one below has finished. Every valid answer
 is appended to `<map>/labels.jsonl` (vista_tui.mapdata.label_cache) the moment it arrives, so
 a rerun after a kill asks only for what is missing. The tree is rewritten once, at the end.
-The first request goes alone, so that a dead endpoint is one clear error, not N failed nodes.
+The first request goes alone, so that a dead or misconfigured endpoint (nothing listening, a
+wrong URL or key: see backends) is one clear error (`EndpointError`), not N failed nodes. When
+the endpoint goes away or starts refusing mid-run, the nodes left fail without being asked, and
+the report says why (`stopped`).
 """
 
 from __future__ import annotations
@@ -14,8 +17,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from pipeline.label.backends import LocalChatModel, Unreachable, UsageCounter, chat_completion, check_local_model
-from pipeline.label.config import LabelConfig, LabelError, NodeFailed
+from pipeline.label.backends import (
+    LocalChatModel,
+    Rejected,
+    Unreachable,
+    UsageCounter,
+    chat_completion,
+    check_local_model,
+)
+from pipeline.label.config import EndpointError, LabelConfig, LabelError, NodeFailed
 from pipeline.label.prompts import RunContexts, build_prompt, cache_key, format_context, representative_rows
 from pipeline.label.replies import parse_reply
 from pipeline.steps import Progress, make_record, no_progress, timed
@@ -59,6 +69,8 @@ class LabelReport:
     """Wall time of the run (model loading included), not counting the final tree write."""
     failures: dict[str, str] = field(default_factory=dict)
     """node id -> reason, for every node marked failed."""
+    stopped: str | None = None
+    """Why the run stopped asking before the end (the endpoint went away or refused), as one line; else None."""
 
     @property
     def n_failed(self) -> int:
@@ -100,6 +112,14 @@ class _Skipped(Exception):
     """Not asked: the request budget of this run is spent."""
 
 
+@dataclass(frozen=True)
+class _Halt:
+    """Why no more requests go out: the reason each node left gets, and the one line for the user."""
+
+    reason: str
+    message: str
+
+
 def _levels(nodes: list[ClusterNode]) -> list[list[ClusterNode]]:
     """Nodes grouped by depth, deepest first (children before parents)."""
     depths = sorted({node.depth for node in nodes}, reverse=True)
@@ -133,8 +153,10 @@ class _LabelRun:
         """node id -> its answer, from the cache or from this run."""
         self._lock = threading.Lock()
         self._budget = cfg.max_requests
-        self._unreachable: str | None = None
-        """Why the endpoint could not be reached, once a request found it so; later nodes fail at once."""
+        self._halt: _Halt | None = None
+        """Set once the endpoint is found unreachable or refusing; later nodes fail at once, unasked."""
+        self._answered = False
+        """Whether the endpoint has answered a request of this run (then a 400 may be about one prompt)."""
         self._done = 0
 
     def current_label(self, node: ClusterNode) -> str:
@@ -158,8 +180,8 @@ class _LabelRun:
     def _ask(self, node: ClusterNode, prompt: str, key: str) -> None:
         """Ask for one node's label and cache the answer; raises NodeFailed or _Skipped."""
         with self._lock:
-            if self._unreachable is not None:
-                raise NodeFailed(f"endpoint unreachable ({self._unreachable})")
+            if self._halt is not None:
+                raise NodeFailed(self._halt.reason)
             if self._budget is not None:
                 if self._budget <= 0:
                     raise _Skipped
@@ -171,18 +193,32 @@ class _LabelRun:
             else:
                 content = chat_completion(self.cfg, node.node_id, prompt, self.counter)
         except Unreachable as error:
-            with self._lock:
-                if self._unreachable is None:
-                    self._unreachable = str(error)
-            raise NodeFailed(f"endpoint unreachable ({error})") from None
+            message = f"cannot reach the LLM endpoint at {self.cfg.base_url} ({error}); start it or set --base-url"
+            raise NodeFailed(self._stop(_Halt(f"endpoint unreachable ({error})", message))) from None
+        except Rejected as error:
+            if error.per_request and self._answered:
+                raise NodeFailed(error.reason) from None  # this prompt, not the endpoint: the others go on
+            raise NodeFailed(self._stop(_Halt(f"endpoint refused ({error.status_line})", str(error)))) from None
+        self._answered = True
         label, explanation, visual = parse_reply(content, self.cfg)
         entry = CachedLabel(node.node_id, key, label, explanation, visual, model=self.cfg.model_name, at=utc_now())
         self.writer.append(entry)
         with self._lock:
             self.results[node.node_id] = entry
 
-    def settle(self, node: ClusterNode, prompt: str, key: str) -> None:
-        """Ask for one node and count the outcome (ok, skipped or failed); runs on a worker thread."""
+    def _stop(self, halt: _Halt) -> str:
+        """Ask for nothing more (the first reason found stands); returns the reason this node fails with."""
+        with self._lock:
+            if self._halt is None:
+                self._halt = halt
+        return halt.reason
+
+    def settle(self, node: ClusterNode, prompt: str, key: str, *, alone: bool = False) -> None:
+        """Ask for one node and count the outcome (ok, skipped or failed); runs on a worker thread.
+
+        `alone`: the run's first request; when it finds the endpoint unusable the run ends with one
+        error line, so the bar is not moved (it would only say "1 failed" above that line).
+        """
         try:
             self._ask(node, prompt, key)
             with self._lock:
@@ -195,6 +231,8 @@ class _LabelRun:
                 self.report.failures[node.node_id] = str(error)
         with self._lock:
             self._done += 1
+            if alone and self._halt is not None:
+                return
             self.progress(
                 self._done, self.report.n_nodes, f"{self.report.n_failed} failed" if self.report.failures else ""
             )
@@ -227,16 +265,14 @@ class _LabelRun:
                 if pending and first:
                     # The first request goes alone: a dead endpoint is one clear error, not N failed nodes.
                     first = False
-                    self.settle(*pending.pop(0))
-                    if self._unreachable is not None:
-                        raise LabelError(
-                            f"cannot reach the LLM endpoint at {cfg.base_url} ({self._unreachable}); "
-                            "start it or set --base-url"
-                        )
+                    self.settle(*pending.pop(0), alone=True)
+                    if self._halt is not None:
+                        raise EndpointError(self._halt.message, requests=self.counter.requests)
                 futures = [pool.submit(self.settle, node, prompt, key) for node, prompt, key in pending]
                 for future in futures:
                     future.result()
         report.seconds = seconds[0]
+        report.stopped = self._halt.message if self._halt is not None else None
         counter = self.counter
         report.prompt_tokens = counter.prompt_tokens
         report.completion_tokens = counter.completion_tokens

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import threading
 import time
 from collections import Counter
@@ -154,3 +155,21 @@ def chat_server(respond: Callable[[ChatRequest], Reply] = good) -> Iterator[Chat
     finally:
         server.stop()
         thread.join(timeout=5)
+
+
+def answering(status: int) -> Callable[[ChatRequest], Reply]:
+    """A server policy: every request gets HTTP `status` (an OpenAI-style error body)."""
+
+    def respond(request: ChatRequest) -> Reply:
+        """The same status, whoever asks."""
+        return Reply(status=status)
+
+    return respond
+
+
+def closed_port_url() -> str:
+    """An API root on a loopback port that nothing listens on (bound, then closed): connections are refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -12,8 +11,18 @@ import pytest
 
 from pipeline import label
 from pipeline.cli import label_config, make_parser
-from pipeline.label import CACHE_FILE, LabelConfig, LabelError, format_context, parse_reply
-from tests.helpers.llm_server import ChatRequest, Reply, chat_server, focus_word, good, good_content
+from pipeline.label import CACHE_FILE, EndpointError, LabelConfig, LabelError, format_context, parse_reply
+from tests.helpers.cli import assert_one_line_error, vista
+from tests.helpers.llm_server import (
+    ChatRequest,
+    Reply,
+    answering,
+    chat_server,
+    closed_port_url,
+    focus_word,
+    good,
+    good_content,
+)
 from tests.helpers.synthetic_map import build_synthetic_map
 from vista_tui.mapdata import MapReader
 
@@ -245,16 +254,81 @@ def test_only_given_nodes(map_dir: Path) -> None:
 
 
 def test_unreachable_endpoint_is_one_line_error(map_dir: Path) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    url = f"http://127.0.0.1:{port}/v1"
-    with pytest.raises(LabelError) as caught:
+    url = closed_port_url()
+    with pytest.raises(EndpointError) as caught:
         label.run(config(url, retries=2), map_dir)
     message = str(caught.value)
     assert "\n" not in message
     assert message == f"cannot reach the LLM endpoint at {url} (connection refused); start it or set --base-url"
+    assert caught.value.requests == 1  # a refused connection is not retried: no backoff to sit through
     assert not (map_dir / CACHE_FILE).exists()
+
+
+def _statuses(reader: MapReader) -> list[str]:
+    """Every node's label_status, in tree order."""
+    return [node.labels.label_status for node in reader.tree]
+
+
+@pytest.mark.parametrize(
+    ("status", "api_key", "hint"),
+    [
+        (501, None, "--base-url must be an OpenAI-compatible API root"),
+        (404, None, "serves the model 'test-model'"),
+        (401, None, "no API key was sent: set $VISTA_LLM_API_KEY or $OPENAI_API_KEY"),
+        (403, "sk-test", "check the API key ($VISTA_LLM_API_KEY or $OPENAI_API_KEY"),
+        (400, None, "check --base-url, --model and the endpoint's log"),
+    ],
+)
+def test_status_no_retry_changes_stops_the_run_at_once(
+    map_dir: Path, status: int, api_key: str | None, hint: str
+) -> None:
+    before = _statuses(MapReader(map_dir))
+    with chat_server(answering(status)) as server, pytest.raises(EndpointError) as caught:
+        label.run(config(server.base_url, retries=4, api_key=api_key), map_dir)
+    assert len(server.requests) == 1 and caught.value.requests == 1  # not retried, no other node asked
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"the LLM endpoint answered HTTP {status} ")
+    assert f"to POST {server.base_url}/chat/completions" in message
+    assert hint in message
+    assert _statuses(MapReader(map_dir)) == before and not (map_dir / CACHE_FILE).exists()
+
+
+def test_refusal_mid_run_fails_the_rest_unasked(map_dir: Path) -> None:
+    answered: list[str] = []
+
+    def revoked_after_three(request: ChatRequest) -> Reply:
+        """Three labels, then 401 for every request (a key revoked mid-run)."""
+        if len(answered) >= 3:
+            return Reply(status=401)
+        answered.append(request.node_id)
+        return good(request)
+
+    with chat_server(revoked_after_three) as server:
+        report = label.run(config(server.base_url, concurrency=1, api_key="sk-test"), map_dir)
+    assert len(server.requests) == 4  # three answers, one 401, then nothing more
+    assert report.n_ok == 3 and report.n_failed == report.n_nodes - 3
+    assert set(report.failures.values()) == {"endpoint refused (HTTP 401 Unauthorized)"}
+    assert report.stopped is not None and "check the API key" in report.stopped
+    tree = MapReader(map_dir).tree
+    assert sum(node.labels.label_status == "ok" for node in tree) == 3
+
+
+def test_bad_request_after_answers_fails_only_that_node(map_dir: Path) -> None:
+    seen: list[str] = []
+
+    def too_long_for_mustard(request: ChatRequest) -> Reply:
+        """HTTP 400 for mustard nodes after the first request (as for a prompt too long for the model)."""
+        seen.append(request.node_id)
+        if len(seen) > 1 and focus_word(request.prompt) in ("mustard", "seed"):
+            return Reply(status=400)
+        return good(request)
+
+    with chat_server(too_long_for_mustard) as server:
+        report = label.run(config(server.base_url, retries=4), map_dir)
+    assert report.stopped is None and report.n_failed > 0 and report.n_ok > 0
+    assert set(report.failures.values()) == {"HTTP 400 Bad Request (try later)"}
+    assert sorted(server.nodes_asked()) == sorted({node.node_id for node in MapReader(map_dir).tree})
 
 
 def test_config_validates() -> None:
@@ -339,13 +413,88 @@ def test_cli_label_prints_map_path(map_dir: Path, capsys: pytest.CaptureFixture[
     captured = capsys.readouterr()
     assert captured.out.strip() == str(map_dir)
     assert "no cost estimate" in captured.err
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    code = main(["label", str(map_dir), "--base-url", f"http://127.0.0.1:{port}/v1", "--retries", "0"])
+    code = main(["label", str(map_dir), "--base-url", closed_port_url(), "--retries", "0"])
     assert code == 2
     err = capsys.readouterr().err
     assert "cannot reach the LLM endpoint" in err
+
+
+def test_cli_501_exits_non_zero_after_one_request(map_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.cli import main
+
+    with chat_server(answering(501)) as server:
+        code = main(["label", str(map_dir), "--base-url", server.base_url, "--no-agreement"])
+    assert code == 2
+    assert len(server.requests) == 1  # the CLI's 4 retries are not spent on a 501
+    err = capsys.readouterr().err
+    assert (
+        f"error: the LLM endpoint answered HTTP 501 Not Implemented to POST {server.base_url}/chat/completions" in err
+    )
+    assert "Traceback" not in err
+
+
+def test_cli_closed_port_exits_non_zero_naming_the_url(map_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.cli import main
+
+    url = closed_port_url()
+    code = main(["label", str(map_dir), "--base-url", url, "--no-agreement"])  # the default 4 retries
+    assert code == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert lines == [f"error: cannot reach the LLM endpoint at {url} (connection refused); start it or set --base-url"]
+
+
+def test_vista_label_404_is_one_line_naming_the_url_and_v1(map_dir: Path) -> None:
+    with chat_server() as server:
+        root = server.base_url.removesuffix("/v1")
+        result = vista("label", str(map_dir), "--base-url", root, "--model", "m", "--no-agreement")
+    assert result.returncode == 2
+    line = assert_one_line_error(result, f"HTTP 404 Not Found to POST {root}/chat/completions")
+    assert line.endswith(f"does the base URL end in /v1? (e.g. --base-url {root}/v1)")
+    assert len(server.requests) == 1
+
+
+def _not_json_for_mustard(request: ChatRequest) -> Reply:
+    """A server policy: nodes about mustard (or its seed) always get a reply that is not JSON; the rest a label."""
+    return Reply("sure! mustard") if focus_word(request.prompt) in ("mustard", "seed") else good(request)
+
+
+def test_cli_partial_success_exits_1_and_a_rerun_exits_0(map_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.cli import EXIT_FAILED, main
+
+    args = ["label", str(map_dir), "--model", "m", "--no-agreement"]
+    with chat_server(_not_json_for_mustard) as server:
+        code = main([*args, "--base-url", server.base_url])
+    tree = MapReader(map_dir).tree
+    failed = {n.node_id for n in tree if n.labels.label_status == "failed: reply is not JSON"}
+    assert code == EXIT_FAILED == 1
+    assert failed and len(failed) < len(tree)
+    captured = capsys.readouterr()
+    assert captured.out.strip() == str(map_dir)
+    last = captured.err.strip().splitlines()[-1]
+    assert last.startswith(f"error: {len(failed)} of {len(tree)} nodes could not be labelled (e.g. reply is not JSON)")
+    with chat_server() as server:
+        code = main([*args, "--base-url", server.base_url])
+    assert code == 0 and failed <= set(server.nodes_asked()) and len(server.requests) < len(tree)
+
+
+def test_cli_no_node_labelled_exits_2(map_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.cli import main
+
+    with chat_server(lambda request: Reply("no JSON here")) as server:
+        code = main(["label", str(map_dir), "--base-url", server.base_url, "--no-agreement"])
+    assert code == 2
+    n = len(server.requests)
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == f"error: no node could be labelled ({n} failed, e.g. reply is not JSON); see the reasons above"
+
+
+def test_cli_label_help_documents_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        make_parser().parse_args(["label", "--help"])
+    out = capsys.readouterr().out
+    assert "exit status:" in out
+    for line in ("  0    every node", "  1    some nodes were labelled and some failed", "  2    no node was labelled"):
+        assert line in out
 
 
 def test_cli_summary_reports_requests_tokens_and_cost(map_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

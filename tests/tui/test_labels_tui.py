@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.llm_server import chat_server
 from tests.helpers.synthetic_map import build_synthetic_map
 from tests.helpers.tui import open_map, screen_text, tree_of
 from vista_tui.mapdata import AGREEMENT_FILE, MapReader, StepRecord, Store, update_tree
@@ -120,17 +121,33 @@ async def test_L_relabels_through_the_label_command(labelled_map: Path, tmp_path
         assert "relabelled freshly relabelled sense" in messages(app)
 
 
-async def test_L_failure_toasts_the_last_stderr_line(labelled_map: Path, tmp_path: Path) -> None:
-    script = tmp_path / "failing_label.py"
-    script.write_text(FAILING_SCRIPT, encoding="utf-8")
-    app = app_for(labelled_map)
-    app.label_command = [sys.executable, str(script)]
+async def relabel_failures(map_dir: Path, label_command: list[str]) -> list[str]:
+    """Open the map, press `L` with this label command, wait for it; the toasts that say it failed."""
+    app = app_for(map_dir)
+    app.label_command = label_command
     async with app.run_test(size=(160, 48)) as pilot:
         await open_map(pilot, app)
         await pilot.press("L")
         await app.workers.wait_for_complete()
         await pilot.pause()
-        failed = [m for m in messages(app) if "failed" in m]
-        assert len(failed) == 1
-        assert failed[0].endswith("LabelError: no API key in VISTA_LLM_KEY")
-        assert "\n" not in failed[0]
+        return [m for m in messages(app) if "failed" in m]
+
+
+async def test_L_failure_toasts_the_last_stderr_line(labelled_map: Path, tmp_path: Path) -> None:
+    script = tmp_path / "failing_label.py"
+    script.write_text(FAILING_SCRIPT, encoding="utf-8")
+    failed = await relabel_failures(labelled_map, [sys.executable, str(script)])
+    assert len(failed) == 1
+    assert failed[0].endswith("LabelError: no API key in VISTA_LLM_KEY")
+    assert "\n" not in failed[0]
+
+
+async def test_L_against_a_404_toasts_the_url_and_the_v1_hint(labelled_map: Path) -> None:
+    with chat_server() as server:
+        root = server.base_url.removesuffix("/v1")
+        command = [sys.executable, "-m", "pipeline", "label", "--base-url", root, "--no-agreement"]
+        failed = await relabel_failures(labelled_map, command)
+        assert len(server.requests) == 1
+    assert len(failed) == 1 and "\n" not in failed[0]
+    assert f"failed: the LLM endpoint answered HTTP 404 Not Found to POST {root}/chat/completions;" in failed[0]
+    assert failed[0].endswith(f"does the base URL end in /v1? (e.g. --base-url {root}/v1)")

@@ -11,9 +11,10 @@ from rich.console import Console
 from rich.text import Text
 
 EXIT_FAILED = 1
-"""The work was attempted and failed (e.g. a render)."""
+"""The work was attempted and failed, or failed in part (a render; `vista label` when some nodes failed)."""
 EXIT_BAD_INPUT = 2
-"""Nothing was done: a bad argument, an unknown or unreadable map, a store that cannot be written."""
+"""Nothing was done: a bad argument, an unknown or unreadable map, a store that cannot be written (and
+`vista label` when no node could be labelled: an LLM endpoint that is down or refuses, or every node failed)."""
 EXIT_INTERRUPTED = 130
 """Ctrl-C, as a shell reports SIGINT."""
 

@@ -91,7 +91,8 @@ class RelabelController:
                         return
             if child.returncode != 0:
                 lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-                reason = lines[-1] if lines else f"exit status {child.returncode}"
+                # The labeller's last line says what went wrong (`error: …`); the toast already says "failed".
+                reason = lines[-1].removeprefix("error:").strip() if lines else f"exit status {child.returncode}"
                 self.view.post_message(self.Done(node_id, reason))
                 return
             self.view.model.reload_labels()  # re-read off the UI thread; the handler only redraws
