@@ -18,8 +18,9 @@ NODE_SPARK_WIDTH = 16
 """Characters of a cluster's histogram in the detailed summary's table."""
 FOCUS_ROWS = 10
 """Focus tokens the detailed summary lists."""
-EXAMPLE_CHARS = 100
-"""A quantile example's window is cut to about this many characters around its focus token."""
+EXAMPLE_CHARS = 64
+"""A quantile example's window is cut to about this many characters around its focus token (a
+line of the summary then fits 80 columns)."""
 
 
 def tree_depth(nodes: list[ClusterNode]) -> int:
@@ -123,7 +124,10 @@ def quantile_lines(quantiles: QuantileExamples | None) -> list[Text]:
         lo, hi = quantiles.edges[index], quantiles.edges[index + 1]
         examples = quantiles.interval(index)
         lines.append(Text(f"  {lo:.3g}–{hi:.3g}: {len(examples)} example{'s' if len(examples) != 1 else ''}"))
-        lines.extend(Text.assemble(f"    {example.activation:6.3g}  ", example_text(example)) for example in examples)
+        lines.extend(
+            Text.assemble(f"    {example.activation:6.3g}  ", example_text(example), no_wrap=True, overflow="ellipsis")
+            for example in examples
+        )
     return lines
 
 
