@@ -244,7 +244,7 @@ async def test_help_lists_s(store: Path) -> None:
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         lines = screen_text(app).splitlines()
-        row = next(line for line in lines if "Stats: The latent's statistics" in line)
+        row = next(line for line in lines if "Stats: Density, histograms, positions" in line)
         assert " map " in row and " s " in row
         assert any(" stats " in line and "esc q s" in line and "Close" in line for line in lines)
 
