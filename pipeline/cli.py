@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -253,13 +254,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def add_label_arguments(parser: argparse.ArgumentParser) -> None:
     """Every option of `label`."""
-    parser.add_argument("map_dir", metavar="MAP", help="map id in the store, or path to a map directory")
+    parser.add_argument(
+        "map_dir",
+        metavar="MAP",
+        help="map id, a unique prefix or suffix of one, its latent (702 or L702), or a map directory",
+    )
     add_cache_argument(parser)
     parser.add_argument(
         "--no-agreement", action="store_true", help="skip scoring how far the readings agree (MiniLM; on by default)"
     )
     parser.add_argument(
-        "--node", action="append", dest="nodes", metavar="ID", help="label only this node; repeatable (default: all)"
+        "--node",
+        action="append",
+        dest="nodes",
+        metavar="NODE",
+        help="label only this node: its path (1.3), root, or at least 4 characters of its id "
+        "(`vista tree MAP`); repeatable (default: all)",
     )
     parser.add_argument(
         "--backend",
@@ -367,11 +377,24 @@ def label_config(args: argparse.Namespace) -> LabelConfig:
     )
 
 
+def label_targets(map_dir: Path, names: Sequence[str]) -> list[str]:
+    """The node ids `--node` names (paths, `root`, ids or prefixes of 4 or more, as every `vista` command
+    takes them); a one-line NodeNameError (a ValueError) for a name that picks no single node."""
+    from vista_tui.core.node_names import NodeNames
+    from vista_tui.mapdata import MapReader, verify_map
+
+    verify_map(map_dir)
+    names_of_map = NodeNames(MapReader(map_dir).tree, map_dir.name)
+    return list(dict.fromkeys(names_of_map.resolve(name) for name in names))
+
+
 def cmd_label(args: argparse.Namespace) -> int:
     """`label`: label the map's nodes, then score their agreement; prints the map's path."""
     from pipeline import label
 
     args.map_dir = Store(resolve_store(args.cache)).find_map(args.map_dir)
+    if args.nodes:
+        args.nodes = label_targets(args.map_dir, args.nodes)
     cfg = label_config(args)
     label.check_local_model(cfg)  # a wrong --model is one line, before any progress bar
     with rich_reporter() as report:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -105,6 +106,41 @@ def test_build_then_rebuild_reuses_steps(tmp_path: Path, corpus: Path, sae_dir: 
     assert "computed cluster, keywords" in reseeded.stderr  # layout and fidelity reused
 
 
+def test_build_ends_with_the_command_that_opens_each_map(
+    tmp_path: Path, corpus: Path, sae_dir: Path, umap_warm: None
+) -> None:
+    """The README's build as a user runs it (no --cache: the default store, from a folder that is no
+    checkout), then each printed `open with` command, run headless (`summary` for `explore`)."""
+    home = tmp_path / "home"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", COLUMNS="120", HOME=str(home), XDG_CACHE_HOME=str(home / "cache"))
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])  # this checkout, from another folder
+    env.pop("VISTA_CACHE", None)
+
+    def user_vista(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "vista_tui.cli", *args], capture_output=True, text=True, env=env, cwd=tmp_path
+        )
+
+    args = build_args(tmp_path, corpus, sae_dir, "--latents", "1,2")
+    at = args.index("--cache")
+    del args[at : at + 2]
+    built = user_vista(*args)
+    assert built.returncode == 0, built.stderr
+    store = home / "cache" / "vista-tui"
+    lines = built.stdout.splitlines()
+    assert lines[-3] == f"store: {store}"
+    commands = [lines[-2].removeprefix("open with: "), lines[-1].strip()]
+    maps = {entry.map_id for entry in Store(store).list_maps()}
+    assert len(maps) == 2
+    for command in commands:
+        words = shlex.split(command)
+        assert words[:2] == ["vista", "explore"] and len(words) == 3  # the default store: no --cache to type
+        opened = user_vista("summary", *words[2:])
+        assert opened.returncode == 0, opened.stderr
+        assert opened.stdout.split()[0] == words[2] and words[2] in maps
+    assert {shlex.split(command)[2] for command in commands} == maps
+
+
 def test_empty_corpus(tmp_path: Path, sae_dir: Path) -> None:
     empty = tmp_path / "empty.txt"
     empty.write_text("\n\n")
@@ -183,6 +219,9 @@ def test_demo_end_to_end(tmp_path: Path, umap_warm: None) -> None:
         assert reader.fidelity is not None and len(reader.fidelity.k) >= 20
         assert f"latent {prov.latent}" in result.stdout
     assert "gain peaks at k=" in result.stdout
+    assert f"store: {tmp_path}" in result.stdout.splitlines()
+    for entry in maps:
+        assert f"vista explore {entry.map_id} --cache {tmp_path}" in result.stdout
     assert list((tmp_path / "saes").iterdir())  # the SAE is cached
 
     again = vista("demo", *small)  # second run: cached SAE and maps, only opens them

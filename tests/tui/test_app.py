@@ -150,6 +150,24 @@ async def test_palette_jumps_to_a_node(plain: VistaApp) -> None:
         assert selected_title(plain) == "jazz, rhythm, song"
 
 
+@pytest.mark.parametrize("name", ["1.3", "ID"])
+async def test_palette_goes_to_a_node_by_path_or_id_prefix(plain: VistaApp, name: str) -> None:
+    """The names `vista tree` prints (and every command takes) work in the palette too."""
+    async with plain.run_test(size=(100, 30)) as pilot:
+        await open_map(pilot, plain)
+        model = tree_of(plain).model
+        target = model.children(model.children(model.root.node_id)[0])[2]  # 1.3
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*(target[:5] if name == "ID" else name))
+        await pilot.pause(0.3)
+        assert f"[1.3 · {target[:8]}]" in screen_text(plain)  # the top hit, named both ways
+        await pilot.press("enter")
+        await pilot.pause()
+        assert tree_of(plain).selected == target
+        assert selected_title(plain) == "jazz, rhythm, song"
+
+
 async def test_q_quits(plain: VistaApp) -> None:
     async with plain.run_test(size=(100, 30)) as pilot:
         await open_map(pilot, plain)

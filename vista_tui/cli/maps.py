@@ -1,16 +1,20 @@
-"""`vista explore`, `vista list`, `vista summary`: the maps in the store, one map's summary, the explorer."""
+"""`vista explore`, `vista list`, `vista summary`, `vista tree`: the maps in the store, one map's summary,
+its tree of nodes with the names commands take, the explorer."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vista_tui.cli.console import fail, stderr, stdout
-from vista_tui.cli.opening import find_map, read_map, store_of
-from vista_tui.mapdata import MapError, Store
+from vista_tui.cli.opening import MAP_HELP, find_map, read_map, store_of
+from vista_tui.mapdata import MapEntry, MapError, Store
 from vista_tui.tui.graphics import GRAPHICS_MODES
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
 
 
 def print_summaries(paths: Sequence[Path], detail: bool = False) -> int:
@@ -83,34 +87,95 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return print_summaries([path], detail=True)
 
 
-def cmd_list(args: argparse.Namespace) -> int:
-    """`vista list`: one row per map in the store, broken ones with why; always 0."""
-    from rich.table import Table
+def cmd_tree(args: argparse.Namespace) -> int:
+    """`vista tree MAP [--depth N]`: every node's path, short id, size, mean activation and title; 0 done,
+    2 bad input."""
+    try:
+        path = find_map(args)
+        if args.depth is not None and args.depth < 0:
+            raise ValueError(f"--depth must be 0 (the root alone) or more, got {args.depth}")
+        from vista_tui.cli.tree import tree_view  # numpy and pyarrow: not on the parser's path
 
+        stdout.print(tree_view(read_map(path), args.depth))
+    except (MapError, ValueError) as error:
+        return fail(error)
+    return 0
+
+
+def built_time(created: str) -> str:
+    """`2026-11-01 12:00`: a manifest's ISO time to the minute, with a space a narrow column can wrap at."""
+    return created[:16].replace("T", " ")
+
+
+def map_listing(maps_dir: Path, entries: Sequence[MapEntry], console: Console) -> list[RenderableType]:
+    """What `vista list` prints on `console`: every map's whole id, its latent, model, SAE, size and date.
+
+    The id is what every other command takes, so it is never cut or folded: a table when the
+    table fits the console's width unwrapped, else two lines per map, the id alone on the first.
+    Lines (Text) are printed soft-wrapped: a terminal narrower than an id wraps it without a line
+    break in it.
+    """
+    from rich.measure import Measurement
+    from rich.table import Table
+    from rich.text import Text
+
+    from vista_tui.core.sanitize import sanitize
+
+    title = Text(f"maps in {sanitize(str(maps_dir))}", style="italic")
+    table = Table()
+    for column in ("map", "latent", "model", "SAE", "contexts", "built"):
+        table.add_column(column, justify="right" if column in ("latent", "contexts") else "left", no_wrap=True)
+    lines: list[RenderableType] = [title]
+    broken: list[RenderableType] = []
+    for entry in entries:
+        map_id = Text(sanitize(entry.map_id))
+        if entry.manifest is None:
+            error = sanitize(entry.error or "unreadable")
+            table.add_row(map_id, "", Text("broken", style="red"), "", "", "")
+            broken.append(Text(f"{map_id}: {error}", style="red"))
+            lines += [Text(map_id.plain, style="bold"), Text(f"  {error}", style="red")]
+            continue
+        prov = entry.manifest.provenance
+        built = built_time(entry.manifest.created)
+        table.add_row(
+            map_id,
+            str(prov.latent),
+            Text(sanitize(prov.model)),
+            Text(sanitize(prov.sae)),
+            f"{prov.n_contexts:,}",
+            built,
+        )
+        lines += [
+            Text(map_id.plain, style="bold"),
+            Text(
+                f"  latent {prov.latent} · {prov.n_contexts:,} contexts · {sanitize(prov.model)} · "
+                f"SAE {sanitize(prov.sae)} · built {built}"
+            ),
+        ]
+    unbounded = console.options.update_width(1_000_000)  # the table as wide as it wants, nothing wrapped
+    if Measurement.get(console, unbounded, table).maximum <= console.width:
+        return [title, table, *broken]
+    return lines
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """`vista list`: every map in the store with its whole id, broken ones with why; always 0."""
     store = store_of(args)
     entries = store.list_maps()
     if not entries:
         stderr.print(f"no maps in {store.maps_dir}; run `vista demo` or `vista build`")
         return 0
-    table = Table(title=f"maps in {store.maps_dir}", title_justify="left")
-    for column in ("map", "latent", "model", "SAE", "contexts", "built"):
-        table.add_column(column, justify="right" if column in ("latent", "contexts") else "left")
-    for entry in entries:
-        if entry.manifest is None:
-            table.add_row(entry.map_id, "", "", "", "", f"[red]{entry.error}[/]")
-            continue
-        prov = entry.manifest.provenance
-        table.add_row(
-            entry.map_id, str(prov.latent), prov.model, prov.sae, f"{prov.n_contexts:,}", entry.manifest.created[:16]
-        )
-    stdout.print(table)
+    from rich.text import Text
+
+    for part in map_listing(store.maps_dir, entries, stdout):
+        stdout.print(part, soft_wrap=isinstance(part, Text))
     return 0
 
 
 def add_explore_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add `explore` to `vista`'s subcommands (sets `run=cmd_explore`)."""
     exploring = subparsers.add_parser("explore", help="open a map in the explorer (no map: the map picker)")
-    exploring.add_argument("map", nargs="?", help="map id in the store, or path to a map directory")
+    exploring.add_argument("map", nargs="?", help=MAP_HELP)
     exploring.add_argument(
         "--graphics",
         choices=GRAPHICS_MODES,
@@ -138,6 +203,16 @@ def add_listing_parsers(subparsers: Any) -> list[argparse.ArgumentParser]:
     listing = subparsers.add_parser("list", help="list the maps in the store")
     listing.set_defaults(run=cmd_list)
     summary = subparsers.add_parser("summary", help="print a map's summary: latent, N, tree, keywords, fidelity")
-    summary.add_argument("map", help="map id in the store, or path to a map directory")
+    summary.add_argument("map", help=MAP_HELP)
     summary.set_defaults(run=cmd_summary)
-    return [listing, summary]
+    tree = subparsers.add_parser(
+        "tree",
+        help="print a map's nodes as a tree: path, id, size, mean activation, title",
+        description="Every node of the map, one per line, in the explorer's order. Commands that take a node "
+        "(render, annotate, label --node) accept its path (1.3 = the third child of the first child; "
+        "root or 0 = the root) or at least 4 characters of its id.",
+    )
+    tree.add_argument("map", help=MAP_HELP)
+    tree.add_argument("--depth", type=int, default=None, metavar="N", help="show nodes at most N deep (0: the root)")
+    tree.set_defaults(run=cmd_tree)
+    return [listing, summary, tree]

@@ -1,5 +1,8 @@
 """How a command finds the map (and the node) it is given: every command that reads a map opens it here.
 
+A map is named by its directory, its id, a unique prefix or suffix of the id, or its latent
+(`Store.find_map`); a node by `root`, a path or an id prefix (`vista_tui.core.node_names`).
+
 One path so that a torn map (a file missing, or not the size its manifest records) is refused
 the same way by every command — `summary`, `export`, `triage-status`, `annotate`, `render`,
 `import-explanations`, `explore` — with mapdata's one-line MapError, before any of them reads a
@@ -12,10 +15,16 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from vista_tui.core.node_names import resolve_node
 from vista_tui.mapdata import Store, resolve_store, verify_map
 
 if TYPE_CHECKING:
     from vista_tui.mapdata import MapReader
+
+MAP_HELP = "map id, a unique prefix or suffix of one, its latent (702 or L702), or a map directory"
+"""What a command's MAP argument accepts (`Store.find_map`)."""
+NODE_HELP = "node path (1.3; root or 0 for the root) or at least 4 characters of its id (`vista tree MAP`)"
+"""What a command's NODE argument accepts (`vista_tui.core.node_names`)."""
 
 
 def store_of(args: argparse.Namespace) -> Store:
@@ -45,15 +54,6 @@ def open_map(args: argparse.Namespace) -> MapReader:
 
 
 def resolve_node_id(reader: MapReader, name: str) -> str:
-    """A node id from a full id, a unique prefix of one, or 'root' (ValueError otherwise)."""
-    if name == "root":
-        return reader.root.node_id
-    ids = [node.node_id for node in reader.tree]
-    if name in ids:
-        return name
-    matches = [node_id for node_id in ids if node_id.startswith(name)] if name else []
-    if len(matches) == 1:
-        return matches[0]
-    if matches:
-        raise ValueError(f"node {name!r} is ambiguous in map {reader.path.name}: {', '.join(matches[:4])} …")
-    raise ValueError(f"map {reader.path.name} has no node {name!r} (`vista summary {reader.path.name}` lists them)")
+    """The id of the node `name` names: `root` or `0`, a path like `1.3`, a full id or a unique prefix
+    of at least 4 characters (`vista_tui.core.node_names`); a one-line NodeNameError (a ValueError) otherwise."""
+    return resolve_node(reader.tree, reader.path.name, name)

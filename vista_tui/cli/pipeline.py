@@ -2,21 +2,23 @@
 
 A child process, so that this one never imports torch or the pipeline (the explorer that
 `demo` opens afterwards starts as light as `vista explore`). The child prints the paths of
-the maps it wrote on stdout, one per line; this side prints their summaries.
+the maps it wrote on stdout, one per line; this side prints their summaries, then the store
+and the command that opens each map (`open_hint`).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import shlex
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from vista_tui.cli.console import EXIT_INTERRUPTED, fail
+from vista_tui.cli.console import EXIT_INTERRUPTED, fail, stdout
 from vista_tui.cli.maps import explore, print_summaries
-from vista_tui.mapdata import Store
+from vista_tui.mapdata import Store, resolve_store
 
 PIPELINE_COMMANDS = {
     "build": "harvest contexts of latents and build their maps (see `vista build --help`)",
@@ -48,8 +50,25 @@ def run_pipeline(command: str, args: Sequence[str]) -> tuple[int, list[Path]]:
     return code, paths
 
 
+def open_hint(paths: Sequence[Path]) -> list[str]:
+    """The lines a build ends with: where the maps are, and the exact command that opens each one.
+
+    `--cache DIR` is part of the command only when the store is not the one `vista` finds by
+    itself from here (`resolve_store()`), so the line can be pasted as is.
+    """
+    store = paths[0].parent.parent.absolute()
+    default = resolve_store().absolute()
+    same = store == default or (store.exists() and default.exists() and os.path.samefile(store, default))
+    cache = "" if same else f" --cache {shlex.quote(str(store))}"
+    commands = [f"vista explore {shlex.quote(path.name)}{cache}" for path in paths]
+    lines = [f"store: {store}", f"open with: {commands[0]}"]
+    lines += [f"           {command}" for command in commands[1:]]
+    return lines
+
+
 def cmd_pipeline(command: str, args: Sequence[str]) -> int:
-    """`vista build|demo|label`: run the pipeline, print what it built; the demo then opens its first map."""
+    """`vista build|demo|label`: run the pipeline, print what it built (and, for build and demo, the store and
+    how to open each map); the demo then opens its first map."""
     missing = pipeline_missing()
     if missing:
         return fail(missing)
@@ -61,6 +80,9 @@ def cmd_pipeline(command: str, args: Sequence[str]) -> int:
     if code != 0 or any(arg in ("-h", "--help") for arg in args):
         return code
     code = print_summaries(paths)
+    if code == 0 and command in ("build", "demo") and paths:
+        for line in open_hint(paths):
+            stdout.print(line, soft_wrap=True, markup=False)
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
     if code == 0 and command == "demo" and paths and interactive and not no_open:
         return explore(Store(paths[0].parent.parent), paths[0])

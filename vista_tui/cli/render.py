@@ -12,7 +12,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from vista_tui.cli.console import EXIT_FAILED, EXIT_INTERRUPTED, fail, stderr
-from vista_tui.cli.opening import open_map, resolve_node_id, store_of
+from vista_tui.cli.opening import MAP_HELP, NODE_HELP, open_map, resolve_node_id, store_of
 from vista_tui.core.render_protocol import RenderEvent
 from vista_tui.core.render_queue import ENV_MODEL, RenderQueue
 from vista_tui.mapdata import MapError
@@ -37,7 +37,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def resolve_node(reader: MapReader, name: str | None) -> str | None:
-    """A node id from a full id, a unique prefix of one, or 'root'; None for the root."""
+    """The id of the node `name` names (a path, `root`, an id or a prefix of 4 or more); None for the root."""
     if name is None:
         return None
     node_id = resolve_node_id(reader, name)
@@ -54,8 +54,8 @@ def add_render_parser(subparsers: Any) -> argparse.ArgumentParser:
         "in the map's renders/ folder. Without --model or $VISTA_DIFFUSION_MODEL, draws a sketch of "
         "the map instead (no model weights needed).",
     )
-    parser.add_argument("map", help="map id in the store, or path to a map directory")
-    parser.add_argument("node", nargs="?", help="node id (or a unique prefix); default: the root")
+    parser.add_argument("map", help=MAP_HELP)
+    parser.add_argument("node", nargs="?", help=f"{NODE_HELP}; default: the root")
     parser.add_argument(
         "--panorama",
         action="store_true",

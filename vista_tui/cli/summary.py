@@ -6,6 +6,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from vista_tui.core.node_names import NodeNames
 from vista_tui.core.sanitize import sanitize, sanitize_token
 from vista_tui.core.titles import latent_title, node_title, quote_token
 from vista_tui.mapdata import ClusterNode, LatentStats, MapCorruptError, MapReader, read_latent_stats
@@ -132,10 +133,12 @@ def quantile_lines(quantiles: QuantileExamples | None) -> list[Text]:
 
 
 def map_summary(reader: MapReader, max_clusters: int = 8, detail: bool = False) -> Group:
-    """Latent, N, tree depth, top-level cluster sizes and titles, fidelity argmax.
+    """Latent, N, tree depth, top-level cluster sizes, short ids and titles, fidelity argmax.
 
-    The root's line leads with the latent's top focus tokens (`latent_title`); each cluster is
-    titled as the explorer titles it (`node_title`: focus tokens when they concentrate, else keywords).
+    The clusters come in the explorer's order, each with its short id (what `vista render`,
+    `vista annotate` and `vista tree` take). The root's line leads with the latent's top focus
+    tokens (`latent_title`); each cluster is titled as the explorer titles it (`node_title`:
+    focus tokens when they concentrate, else keywords).
     With `detail` (`vista summary`), also each cluster's activation histogram, the top focus
     tokens, the logits table and the quantile examples: what the explorer's statistics view shows.
     """
@@ -143,7 +146,8 @@ def map_summary(reader: MapReader, max_clusters: int = 8, detail: bool = False) 
     prov = manifest.provenance
     nodes = reader.tree
     root = nodes[0]
-    top = sorted(reader.children(root.node_id), key=lambda n: (n.kind == "noise", -n.size))
+    names = NodeNames(nodes, reader.path.name)
+    top = [names.nodes[node_id] for node_id in names.children[root.node_id]]
     n_clusters = sum(1 for n in nodes if n.kind == "cluster")
     head = Text.assemble(
         (f"{manifest.map_id}", "bold"),
@@ -173,6 +177,7 @@ def map_summary(reader: MapReader, max_clusters: int = 8, detail: bool = False) 
     table.add_column("sub", justify="right")
     if hist:
         table.add_column("activations", no_wrap=True)
+    table.add_column("id", no_wrap=True)
     table.add_column("title")
 
     def row(node: ClusterNode, n_sub: int, title: Text) -> None:
@@ -181,11 +186,12 @@ def map_summary(reader: MapReader, max_clusters: int = 8, detail: bool = False) 
         if hist and stats is not None:
             figures = stats.nodes.get(node.node_id)
             cells.append(sparkline(figures.activations.counts, NODE_SPARK_WIDTH) if figures else "")
+        cells.append(Text(sanitize(names.short[node.node_id]), style="dim"))
         table.add_row(*cells, title)
 
     row(root, len(top), Text(latent_title(root), style="bold"))
     for node in top[:max_clusters]:
-        row(node, len(reader.children(node.node_id)), Text("└ " + node_title(node, 6)))
+        row(node, len(names.children[node.node_id]), Text("└ " + node_title(node, 6)))
     if len(top) > max_clusters:
         table.add_row(*[""] * (len(table.columns) - 1), Text(f"… {len(top) - max_clusters} more", style="dim"))
     if not detail:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vista_tui.cli.console import fail
-from vista_tui.cli.opening import open_map, resolve_node_id
+from vista_tui.cli.opening import NODE_HELP, open_map, resolve_node_id
 from vista_tui.core.annotations import DB_NAME, AnnotationError, AnnotationStore, TriageConfig
 from vista_tui.core.history import undo_message
 from vista_tui.core.triage import TriageSession, tree_members
@@ -90,7 +90,7 @@ def add_triage_parsers(subparsers: Any) -> None:
         "With --undo, reverts your latest change to the node, as `u` does in the explorer.",
     )
     add_triage_arguments(annotate)
-    annotate.add_argument("node", help="node id, a unique prefix of one, or 'root'")
+    annotate.add_argument("node", help=NODE_HELP)
     annotate.add_argument("--status", default=None, help="triage status (see `vista triage-status`)")
     annotate.add_argument("--tag", action="append", default=[], metavar="T", help="add a tag (repeatable)")
     annotate.add_argument("--untag", action="append", default=[], metavar="T", help="remove a tag (repeatable)")

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from vista_tui.core.node_names import NodeNames
 from vista_tui.core.stats_figures import StatsReading, read_stats
 from vista_tui.core.titles import node_title
 from vista_tui.mapdata import (
@@ -110,15 +111,10 @@ class MapModel:
         nodes = reader.tree
         self.nodes: dict[str, ClusterNode] = {node.node_id: node for node in nodes}
         self.root: ClusterNode = nodes[0]
-        children: dict[str, list[ClusterNode]] = {node.node_id: [] for node in nodes}
-        for node in nodes[1:]:
-            if node.parent_id in children:
-                children[node.parent_id].append(node)
-        # Display order: biggest clusters first, the noise of a parent last.
-        self._children = {
-            parent: [c.node_id for c in sorted(kids, key=lambda n: (n.kind == "noise", -n.size, n.node_id))]
-            for parent, kids in children.items()
-        }
+        self.names = NodeNames(nodes, reader.path.name)
+        """Paths, short ids and name resolution: the same as every `vista` command's."""
+        # Display order: biggest clusters first, the noise of a parent last (the paths count in it).
+        self._children = self.names.children
         self.activations = reader.activations
         self.layout = reader.layout
         self.contexts = ContextStore(reader)

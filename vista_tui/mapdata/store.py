@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,26 +78,30 @@ def verify_map(map_dir: Path) -> Manifest:
 
 
 def _checkout_cache(cwd: Path) -> Path | None:
-    """`./cache` when the working directory is a checkout of this repository."""
-    pyproject = cwd / "pyproject.toml"
-    readme = cwd / "cache" / "README.md"
-    if pyproject.is_file() and readme.is_file():
-        try:
-            if 'name = "vista-tui"' in pyproject.read_text(encoding="utf-8"):
-                return cwd / "cache"
-        except OSError:
-            return None
+    """`<checkout>/cache` when the working directory is in a checkout of this repository (at its root
+    or in any folder below it: the nearest folder up that holds this project's pyproject.toml and
+    cache/README.md)."""
+    for folder in (cwd, *cwd.parents):
+        pyproject = folder / "pyproject.toml"
+        readme = folder / "cache" / "README.md"
+        if pyproject.is_file() and readme.is_file():
+            try:
+                if 'name = "vista-tui"' in pyproject.read_text(encoding="utf-8"):
+                    return folder / "cache"
+            except OSError:
+                continue
     return None
 
 
 def resolve_store(cache: str | Path | None = None, cwd: Path | None = None) -> Path:
-    """The store: `--cache DIR`, else $VISTA_CACHE, else ./cache in a checkout, else the user cache."""
+    """The store: `--cache DIR`, else $VISTA_CACHE, else the checkout's cache/ when run from inside a
+    checkout (any folder of it), else the user cache."""
     if cache:
         return Path(cache).expanduser()
     env = os.environ.get(ENV_CACHE)
     if env:
         return Path(env).expanduser()
-    checkout = _checkout_cache(cwd or Path.cwd())
+    checkout = _checkout_cache((cwd or Path.cwd()).absolute())
     if checkout is not None:
         return checkout
     import platformdirs  # small, pure Python; imported here because most calls pass --cache
@@ -147,17 +152,61 @@ class Store:
         return entries
 
     def find_map(self, name: str) -> Path:
-        """A map by id in this store, or by path to its directory."""
+        """A map by path to its directory, or in this store by its id, a unique prefix or suffix of the
+        id (any case), or its latent (`702`, `L702`) when only one map has that latent.
+
+        A latent is tried before prefixes and suffixes: `702` is the map of latent 702 even where
+        another id ends in `1702`. A name that fits several maps is refused with one line naming
+        them (MapNotFoundError), never guessed.
+        """
         as_path = Path(name).expanduser()
         if (as_path / MANIFEST).is_file() or (as_path.is_dir() and as_path.parent.name == MAPS_DIR):
             return as_path
         candidate = self.map_path(name)
-        if candidate.is_dir():
+        if name and candidate.is_dir():
             return candidate
-        known = [e.map_id for e in self.list_maps()]
+        entries = self.list_maps()
+        matches = matching_maps(entries, name)
+        if len(matches) == 1:
+            return matches[0].path
+        if matches:
+            shown = ", ".join(_describe_entry(entry) for entry in matches[:SHOWN_MAPS])
+            more = f" and {len(matches) - SHOWN_MAPS} more" if len(matches) > SHOWN_MAPS else ""
+            raise MapNotFoundError(
+                f"map name {name!r} is ambiguous in {self.maps_dir}: {shown}{more}; "
+                "give more of the id (`vista list` shows them)"
+            )
+        known = [e.map_id for e in entries]
         hint = (
-            f"known maps: {', '.join(known[:5])}"
+            f"known maps: {', '.join(known[:SHOWN_MAPS])}; `vista list` shows them all"
             if known
             else "the store has no maps; run `vista demo` or `vista build`"
         )
         raise MapNotFoundError(f"no map {name!r} in {self.maps_dir} ({hint})")
+
+
+SHOWN_MAPS = 5
+"""How many maps an error names."""
+_LATENT = re.compile(r"[Ll]?(\d+)")
+
+
+def matching_maps(entries: list[MapEntry], name: str) -> list[MapEntry]:
+    """The maps `name` may mean, short of an exact id: those of latent N (`N`, `LN`) when there are
+    any, else those whose id starts or ends with `name` (any case)."""
+    if not name:
+        return []
+    latent = _LATENT.fullmatch(name)
+    if latent is not None:
+        number = int(latent.group(1))
+        of_latent = [e for e in entries if e.manifest is not None and e.manifest.provenance.latent == number]
+        if of_latent:
+            return of_latent
+    needle = name.lower()
+    return [e for e in entries if e.map_id.lower().startswith(needle) or e.map_id.lower().endswith(needle)]
+
+
+def _describe_entry(entry: MapEntry) -> str:
+    """`id (latent 702)`: a candidate in an error."""
+    if entry.manifest is None:
+        return f"{entry.map_id} (unreadable)"
+    return f"{entry.map_id} (latent {entry.manifest.provenance.latent})"

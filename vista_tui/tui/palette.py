@@ -10,6 +10,10 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.content import Content
+from textual.markup import escape
+
+from vista_tui.core.node_names import NodeNameError
 
 if TYPE_CHECKING:
     from vista_tui.core.model import MapModel
@@ -41,27 +45,31 @@ MAP_ACTIONS = [
 
 
 class NodeCommands(Provider):
-    """Jump to a node by label or id, open another map, or run any action of the map screen."""
+    """Jump to a node by label, path or id, open another map, or run any action of the map screen."""
 
     @property
     def map_screen(self) -> PaletteTarget:
         """The screen the palette was opened on (the map screen lists this provider)."""
         return cast(PaletteTarget, self.screen)
 
-    def _entries(self) -> list[tuple[str, object, str]]:
+    def _go_to(self, node_id: str) -> tuple[str, object, str]:
+        """The entry that jumps to a node: its title, path and short id (as `vista tree` prints them)."""
         screen = self.map_screen
         model = screen.model
-        entries: list[tuple[str, object, str]] = []
-        for node_id in model.walk():
-            node = model.nodes[node_id]
-            title = model.title(node_id, 4)
-            entries.append(
-                (
-                    f"Go to {title} [{node_id[:8]}]",
-                    partial(screen.jump_to, node_id),
-                    f"{node.size} contexts, depth {node.depth}",
-                )
-            )
+        node = model.nodes[node_id]
+        title = model.title(node_id, 4)
+        # Escaped: the palette reads a title as markup, and titles are corpus text.
+        return (
+            escape(f"Go to {title} [{model.names.paths.get(node_id, '?')} · {model.names.short[node_id]}]"),
+            partial(screen.jump_to, node_id),
+            f"{node.size} contexts, depth {node.depth}",
+        )
+
+    def _entries(self) -> list[tuple[str, object, str]]:
+        """Every entry: (title, callback, help) for each node, each map action and each other map."""
+        screen = self.map_screen
+        model = screen.model
+        entries: list[tuple[str, object, str]] = [self._go_to(node_id) for node_id in model.walk()]
         for title, action, help_text in MAP_ACTIONS:
             entries.append((title, partial(self._run, action), help_text))
         for entry in self.app.store_entries():  # type: ignore[attr-defined]
@@ -75,17 +83,40 @@ class NodeCommands(Provider):
                 )
         return entries
 
+    def _named(self, query: str) -> str | None:
+        """The node `query` names (`NodeNames.resolve`), else None: most queries are words of a title."""
+        try:
+            return self.map_screen.model.names.resolve(query)
+        except NodeNameError:
+            return None
+
     async def _run(self, action: str) -> None:
+        """Run one of the map screen's actions."""
         await self.map_screen.run_action(action)
 
     async def discover(self) -> Hits:
+        """What the empty palette lists: the actions and the other maps, not every node."""
         for title, callback, help_text in self._entries():
             if not title.startswith("Go to"):
                 yield DiscoveryHit(title, callback, help=help_text)  # type: ignore[arg-type]
 
     async def search(self, query: str) -> Hits:
+        """Entries matching the query; first, the node it names as `vista` commands take names (a path
+        like `1.3`, `root`, or 4 or more characters of an id), when it names one."""
+        named = self._named(query)
+        named_entry = self._go_to(named) if named is not None else None
         matcher = self.matcher(query)
+        hits: list[Hit] = []
         for title, callback, help_text in self._entries():
+            if named_entry is not None and title == named_entry[0]:
+                continue
             score = matcher.match(title)
             if score > 0:
-                yield Hit(score, matcher.highlight(title), callback, help=help_text)  # type: ignore[arg-type]
+                hits.append(Hit(score, matcher.highlight(title), callback, help=help_text))  # type: ignore[arg-type]
+        if named_entry is not None:
+            title, callback, help_text = named_entry
+            # Above every fuzzy score (they are not bounded): `1.3` also fuzzily matches `[1.2 · 3f…]`.
+            top = max((hit.score for hit in hits), default=0.0) + 1.0
+            yield Hit(top, Content.from_markup(title), callback, help=help_text)  # type: ignore[arg-type]
+        for hit in hits:
+            yield hit
