@@ -13,6 +13,7 @@ from tests.helpers.cli import vista
 from tests.helpers.synthetic_map import build_synthetic_map
 from vista_tui.cli.export import EXPORT_COLUMNS, LIST_COLUMNS
 from vista_tui.core.titles import node_title
+from vista_tui.core.triage_config import DEFAULT_STATUSES
 from vista_tui.mapdata import MapReader
 
 
@@ -205,3 +206,11 @@ def test_undo_goes_alone(store_dir: Path, change: list[str]) -> None:
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert done.stderr.startswith("error: --undo cannot be combined with --status, --tag, --untag or --note")
     assert not (store_dir / "maps" / "m" / "annotations.sqlite").exists()
+
+
+def test_annotate_help_lists_the_statuses() -> None:
+    shown = vista("annotate", "--help")
+    assert shown.returncode == 0, shown.stderr
+    status_help = shown.stdout.split("\n  --status", 1)[1].split("\n  --tag", 1)[0]
+    assert all(status in " ".join(status_help.split()) for status in DEFAULT_STATUSES), shown.stdout
+    assert "[triage] statuses" in shown.stdout  # and where a config replaces them
