@@ -214,3 +214,12 @@ def test_annotate_help_lists_the_statuses() -> None:
     status_help = shown.stdout.split("\n  --status", 1)[1].split("\n  --tag", 1)[0]
     assert all(status in " ".join(status_help.split()) for status in DEFAULT_STATUSES), shown.stdout
     assert "[triage] statuses" in shown.stdout  # and where a config replaces them
+
+
+def test_export_help_describes_every_column_and_names_no_source_file() -> None:
+    shown = vista("export", "--help")
+    assert shown.returncode == 0, shown.stderr
+    columns = shown.stdout.split("columns (export schema version", 1)[1]
+    listed = [line.split()[0] for line in columns.splitlines()[1:] if line.startswith("  ")]
+    assert tuple(listed) == EXPORT_COLUMNS
+    assert ".py" not in shown.stdout
