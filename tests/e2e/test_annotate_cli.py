@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
-from tests.helpers.cli import vista
+from tests.helpers.cli import assert_one_line_error, vista, vista_writing_to
 from tests.helpers.synthetic_map import build_synthetic_map
 from vista_tui.cli.export import EXPORT_COLUMNS, LIST_COLUMNS
 from vista_tui.core.titles import node_title
@@ -138,7 +142,6 @@ def test_import_explanations_json_and_jsonl(store_dir: Path, tmp_path: Path) -> 
         (["annotate", "m", "root", "--status", "great"], "unknown status 'great'"),
         (["annotate", "nomap", "root", "--status", "junk"], "nomap"),
         (["annotate", "m", "root", "--tag", " "], "tag cannot be empty"),
-        (["export", "m", "--format", "parquet"], "needs --output"),
         (["import-explanations", "m", "missing.json"], "cannot read"),
         (["import-explanations", "m", "BAD"], "neither JSON nor JSON lines"),
         (["import-explanations", "m", "OTHER"], "no explanation in"),
@@ -223,3 +226,38 @@ def test_export_help_describes_every_column_and_names_no_source_file() -> None:
     listed = [line.split()[0] for line in columns.splitlines()[1:] if line.startswith("  ")]
     assert tuple(listed) == EXPORT_COLUMNS
     assert ".py" not in shown.stdout
+
+
+def test_parquet_export_goes_to_a_redirected_stdout_and_to_o(store_dir: Path, tmp_path: Path) -> None:
+    cache = ("--cache", str(store_dir))
+    assert vista(*cache, "annotate", "m", "root", "--status", "junk", "--note", "seen").returncode == 0
+    written = tmp_path / "by-o.parquet"
+    done = vista(*cache, "export", "m", "--format", "parquet", "-o", str(written))
+    assert done.returncode == 0, done.stderr
+    expected = pq.read_table(written).to_pylist()
+    assert expected[0]["status"] == "junk" and expected[0]["note"] == "seen"
+
+    redirected = tmp_path / "redirected.parquet"
+    with redirected.open("wb") as handle:  # `vista export m --format parquet > redirected.parquet`
+        done = vista_writing_to(handle, *cache, "export", "m", "--format", "parquet")
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert pq.read_table(redirected).to_pylist() == expected
+
+    piped = subprocess.run(  # `vista export m --format parquet | …`
+        [sys.executable, "-m", "vista_tui.cli", *cache, "export", "m", "--format", "parquet"],
+        capture_output=True,
+        timeout=120,
+    )
+    assert piped.returncode == 0, piped.stderr
+    assert pq.read_table(io.BytesIO(piped.stdout)).to_pylist() == expected
+
+
+def test_parquet_export_is_not_written_to_a_terminal(store_dir: Path) -> None:
+    terminal, other_end = os.openpty()
+    try:
+        done = vista_writing_to(other_end, "--cache", str(store_dir), "export", "m", "--format", "parquet")
+    finally:
+        os.close(other_end)
+        os.close(terminal)
+    assert_one_line_error(done, "stdout is a terminal", "-o FILE")
+    assert done.returncode == 2

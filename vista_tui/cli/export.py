@@ -70,7 +70,14 @@ def add_export_parser(subparsers: Any) -> None:
     )
     add_triage_arguments(export)
     export.add_argument("--format", choices=("jsonl", "csv", "parquet"), default="jsonl", help="default: jsonl")
-    export.add_argument("--output", metavar="FILE", default=None, help="default: stdout (jsonl and csv only)")
+    export.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        default=None,
+        help="write FILE (atomically) instead of stdout; Parquet goes to stdout only when it is redirected "
+        "to a file or a pipe, not to a terminal",
+    )
     export.set_defaults(run=cmd_export)
 
 
@@ -157,26 +164,32 @@ def _csv(rows: list[dict[str, Any]]) -> bytes:
     return buffer.getvalue().encode("utf-8")
 
 
+def _parquet(rows: list[dict[str, Any]]) -> bytes:
+    """The rows as a Parquet file (schema `export_schema`)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows, schema=export_schema()), buffer)
+    return buffer.getvalue()
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     """Write the export to --output (or stdout); 0 done, 2 bad input."""
-    if args.format == "parquet" and not args.output:
-        return fail("--format parquet needs --output FILE (Parquet is not written to a terminal)")
+    # Parquet is binary: refused only where it would land on a screen. A redirect to a file or a
+    # pipe is what the user asked for.
+    if args.format == "parquet" and not args.output and sys.stdout.isatty():
+        return fail("--format parquet is binary and stdout is a terminal: redirect it (> FILE, | …) or give -o FILE")
     try:
         with reading(args) as (reader, config, store, _):
             rows = export_rows(reader, store, config.statuses)
-        if args.format == "parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            table = pa.Table.from_pylist(rows, schema=export_schema())
-            atomic_write(Path(args.output), lambda handle: pq.write_table(table, handle))
+        encode = {"jsonl": _jsonl, "csv": _csv, "parquet": _parquet}[args.format]
+        data = encode(rows)
+        if args.output:
+            atomic_write(Path(args.output), lambda handle: handle.write(data))
         else:
-            data = _jsonl(rows) if args.format == "jsonl" else _csv(rows)
-            if args.output:
-                atomic_write(Path(args.output), lambda handle: handle.write(data))
-            else:
-                sys.stdout.buffer.write(data)
-                sys.stdout.flush()
+            sys.stdout.buffer.write(data)
+            sys.stdout.flush()
     except (MapError, AnnotationError, ValueError, OSError) as error:
         return fail(error)
     if args.output:
