@@ -186,9 +186,9 @@ def test_undo_reverts_the_nodes_latest_change_in_the_toasts_words(store_dir: Pat
     # the root's latest change, although the cluster's note came after it
     done = vista(*cache, "annotate", "m", "root", "--undo")
     assert done.returncode == 0, done.stderr
-    assert done.stdout == "undone: latent 42 tags '[]' → '[\"a\"]'\n"
+    assert done.stdout == "undid tags of latent 42: '[\"a\"]' → '[]'\n"
     done = vista(*cache, "annotate", "m", "root", "--undo")
-    assert done.stdout == "undone: latent 42 status 'unreviewed' → 'junk'\n"
+    assert done.stdout == "undid status of latent 42: 'junk' → 'unreviewed'\n"
     shown = vista(*cache, "annotate", "m", "root").stdout
     assert shown.endswith('status=unreviewed tags=- note=""\n'), shown
 
@@ -200,7 +200,7 @@ def test_undo_reverts_the_nodes_latest_change_in_the_toasts_words(store_dir: Pat
     # as with `u`, only your own changes: another author's note on the cluster is not yours to undo
     assert vista(*cache, "annotate", "m", cluster.node_id, "--undo", "--author", "someone-else").returncode == 2
     done = vista(*cache, "annotate", "m", cluster.node_id, "--undo")
-    assert done.stdout == f"undone: {node_title(cluster)} note ∅ → 'later, elsewhere'\n"
+    assert done.stdout == f"undid note of {node_title(cluster)}: 'later, elsewhere' → ∅\n"
 
 
 @pytest.mark.parametrize("change", [["--status", "junk"], ["--tag", "a"], ["--untag", "a"], ["--note", "x"]])

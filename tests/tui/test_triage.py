@@ -221,7 +221,7 @@ async def test_u_undoes_the_last_change(map_dir: Path) -> None:
         await pilot.press("u")
         await pilot.pause()
         assert row_of(app, node_id).startswith("j")
-        assert any(t.startswith("undone: music, melody, rhythm status") for t in toasts(app))
+        assert "undid status of music, melody, rhythm: 'interpretable' → 'junk'" in toasts(app)
         with stored(map_dir) as store:
             assert store.get(node_id).status == "junk"  # type: ignore[union-attr]
         await pilot.press("u")
