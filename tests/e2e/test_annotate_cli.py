@@ -261,3 +261,11 @@ def test_parquet_export_is_not_written_to_a_terminal(store_dir: Path) -> None:
         os.close(terminal)
     assert_one_line_error(done, "stdout is a terminal", "-o FILE")
     assert done.returncode == 2
+
+
+def test_annotate_note_is_stored_without_trailing_newlines(store_dir: Path) -> None:
+    cache = ("--cache", str(store_dir))
+    done = vista(*cache, "annotate", "m", "root", "--note", "line one\nline two\n\n ")
+    assert done.returncode == 0, done.stderr
+    exported = [json.loads(line) for line in vista(*cache, "export", "m").stdout.splitlines()]
+    assert exported[0]["note"] == "line one\nline two"
