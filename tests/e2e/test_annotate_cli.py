@@ -15,10 +15,11 @@ import pytest
 
 from tests.helpers.cli import assert_one_line_error, vista, vista_writing_to
 from tests.helpers.synthetic_map import build_synthetic_map
+from vista_tui.cli.explanations import mismatch
 from vista_tui.cli.export import EXPORT_COLUMNS, LIST_COLUMNS
 from vista_tui.core.titles import node_title
 from vista_tui.core.triage_config import DEFAULT_STATUSES
-from vista_tui.mapdata import MapReader
+from vista_tui.mapdata import MapReader, Provenance
 
 
 @pytest.fixture
@@ -99,12 +100,48 @@ def test_export_round_trips_in_every_format_with_orphans(store_dir: Path, tmp_pa
     assert [json.loads(line) for line in to_stdout.stdout.splitlines()] == rows
 
 
+@pytest.mark.parametrize(
+    ("model_id", "layer", "named"),
+    [
+        ("gemma-2-2b", "20-gemmascope-res-16k", "model gemma-2-2b"),
+        ("org/synthetic-model", "20-res", "layer 20-res"),
+        ("synthetic-model", "3-res-16k", "an SAE of width 3-res-16k (the map's has 512 latents)"),
+    ],
+)
+def test_import_explanations_of_another_model_needs_force(
+    store_dir: Path, tmp_path: Path, model_id: str, layer: str, named: str
+) -> None:
+    export = tmp_path / "other.json"
+    export.write_text(json.dumps([{"modelId": model_id, "layer": layer, "index": "42", "description": "x"}]))
+    refused = vista("--cache", str(store_dir), "import-explanations", "m", str(export))
+    line = assert_one_line_error(refused, named, "synthetic-model", "layer.3", "--force")
+    assert refused.returncode == 2 and line.startswith(f"error: {export} explains {named}, but map m is of")
+    assert not (store_dir / "maps" / "m" / "explanations.json").exists()
+    forced = vista("--cache", str(store_dir), "import-explanations", "m", str(export), "--force")
+    assert forced.returncode == 0, forced.stderr
+    stored = json.loads((store_dir / "maps" / "m" / "explanations.json").read_text())
+    assert [e["model_id"] for e in stored["explanations"]] == [model_id]
+
+
+@pytest.mark.parametrize(
+    ("model", "hook", "model_id", "layer"),
+    [
+        ("google/gemma-2-2b", "model.layers.20", "gemma-2-2b", "20-gemmascope-res-16k"),
+        ("/models/Gemma-2-2B/", "blocks.20.hook_resid_post", "gemma-2-2b", 20),
+        ("gpt2", "ln_f", "gpt2", "8-res-jb"),  # a hook without a layer number: only the model is compared
+    ],
+)
+def test_the_same_model_and_layer_match_however_named(model: str, hook: str, model_id: str, layer: object) -> None:
+    provenance = Provenance(model=model, hook=hook, sae="s", latent=1, corpus="c", n_contexts=1, d_sae=16384)
+    assert mismatch({"model_id": model_id, "layer": layer}, provenance) is None
+
+
 def test_import_explanations_json_and_jsonl(store_dir: Path, tmp_path: Path) -> None:
     map_dir = store_dir / "maps" / "m"  # latent 42
-    items = [
+    items = [  # the map's model and layer (synthetic-model, hook layer.3), as Neuronpedia would name them
         {
-            "modelId": "gemma-2-2b",
-            "layer": "20-gemmascope-res-16k",
+            "modelId": "synthetic-model",
+            "layer": "3-synthetic-sae",
             "index": "42",
             "description": "mus- words",
             "explanationModelName": "gpt-4o-mini",
