@@ -31,6 +31,11 @@ EXIT_INTERRUPTED = 130
 stderr = Console(stderr=True, highlight=False)
 
 
+def say(line: str) -> None:
+    """One line on stderr, as it is (no markup: it may quote paths), never wrapped."""
+    stderr.print(line, soft_wrap=True, markup=False)
+
+
 @contextmanager
 def rich_reporter() -> Iterator[StepReporter]:
     """A StepReporter drawing one rich progress bar per step (on stderr)."""
@@ -202,7 +207,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     cfg = build_config_from_args(args)
     store = Store(resolve_store(args.cache))
     with rich_reporter() as report:
-        built = build(cfg, store, report)
+        built = build(cfg, store, report, notice=say)
     return _announce(built)
 
 
