@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from pipeline import interrupts
 from pipeline.argtypes import int_list
 from pipeline.steps import Progress as StepProgress
 from vista_tui.mapdata import MapError, Store, resolve_store
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
     from pipeline.label import LabelConfig
 
 EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
 
 stderr = Console(stderr=True, highlight=False)
 
@@ -46,9 +46,10 @@ def rich_reporter() -> Iterator[StepReporter]:
         TextColumn("{task.fields[note]}"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=stderr, transient=False) as bars:
+    with Progress(*columns, console=stderr, transient=False) as bars, interrupts.live_display(bars.stop):
 
         def report(step: str, description: str) -> StepProgress:
+            interrupts.hold_at(step)
             task = bars.add_task(description, total=None, note="")
 
             def update(done: int, total: int | None = None, note: str = "") -> None:
@@ -414,11 +415,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Spinning OpenMP threads starve each other when the cores are shared (3x slower forward).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = make_parser().parse_args(argv)
+    interrupts.install(args.command, say)
     try:
         return int(args.run(args))
     except KeyboardInterrupt:
-        stderr.print("[yellow]interrupted[/]; finished steps are kept and reused by the next run")
-        return EXIT_INTERRUPTED
+        interrupts.leave()  # one line, exit 130, no finalizer noise (pipeline.interrupts says why)
     except (ValueError, MapError, FileNotFoundError, PermissionError) as error:
         stderr.print(f"[bold red]error:[/] {_one_line(error)}", soft_wrap=True)
         return EXIT_BAD_INPUT
