@@ -415,17 +415,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Spinning OpenMP threads starve each other when the cores are shared (3x slower forward).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = make_parser().parse_args(argv)
-    interrupts.install(args.command, say)
-    try:
-        return int(args.run(args))
-    except KeyboardInterrupt:
-        interrupts.leave()  # one line, exit 130, no finalizer noise (pipeline.interrupts says why)
-    except (ValueError, MapError, FileNotFoundError, PermissionError) as error:
-        stderr.print(f"[bold red]error:[/] {_one_line(error)}", soft_wrap=True)
-        return EXIT_BAD_INPUT
-    except MemoryError:
-        stderr.print("[bold red]error:[/] out of memory; lower --top-n or --batch-size", soft_wrap=True)
-        return 1
+    with interrupts.installed(args.command, say):
+        try:
+            return int(args.run(args))
+        except KeyboardInterrupt:
+            interrupts.leave()  # one line, exit 130, no finalizer noise (pipeline.interrupts says why)
+        except (ValueError, MapError, FileNotFoundError, PermissionError) as error:
+            stderr.print(f"[bold red]error:[/] {_one_line(error)}", soft_wrap=True)
+            return EXIT_BAD_INPUT
+        except MemoryError:
+            stderr.print("[bold red]error:[/] out of memory; lower --top-n or --batch-size", soft_wrap=True)
+            return 1
 
 
 def _one_line(error: BaseException) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -49,12 +50,25 @@ _displays: list[Callable[[], None]] = []
 """How to stop each live display (progress bars) now on screen, so leaving restores the terminal."""
 
 
-def install(command: str, say: Callable[[str], None]) -> None:
-    """Make Ctrl+C during `command` leave as the module docstring says; `say` prints the one line."""
+@contextmanager
+def installed(command: str, say: Callable[[str], None]) -> Iterator[None]:
+    """While inside, Ctrl+C during `command` leaves as the module docstring says (`say` prints the one
+    line); on leaving normally, the SIGINT handler and unraisable hook are what they were (`main` may run
+    inside another program, such as a test)."""
     global _command, _say, _interrupted
     _command, _say, _interrupted = command, say, False
-    signal.signal(signal.SIGINT, _on_sigint)
+    in_main_thread = threading.current_thread() is threading.main_thread()  # only it may set handlers
+    previous_handler = signal.signal(signal.SIGINT, _on_sigint) if in_main_thread else None
+    previous_hook = sys.unraisablehook
     sys.unraisablehook = _unraisable
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous_hook
+        if in_main_thread:
+            signal.signal(
+                signal.SIGINT, previous_handler if previous_handler is not None else signal.default_int_handler
+            )
 
 
 def interrupted_line(command: str) -> str:
