@@ -6,6 +6,7 @@ cached harvest and skips the steps whose id the existing map already records.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -16,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline import cluster, fidelity, harvest, keywords, layout
+from pipeline.corpus import STDLIB_DOCSTRINGS
 from pipeline.harvest.stats import node_stats
 from pipeline.steps import Progress, StepRun, params_of, reuse_or_run, step_id, step_id_of
 from vista_tui.mapdata import (
@@ -74,6 +76,12 @@ class BuiltMap:
 
 StepReporter = Callable[[str, str], Progress]
 """Given (step name, description) returns the Progress callback for that step."""
+Notice = Callable[[str], None]
+"""Takes one line the build has to say before a long step (the CLI prints it on stderr)."""
+
+
+def no_notice(line: str) -> None:
+    """A Notice that says nothing."""
 
 
 def _slug(text: str) -> str:
@@ -97,7 +105,9 @@ def map_id_for(cfg: BuildConfig, latent: int) -> str:
     return f"{cfg.map_prefix or map_prefix(cfg.harvest)}L{latent}"
 
 
-def _load_or_run_harvest(cfg: BuildConfig, store: Store, report: StepReporter) -> harvest.HarvestResult:
+def _load_or_run_harvest(
+    cfg: BuildConfig, store: Store, report: StepReporter, notice: Notice = no_notice
+) -> harvest.HarvestResult:
     key = step_id(harvest.STEP, harvest.VERSION, params_of(cfg.harvest), None)
     cache_dir = store.artefact_dir("harvests", key)
     if not cfg.force and (cache_dir / harvest.DONE_FILE).is_file():
@@ -105,14 +115,101 @@ def _load_or_run_harvest(cfg: BuildConfig, store: Store, report: StepReporter) -
             return harvest.load(cache_dir)
         except (OSError, ValueError, MapError):
             pass  # a damaged cache is rebuilt below
+    notice(harvest_notice(cfg, store))
     result = harvest.run(cfg.harvest, progress=report("harvest", "harvest: model + SAE over the corpus"))
     harvest.save(result, cache_dir)
     return result
 
 
-def build(cfg: BuildConfig, store: Store, report: StepReporter) -> list[BuiltMap]:
-    """Harvest once, then build (or bring up to date) one map per requested latent."""
-    result = _load_or_run_harvest(cfg, store, report)
+def _latents(latents: list[int] | tuple[int, ...]) -> str:
+    """'latent 7' or 'latents 7, 9'."""
+    return f"latent{'s' if len(latents) != 1 else ''} {', '.join(str(latent) for latent in latents)}"
+
+
+@dataclass(frozen=True)
+class SiblingHarvest:
+    """A cached harvest of the same model, hook, SAE, corpus and parameters, for other latents."""
+
+    latents: tuple[int, ...]
+    n_documents: int
+    n_tokens_seen: int
+
+
+def sibling_harvest(cfg: harvest.HarvestConfig, store: Store) -> SiblingHarvest | None:
+    """The newest finished harvest in the store that differs from `cfg` only in its latents, else None.
+
+    It read the very corpus this harvest will read, so its counts say how long the pass is. Read
+    from its harvest.json alone (its record's parameters and counts); an unreadable one is skipped.
+    """
+    wanted = {name: value for name, value in params_of(cfg).items() if name != "latents"}
+    root = store.root / "harvests"
+    found: list[tuple[float, str, SiblingHarvest]] = []
+    for path in root.glob(f"*/{harvest.HARVEST_FILE}") if root.is_dir() else ():
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            params = dict(raw["record"]["params"])
+            latents = tuple(int(latent) for latent in params.pop("latents"))
+            if params != wanted:
+                continue
+            sibling = SiblingHarvest(latents, int(raw.get("n_documents", 0)), int(raw["n_tokens_seen"]))
+            found.append((path.stat().st_mtime, str(path), sibling))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue
+    return max(found, key=lambda item: item[:2])[2] if found else None
+
+
+def _size(n_bytes: int) -> str:
+    """A file size for people: '812 kB', '3.4 MB', '1.2 GB'."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6)):
+        if n_bytes >= scale:
+            return f"{n_bytes / scale:.1f} {unit}"
+    return f"{max(1, round(n_bytes / 1e3))} kB"
+
+
+def corpus_extent(cfg: harvest.HarvestConfig) -> str:
+    """What the corpus is, before it is read: each source with its size on disk, and the --max-tokens cap."""
+    parts = []
+    for source in cfg.corpus:
+        if source == STDLIB_DOCSTRINGS:
+            parts.append("the standard library's docstrings")
+            continue
+        try:
+            parts.append(f"{Path(source).name}, {_size(Path(source).stat().st_size)}")
+        except OSError:
+            parts.append(Path(source).name)
+    cap = f"; at most {cfg.max_tokens:,} tokens" if cfg.max_tokens is not None else ""
+    return " + ".join(parts) + cap
+
+
+def harvest_notice(cfg: BuildConfig, store: Store) -> str:
+    """The line said before a harvest that no cached one serves: which latents, how long the pass over the
+    corpus is (as a cached harvest of other latents counted it, else the corpus's size on disk), and how
+    to share one pass between latents next time."""
+    latents = cfg.harvest.latents
+    if cfg.force:
+        return (
+            f"harvesting {_latents(latents)} again (--force): one pass over the corpus ({corpus_extent(cfg.harvest)})"
+        )
+    sibling = sibling_harvest(cfg.harvest, store)
+    if sibling is None:
+        return (
+            f"harvesting {_latents(latents)}: one pass over the corpus ({corpus_extent(cfg.harvest)}) — "
+            "harvest several latents at once with --latents a,b,c to share it"
+        )
+    together = ",".join(str(latent) for latent in dict.fromkeys((*sibling.latents, *latents)))
+    return (
+        f"harvesting {_latents(latents)}: one more pass over the corpus ({sibling.n_documents:,} documents / "
+        f"{sibling.n_tokens_seen:,} tokens, as the cached harvest of {_latents(sibling.latents)} read it) — a "
+        f"harvest serves only its own latents: harvest several at once with --latents {together} to share one pass"
+    )
+
+
+def build(cfg: BuildConfig, store: Store, report: StepReporter, notice: Notice = no_notice) -> list[BuiltMap]:
+    """Harvest once, then build (or bring up to date) one map per requested latent.
+
+    `notice` hears, before a harvest that no cached one serves, the line `harvest_notice` words.
+    """
+    result = _load_or_run_harvest(cfg, store, report, notice)
     never = list(result.never_fired)
     few = {
         latent: result.latents[latent].n_contexts

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from pipeline import interrupts
 from pipeline.argtypes import add_quantile_arguments, int_list
 from pipeline.steps import Progress as StepProgress
 from vista_tui.mapdata import MapError, Store, resolve_store
@@ -48,6 +49,11 @@ exit status:
 stderr = Console(stderr=True, highlight=False)
 
 
+def say(line: str) -> None:
+    """One line on stderr, as it is (no markup: it may quote paths), never wrapped."""
+    stderr.print(line, soft_wrap=True, markup=False)
+
+
 @contextmanager
 def rich_reporter() -> Iterator[StepReporter]:
     """A StepReporter drawing one rich progress bar per step (on stderr)."""
@@ -58,9 +64,10 @@ def rich_reporter() -> Iterator[StepReporter]:
         TextColumn("{task.fields[note]}"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=stderr, transient=False) as bars:
+    with Progress(*columns, console=stderr, transient=False) as bars, interrupts.live_display(bars.stop):
 
         def report(step: str, description: str) -> StepProgress:
+            interrupts.hold_at(step)
             task = bars.add_task(description, total=None, note="")
 
             def update(done: int, total: int | None = None, note: str = "") -> None:
@@ -229,7 +236,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     cfg = build_config_from_args(args)
     store = Store(resolve_store(args.cache))
     with rich_reporter() as report:
-        built = build(cfg, store, report)
+        built = build(cfg, store, report, notice=say)
     return _announce(built)
 
 
@@ -489,17 +496,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Spinning OpenMP threads starve each other when the cores are shared (3x slower forward).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = make_parser().parse_args(argv)
-    try:
-        return int(args.run(args))
-    except KeyboardInterrupt:
-        stderr.print("[yellow]interrupted[/]; finished steps are kept and reused by the next run")
-        return EXIT_INTERRUPTED
-    except (ValueError, MapError, FileNotFoundError, PermissionError) as error:
-        stderr.print(f"[bold red]error:[/] {_one_line(error)}", soft_wrap=True)
-        return EXIT_BAD_INPUT
-    except MemoryError:
-        stderr.print("[bold red]error:[/] out of memory; lower --top-n or --batch-size", soft_wrap=True)
-        return EXIT_FAILED
+    with interrupts.installed(args.command, say):
+        try:
+            return int(args.run(args))
+        except KeyboardInterrupt:
+            interrupts.leave()  # one line, exit 130, no finalizer noise (pipeline.interrupts says why)
+        except (ValueError, MapError, FileNotFoundError, PermissionError) as error:
+            stderr.print(f"[bold red]error:[/] {_one_line(error)}", soft_wrap=True)
+            return EXIT_BAD_INPUT
+        except MemoryError:
+            stderr.print("[bold red]error:[/] out of memory; lower --top-n or --batch-size", soft_wrap=True)
+            return EXIT_FAILED
 
 
 def _one_line(error: BaseException) -> str:

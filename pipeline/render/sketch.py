@@ -1,12 +1,14 @@
 """A picture of a map that needs no model weights: the layout drawn with Pillow.
 
 What a render shows when no diffusion model is configured (and what tests and CI render):
-every context a dot at its layout position, coloured by its top-level cluster (noise
-grey); the clusters' short titles at their centroids, placed greedily so that no two
-overlap (a title that finds no free spot is left out); the selected node's members drawn
-on top of a faded map with its bounding box outlined; a caption saying that this is a
-sketch, not a diffusion render. Same map, node and size → the same pixels (no randomness,
-Pillow's embedded font, ties broken by node id).
+every context a dot at its layout position, coloured by its top-level cluster (a fixed
+qualitative palette; noise grey); each cluster's short title at the cluster's own points:
+anchored on its densest member (not its centroid, which for a ring or a cluster of two lobes
+lies in empty space), placed greedily so that no two titles overlap and each stays inside the
+picture (a title that finds no free spot is left out). The selected node's members are drawn
+on top of a faded map, coloured by its own sub-clusters when it has some, with its bounding
+box outlined; a caption says that this is a sketch, not a diffusion render. Same map, node
+and size → the same pixels (no randomness, Pillow's embedded font, ties broken by node id).
 
 The unit square of the layout maps to a centred square of the canvas, y pointing up, as in
 the TUI's minimap.
@@ -55,13 +57,55 @@ Box = tuple[float, float, float, float]
 Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
 
 
+DENSITY_CELLS = 40
+"""The plot's side over the cell size in which a cluster's densest member is looked for (`label_anchor`)."""
+ANCHOR_CLEARANCE = 3.0
+"""Pixels around another title's anchor that a title's box keeps clear of (its leader line ends there)."""
+
+
 @dataclass(frozen=True)
 class _Label:
     text: str
     anchor: tuple[float, float]
-    """Canvas position of the node's centroid."""
+    """Canvas position of the point the title names: its node's densest member."""
     colour: tuple[int, int, int]
     font: Font
+    node_id: str = ""
+
+
+@dataclass(frozen=True)
+class PlacedLabel:
+    """A title as drawn: which node it names, its text, the point it names, and its box on the canvas."""
+
+    node_id: str
+    text: str
+    anchor: tuple[float, float]
+    box: tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class Plot:
+    """Where the layout lands: its unit square (stretched to the data when points lie outside) mapped to a
+    centred square of side `side` at (`left`, `top`), y pointing up."""
+
+    left: float
+    top: float
+    side: float
+    lo: float
+    scale: float
+
+    def to_canvas(self, x: float | np.ndarray, y: float | np.ndarray) -> tuple[float | np.ndarray, float | np.ndarray]:
+        """Canvas pixel coordinates of layout coordinates."""
+        return self.left + (x - self.lo) * self.scale, self.top + self.side - (y - self.lo) * self.scale
+
+
+@dataclass(frozen=True)
+class Sketch:
+    """A drawn sketch: the picture, the plot it was drawn on and the titles as placed."""
+
+    image: Image.Image
+    plot: Plot
+    labels: tuple[PlacedLabel, ...] = ()
 
 
 def short_title(node: ClusterNode, max_chars: int = TITLE_CHARS) -> str:
@@ -123,32 +167,113 @@ def _overlaps(box: Box, others: Sequence[Box]) -> bool:
     return any(x0 < b[2] and b[0] < x1 and y0 < b[3] and b[1] < y1 for b in others)
 
 
+def _inside(box: Box, area: Box) -> Box:
+    """`box` shifted (not resized) to lie inside `area` where it fits; a box wider than the area keeps its left."""
+    x0, y0, x1, y1 = box
+    dx = max(area[0] - x0, 0.0) or min(area[2] - x1, 0.0)
+    dy = max(area[1] - y0, 0.0) or min(area[3] - y1, 0.0)
+    return (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
+
+
+LABEL_STEPS = (0.0, 0.5, 1.0, 1.5)
+"""How far from its anchor a title may go, in half box widths (x) and box heights (y): 0 is centred on
+it, 0.5 touches it. Among these the spot covering the fewest dots wins."""
+FAR_STEPS = (2.0, 3.5)
+"""Farther spots, tried only when none of LABEL_STEPS is free."""
+DIRECTIONS = ((0, -1), (0, 1), (1, 0), (-1, 0), (1, -1), (-1, -1), (1, 1), (-1, 1))
+NEAR_MOVES = ((0.0, 0, 0), *((step, dx, dy) for step in LABEL_STEPS[1:] for dx, dy in DIRECTIONS))
+"""(step, dx, dy) of the spots a title prefers, nearest first."""
+FAR_MOVES = tuple((step, dx, dy) for step in FAR_STEPS for dx, dy in DIRECTIONS)
+
+
+def _covered(box: Box, dots: np.ndarray) -> int:
+    """How many of the dots (canvas x, y) lie under `box`."""
+    if not len(dots):
+        return 0
+    x, y = dots[:, 0], dots[:, 1]
+    return int(((x >= box[0]) & (x <= box[2]) & (y >= box[1]) & (y <= box[3])).sum())
+
+
+def _spot(
+    anchor: tuple[float, float], size: tuple[float, float], move: tuple[float, int, int], area: Box, others: list[Box]
+) -> Box | None:
+    """The box of `size` moved `step` from `anchor` in direction (dx, dy) (`move`), nudged inside `area`; None when
+    it does not fit there or overlaps one of `others`."""
+    (ax, ay), (w, h), (step, dx, dy) = anchor, size, move
+    cx, cy = ax + dx * step * (w / 2 + 4), ay + dy * step * (h + 2)
+    box = _inside((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), area)
+    fits = box[0] >= area[0] and box[1] >= area[1] and box[2] <= area[2] and box[3] <= area[3]
+    return box if fits and not _overlaps(box, others) else None
+
+
 def _place_labels(
-    draw: ImageDraw.ImageDraw, labels: Sequence[_Label], area: Box, taken: list[Box]
+    draw: ImageDraw.ImageDraw,
+    labels: Sequence[_Label],
+    area: Box,
+    taken: list[Box],
+    dots: np.ndarray | None = None,
 ) -> list[tuple[_Label, Box]]:
-    """Greedy placement: each label (in the given order) takes the first free spot near its anchor, or none."""
+    """Greedy placement: each label (in the given order) takes a free spot at its anchor, or none.
+
+    The spots: centred on the anchor, then beside it in eight directions, a little farther each
+    step (LABEL_STEPS); among the free ones, the one hiding the fewest `dots` (canvas x, y), the
+    nearest of those, so a title sits by its cluster's core rather than on it. Only when none is
+    free are the FAR_STEPS tried. A spot is nudged inside `area` rather than given up at the
+    edge, and it keeps clear of the boxes already taken and of the other labels' anchors (no
+    title hides the point another one names).
+    """
+    dots = np.empty((0, 2)) if dots is None else np.asarray(dots, dtype=np.float64)
+    anchors = [
+        (label.anchor[0] - ANCHOR_CLEARANCE, label.anchor[1] - ANCHOR_CLEARANCE,
+         label.anchor[0] + ANCHOR_CLEARANCE, label.anchor[1] + ANCHOR_CLEARANCE)
+        for label in labels
+    ]  # fmt: skip
     placed: list[tuple[_Label, Box]] = []
-    for label in labels:
+    for index, label in enumerate(labels):
         left, top, right, bottom = draw.textbbox((0, 0), label.text, font=label.font)
         w, h = right - left + 8, bottom - top + 6  # padding of the backing box
-        ax, ay = label.anchor
-        steps = (0.0, 1.0, 2.0, 3.5)
-        directions = ((0, 0), (0, -1), (0, 1), (1, 0), (-1, 0), (1, -1), (-1, -1), (1, 1), (-1, 1))
-        for step in steps:
-            found = None
-            for dx, dy in directions if step else ((0, 0),):
-                cx = ax + dx * step * (w / 2 + 4)
-                cy = ay + dy * step * (h + 2)
-                box = (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
-                inside = box[0] >= area[0] and box[1] >= area[1] and box[2] <= area[2] and box[3] <= area[3]
-                if inside and not _overlaps(box, taken):
-                    found = box
-                    break
-            if found is not None:
-                taken.append((found[0] - 2, found[1] - 2, found[2] + 2, found[3] + 2))
-                placed.append((label, found))
-                break
+        others = [*taken, *(box for box in anchors if box != anchors[index])]  # its own anchor it may cover
+        spots = [(move, _spot(label.anchor, (w, h), move, area, others)) for move in NEAR_MOVES]
+        near = [(_covered(box, dots), rank, box) for rank, (_, box) in enumerate(spots) if box is not None]
+        found = min(near)[2] if near else None
+        if found is None:
+            far = (_spot(label.anchor, (w, h), move, area, others) for move in FAR_MOVES)
+            found = next((box for box in far if box is not None), None)
+        if found is not None:
+            taken.append((found[0] - 2, found[1] - 2, found[2] + 2, found[3] + 2))
+            placed.append((label, found))
     return placed
+
+
+def label_anchor(points: np.ndarray, cell: float) -> tuple[float, float] | None:
+    """The member a cluster's title names: the point with the most neighbours in the 3 x 3 cells of side
+    `cell` around it (ties: nearest the mean of the tied points, then the lowest row). None without points.
+
+    Always one of `points`, so a title sits on its cluster even when the cluster's centroid does not
+    (a ring, two lobes, a crescent). Counting in cells keeps it linear in the number of points.
+    """
+    finite = points[np.isfinite(points).all(axis=1)]
+    if not len(finite):
+        return None
+    cells = np.floor((finite - finite.min(axis=0)) / max(cell, 1e-9)).astype(np.int64) + 1
+    counts = np.zeros((int(cells[:, 0].max()) + 2, int(cells[:, 1].max()) + 2), dtype=np.int64)
+    np.add.at(counts, (cells[:, 0], cells[:, 1]), 1)
+    padded = np.pad(counts, 1)
+    around = sum(padded[1 + i : padded.shape[0] - 1 + i, 1 + j : padded.shape[1] - 1 + j]
+                 for i in (-1, 0, 1) for j in (-1, 0, 1))  # fmt: skip
+    density = around[cells[:, 0], cells[:, 1]]
+    densest = np.flatnonzero(density == density.max())
+    centre = finite[densest].mean(axis=0)
+    best = densest[np.argmin(((finite[densest] - centre) ** 2).sum(axis=1))]
+    return float(finite[best, 0]), float(finite[best, 1])
+
+
+def _clusters_of(reader: MapReader, node_id: str) -> list[ClusterNode]:
+    """The node's child clusters (noise left out), largest first, ties by node id: the order of their hues."""
+    return sorted(
+        (node for node in reader.children(node_id) if node.kind == "cluster"),
+        key=lambda node: (-node.size, node.node_id),
+    )
 
 
 def _colour_rows(reader: MapReader, top: Sequence[ClusterNode]) -> np.ndarray:
@@ -159,11 +284,28 @@ def _colour_rows(reader: MapReader, top: Sequence[ClusterNode]) -> np.ndarray:
     return colours
 
 
+def _plot(width: int, height: int, header_h: int, footer_h: int, margin: int, xy: np.ndarray) -> Plot:
+    """The largest centred square between header and footer; the layout's unit square (stretched to the
+    data if points lie outside it) fills it."""
+    finite = np.isfinite(xy).all(axis=1)
+    side = min(width - 2 * margin, height - header_h - footer_h - 2 * margin)
+    left = (width - side) / 2
+    top = header_h + margin + (height - header_h - footer_h - 2 * margin - side) / 2
+    lo = min(0.0, float(xy[finite].min())) if finite.any() else 0.0
+    hi = max(1.0, float(xy[finite].max())) if finite.any() else 1.0
+    return Plot(left=left, top=top, side=side, lo=lo, scale=side / (hi - lo))
+
+
 def sketch_map(reader: MapReader, node_id: str | None, size: tuple[int, int] = (1024, 768)) -> Image.Image:
     """The map as an RGB picture, with `node_id`'s members emphasised (none, or the root: the whole map).
 
     Raises ValueError for a bad size or a node the map does not have (MapError for an unreadable map).
     """
+    return draw_sketch(reader, node_id, size).image
+
+
+def draw_sketch(reader: MapReader, node_id: str | None, size: tuple[int, int] = (1024, 768)) -> Sketch:
+    """`sketch_map`'s picture with the plot it was drawn on and where each title went."""
     width, height = int(size[0]), int(size[1])
     if not (MIN_SIZE <= width <= MAX_SIZE and MIN_SIZE <= height <= MAX_SIZE):
         raise ValueError(f"sketch size must be between {MIN_SIZE} and {MAX_SIZE} pixels a side, got {width}x{height}")
@@ -176,12 +318,17 @@ def sketch_map(reader: MapReader, node_id: str | None, size: tuple[int, int] = (
         if selected.parent_id is None:
             selected = None  # the root is the whole map: nothing to single out
 
-    root = reader.root
-    top = sorted(
-        (node for node in reader.children(root.node_id) if node.kind == "cluster"),
-        key=lambda node: (-node.size, node.node_id),
-    )
+    top = _clusters_of(reader, reader.root.node_id)
     colours = _colour_rows(reader, top)
+    colour_of = {node.node_id: PALETTE[index % len(PALETTE)] for index, node in enumerate(top)}
+    # A selected node's members in the hues of its own sub-clusters: in its top-level hue alone they
+    # would all be one colour, its inner structure invisible.
+    children = _clusters_of(reader, selected.node_id) if selected is not None else []
+    if selected is not None and children:
+        colours[selected.members] = NOISE
+        for index, child in enumerate(children):
+            colours[child.members] = PALETTE[index % len(PALETTE)]
+            colour_of[child.node_id] = PALETTE[index % len(PALETTE)]
     xy = reader.layout.astype(np.float64)
     finite = np.isfinite(xy).all(axis=1)
 
@@ -191,23 +338,13 @@ def sketch_map(reader: MapReader, node_id: str | None, size: tuple[int, int] = (
     caption_font = _font(max(9, round(unit / 60)))
     header_h = round(unit / 24) + 6
     footer_h = round(unit / 30) + 6
-
-    # The plot: the largest centred square between header and footer; the layout's unit square
-    # (stretched to the data if points lie outside it) fills it with a small margin.
     margin = round(unit / 40)
-    side = min(width - 2 * margin, height - header_h - footer_h - 2 * margin)
-    ox = (width - side) / 2
-    oy = header_h + margin + (height - header_h - footer_h - 2 * margin - side) / 2
-    lo = min(0.0, float(xy[finite].min())) if finite.any() else 0.0
-    hi = max(1.0, float(xy[finite].max())) if finite.any() else 1.0
-    scale = side / (hi - lo)
-
-    def to_canvas(x: float | np.ndarray, y: float | np.ndarray) -> tuple[float | np.ndarray, float | np.ndarray]:
-        return ox + (x - lo) * scale, oy + side - (y - lo) * scale
+    plot = _plot(width, height, header_h, footer_h, margin, xy)
 
     image = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(image)
-    px, py = to_canvas(xy[:, 0], xy[:, 1])
+    px, py = plot.to_canvas(xy[:, 0], xy[:, 1])
+    canvas_xy = np.column_stack([px, py])
     radius = max(1.0, unit / 320)
     # Higher activation, bigger dot (up to 1.8x): the strongest contexts stand out.
     acts = reader.activations.astype(np.float64)
@@ -236,8 +373,8 @@ def sketch_map(reader: MapReader, node_id: str | None, size: tuple[int, int] = (
                 outline=_darken(colour, 0.55),  # type: ignore[arg-type]
                 width=outline,
             )
-        x0, y1 = to_canvas(selected.bbox[0], selected.bbox[1])
-        x1, y0 = to_canvas(selected.bbox[2], selected.bbox[3])
+        x0, y1 = plot.to_canvas(selected.bbox[0], selected.bbox[1])
+        x1, y0 = plot.to_canvas(selected.bbox[2], selected.bbox[3])
         if all(np.isfinite(v) for v in (x0, y0, x1, y1)):
             pad = 3 * radius + 2
             draw.rectangle(
@@ -246,39 +383,35 @@ def sketch_map(reader: MapReader, node_id: str | None, size: tuple[int, int] = (
                 width=max(1, round(unit / 400)),
             )
 
-    # Titles: the top-level clusters by size; below a selected node, its children too (smaller).
-    labels: list[_Label] = []
-    colour_of = {node.node_id: PALETTE[index % len(PALETTE)] for index, node in enumerate(top)}
-    for node in top:
-        if all(np.isfinite(node.centroid)):
-            cx, cy = to_canvas(*node.centroid)
-            title = _drawable(label_font, short_title(node))
-            labels.append(_Label(title, (float(cx), float(cy)), colour_of[node.node_id], label_font))
-    if selected is not None and selected.node_id not in colour_of and all(np.isfinite(selected.centroid)):
-        cx, cy = to_canvas(*selected.centroid)
-        title = _drawable(label_font, short_title(selected))
-        labels.insert(0, _Label(title, (float(cx), float(cy)), INK, label_font))
-    if selected is not None:
-        children = sorted(
-            (n for n in reader.children(selected.node_id) if n.kind == "cluster"),
-            key=lambda node: (-node.size, node.node_id),
-        )
-        for node in children:
-            if all(np.isfinite(node.centroid)):
-                cx, cy = to_canvas(*node.centroid)
-                title = _drawable(small_font, short_title(node))
-                labels.append(_Label(title, (float(cx), float(cy)), INK, small_font))
+    # Titles: the top-level clusters by size; below a selected node, its children too (smaller). Each
+    # is anchored on its node's densest member.
+    cell = plot.side / DENSITY_CELLS
+
+    def label(node: ClusterNode, colour: tuple[int, int, int], font: Font) -> _Label | None:
+        """The node's title anchored on its densest member; None when it has no point on the canvas."""
+        anchor = label_anchor(canvas_xy[node.members], cell)
+        if anchor is None:
+            return None
+        return _Label(_drawable(font, short_title(node)), anchor, colour, font, node.node_id)
+
+    labels = [label(node, colour_of[node.node_id], label_font) for node in top]
+    if selected is not None and selected.node_id not in colour_of:
+        labels.insert(0, label(selected, INK, label_font))
+    labels += [label(node, colour_of.get(node.node_id, INK), small_font) for node in children]
 
     header_box: Box = (0, 0, width, header_h)
     footer_box: Box = (0, height - footer_h, width, height)
     taken: list[Box] = [header_box, footer_box]
-    for label, box in _place_labels(draw, labels, (0, 0, width, height), taken):
-        ax, ay = label.anchor
+    drawn = _place_labels(
+        draw, [item for item in labels if item is not None], (0, 0, width, height), taken, canvas_xy[finite]
+    )
+    for placed, box in drawn:
+        ax, ay = placed.anchor
         cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
         if abs(cx - ax) > 1 or abs(cy - ay) > 1:
-            draw.line((ax, ay, cx, cy), fill=_darken(label.colour, 0.3), width=1)
-        draw.rounded_rectangle(box, radius=4, fill=(255, 255, 255), outline=_darken(label.colour, 0.3), width=1)
-        draw.text((cx, cy), label.text, font=label.font, fill=_darken(label.colour, 0.45), anchor="mm")
+            draw.line((ax, ay, cx, cy), fill=_darken(placed.colour, 0.3), width=1)
+        draw.rounded_rectangle(box, radius=4, fill=(255, 255, 255), outline=_darken(placed.colour, 0.3), width=1)
+        draw.text((cx, cy), placed.text, font=placed.font, fill=_darken(placed.colour, 0.45), anchor="mm")
 
     manifest = reader.manifest
     header = f"{manifest.map_id} · latent {manifest.provenance.latent} · {reader.n_contexts:,} contexts"
@@ -287,4 +420,5 @@ def sketch_map(reader: MapReader, node_id: str | None, size: tuple[int, int] = (
     draw.text((margin, header_h / 2), _drawable(label_font, header), font=label_font, fill=INK, anchor="lm")
     caption = _drawable(caption_font, CAPTION)
     draw.text((width - margin, height - footer_h / 2), caption, font=caption_font, fill=(110, 110, 110), anchor="rm")
-    return image
+    placed_labels = tuple(PlacedLabel(item.node_id, item.text, item.anchor, box) for item, box in drawn)
+    return Sketch(image=image, plot=plot, labels=placed_labels)

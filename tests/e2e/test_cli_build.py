@@ -5,7 +5,6 @@ Bad input gets one clear line on stderr and a non-zero exit, never a traceback.
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import subprocess
@@ -14,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.build_inputs import D_SAE, docstring_corpus, save_sae
 from vista_tui.mapdata import MapReader, Store, read_latent_stats
 
 pytestmark = pytest.mark.slow
 
-D_SAE = 64
 DEAD_LATENT = 5
 
 
@@ -38,19 +37,6 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *words: str)
         assert word in errors[0], errors[0]
 
 
-def save_sae(path: Path, d_in: int, dead_latent: int | None = None) -> Path:
-    import torch
-    from sae_lens import TopKTrainingSAE, TopKTrainingSAEConfig
-
-    torch.manual_seed(0)
-    sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=d_in, d_sae=D_SAE, k=8))
-    if dead_latent is not None:
-        with torch.no_grad():
-            sae.b_enc[dead_latent] = -1e4  # never among the top k: the latent never fires
-    sae.save_inference_model(path)
-    return path
-
-
 @pytest.fixture(scope="module")
 def sae_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_sae(tmp_path_factory.mktemp("sae"), 384, dead_latent=DEAD_LATENT)
@@ -58,15 +44,7 @@ def sae_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from pipeline.corpus import iter_documents
-
-    path = tmp_path_factory.mktemp("corpus") / "docs.jsonl"
-    with path.open("w") as handle:
-        for i, doc in enumerate(iter_documents(["python-stdlib-docstrings"])):
-            if i == 400:
-                break
-            handle.write(json.dumps({"id": doc.doc_id, "text": doc.text}) + "\n")
-    return path
+    return docstring_corpus(tmp_path_factory.mktemp("corpus") / "docs.jsonl", 400)
 
 
 def build_args(store: Path, corpus: Path, sae: Path, *extra: str) -> list[str]:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from tests.helpers.cli import assert_one_line_error, vista
 from tests.helpers.small_map import small_map
+from tests.helpers.synthetic_map import build_synthetic_map
+from vista_tui.core.caveats import FEW_CONTEXTS
 
 
 @pytest.fixture
@@ -23,6 +26,19 @@ def test_summary_of_a_good_map(store: Path) -> None:
     assert "latent 7" in result.stdout
     assert "muscle, biceps" in result.stdout
     assert "gain peaks at k=2" in result.stdout
+
+
+@pytest.mark.parametrize(("n", "warned"), [(26, True), (FEW_CONTEXTS - 1, True), (FEW_CONTEXTS, False)])
+def test_summary_warns_once_of_a_map_of_few_contexts(tmp_path: Path, n: int, warned: bool) -> None:
+    build_synthetic_map(tmp_path / "maps" / "m", n=n, seed=0)
+    result = vista("summary", "m", "--cache", str(tmp_path), env={**os.environ, "COLUMNS": "200"})
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stdout.splitlines() if line.startswith("warning:")]
+    if warned:
+        assert warnings == [f"warning: only {n} contexts (fewer than {FEW_CONTEXTS}): the cluster tree and the "
+                            "fidelity of so few mean little; a larger corpus gives more"]  # fmt: skip
+    else:
+        assert warnings == []
 
 
 def test_unknown_map(store: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -19,6 +20,18 @@ def vista(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -
         env=env,
         timeout=timeout,  # only bounds a hang: no test asserts on time
     )
+
+
+def vista_writing_to(stdout: IO[bytes] | int, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`python -m vista_tui.cli ARGS` with its stdout on `stdout` (an open file, a terminal's fd…); stderr captured."""
+    done = subprocess.run(
+        [sys.executable, "-m", "vista_tui.cli", *args],
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        timeout=timeout,  # only bounds a hang: no test asserts on time
+    )
+    return subprocess.CompletedProcess(done.args, done.returncode, None, done.stderr.decode("utf-8"))
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> str:

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from pipeline.render.sketch import _font, _Label, _place_labels, short_title, sketch_map
+from pipeline.render.sketch import _font, _Label, _place_labels, draw_sketch, short_title, sketch_map
 from pipeline.render.worker import RenderWorker
 from tests.helpers.synthetic_map import build_synthetic_map
 from vista_tui.core.render_queue import RenderQueue
@@ -63,12 +63,19 @@ def test_sketch_colours_clusters_and_emphasises_the_selected_node(map_dir: Path)
     colours = {tuple(c) for c in whole.reshape(-1, 3)[::7]}
     assert len(colours) > 20  # clusters in their hues, grey noise, labels
     node = next(n for n in reader.children(reader.root.node_id) if n.kind == "cluster")
-    selected = np.asarray(sketch_map(reader, node.node_id, (640, 480))).astype(int)
+    sketch = draw_sketch(reader, node.node_id, (640, 480))
+    selected = np.asarray(sketch.image).astype(int)
     assert (np.abs(selected - whole).sum(axis=2) > 30).mean() > 0.01
 
-    # Outside the selected node the map is faded: far fewer vivid pixels than in the whole map.
+    # Outside the selected node (its box, and the titles of it and its children) the map is faded: far
+    # fewer vivid pixels than in the whole map.
+    outside = np.ones(selected.shape[:2], dtype=bool)
+    (x0, y1), (x1, y0) = sketch.plot.to_canvas(*node.bbox[:2]), sketch.plot.to_canvas(*node.bbox[2:])
+    for box in [(x0 - 12, y0 - 12, x1 + 12, y1 + 12), *(label.box for label in sketch.labels)]:
+        outside[max(0, int(box[1])) : int(box[3]) + 2, max(0, int(box[0])) : int(box[2]) + 2] = False
+
     def vivid(image: np.ndarray) -> int:
-        return int(((image.max(axis=2) - image.min(axis=2)) > 90).sum())
+        return int((((image.max(axis=2) - image.min(axis=2)) > 90) & outside).sum())
 
     assert vivid(selected) < 0.6 * vivid(whole)
 

@@ -12,6 +12,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from textual.pilot import Pilot
 from textual.widgets import Input
 
 from tests.helpers.synthetic_map import build_synthetic_map
@@ -112,23 +113,43 @@ async def test_tag_dialog_completes_existing_tags_adds_and_removes(map_dir: Path
             assert store.get(node_id).tags == ()  # type: ignore[union-attr]
 
 
+async def write_note(pilot: Pilot[None], app: VistaApp, *keys: str) -> str:
+    """Open the map, select its second node, type `keys` in the note dialog and save; the node's id."""
+    await open_map(pilot, app)
+    await pilot.press("j", "a")
+    await pilot.pause()
+    assert isinstance(app.screen, NoteDialog)
+    await pilot.press(*keys, "ctrl+s")
+    await pilot.pause()
+    assert isinstance(app.screen, MapScreen)
+    node_id = tree_of(app).selected
+    assert node_id is not None
+    return node_id
+
+
 async def test_note_edited_inline(map_dir: Path) -> None:
     app = make_app(map_dir)
     async with app.run_test(size=SIZE) as pilot:
-        await open_map(pilot, app)
-        await pilot.press("j", "a")
-        await pilot.pause()
-        assert isinstance(app.screen, NoteDialog)
-        await pilot.press(*"fires on music", "ctrl+s")
-        await pilot.pause()
-        assert isinstance(app.screen, MapScreen)
+        node_id = await write_note(pilot, app, *"fires on music")
         assert "note: fires on music" in screen_text(app)
-        node_id = tree_of(app).selected
         # esc cancels: nothing changes
         await pilot.press("a", "x", "escape")
         await pilot.pause()
     with stored(map_dir) as store:
         assert store.get(node_id).note == "fires on music"  # type: ignore[arg-type,union-attr]
+
+
+async def test_a_note_ending_in_enter_is_saved_without_the_trailing_newline(map_dir: Path) -> None:
+    app = make_app(map_dir)
+    async with app.run_test(size=SIZE) as pilot:
+        node_id = await write_note(pilot, app, *"  fires on music", "enter", *"and on muse", "enter", "enter", "space")
+        # the same note with another trailing newline is no change
+        await pilot.press("a", "enter", "ctrl+s")
+        await pilot.pause()
+        assert any(t == "note unchanged" for t in toasts(app))
+    with stored(map_dir) as store:
+        assert store.get(node_id).note == "  fires on music\nand on muse"  # type: ignore[arg-type,union-attr]
+        assert [entry.new for entry in store.history() if entry.field == "note"] == ["  fires on music\nand on muse"]
 
 
 @pytest.fixture
@@ -221,7 +242,7 @@ async def test_u_undoes_the_last_change(map_dir: Path) -> None:
         await pilot.press("u")
         await pilot.pause()
         assert row_of(app, node_id).startswith("j")
-        assert any(t.startswith("undone: music, melody, rhythm status") for t in toasts(app))
+        assert "undid status of music, melody, rhythm: 'interpretable' → 'junk'" in toasts(app)
         with stored(map_dir) as store:
             assert store.get(node_id).status == "junk"  # type: ignore[union-attr]
         await pilot.press("u")

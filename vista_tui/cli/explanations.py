@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vista_tui.cli.console import fail
 from vista_tui.cli.opening import find_map
@@ -20,6 +21,9 @@ from vista_tui.mapdata import (
     write_published_explanations,
 )
 
+if TYPE_CHECKING:
+    from vista_tui.mapdata import Provenance
+
 
 def add_explanations_parser(subparsers: Any) -> None:
     """Add `import-explanations` to `vista`'s subcommands (sets `run=cmd_import_explanations`)."""
@@ -33,6 +37,11 @@ def add_explanations_parser(subparsers: Any) -> None:
     explanations.add_argument("map", help="map id in the store, or path to a map directory")
     explanations.add_argument("file", help="the export (.json or .jsonl)")
     explanations.add_argument("--cache", metavar="DIR", default=argparse.SUPPRESS, help="the map store")
+    explanations.add_argument(
+        "--force",
+        action="store_true",
+        help="import even when the explanations' model, layer or SAE width ('modelId', 'layer') is not the map's",
+    )
     explanations.set_defaults(run=cmd_import_explanations)
 
 
@@ -92,11 +101,60 @@ def _index_of(item: dict[str, Any]) -> int | None:
         return None
 
 
+def model_name(model: str) -> str:
+    """A model as Neuronpedia names it: the last segment of its id or path, lower case
+    ('google/gemma-2-2b' and 'gemma-2-2b' are the same model)."""
+    return model.strip().rstrip("/").rsplit("/", 1)[-1].lower()
+
+
+def hook_layer(hook: str) -> int | None:
+    """The layer a hook names ('20', 'model.layers.20', 'blocks.20.hook_resid_post'); None when it holds no
+    number or several."""
+    numbers = re.findall(r"\d+", hook)
+    return int(numbers[0]) if len(numbers) == 1 else None
+
+
+def published_layer(layer: str | int) -> int | None:
+    """The layer of a Neuronpedia `layer` ('20-gemmascope-res-16k' → 20); None when it does not start with one."""
+    found = re.match(r"\s*(\d+)(?!\d)", str(layer))
+    return int(found.group(1)) if found else None
+
+
+def published_width(layer: str | int) -> int | None:
+    """The SAE width in a Neuronpedia `layer`, in thousands ('20-gemmascope-res-16k' → 16, '…-1m' → 1000)."""
+    found = re.search(r"(?:^|[-_])(\d+)([km])(?:$|[-_])", str(layer).lower())
+    if not found:
+        return None
+    return int(found.group(1)) * (1000 if found.group(2) == "m" else 1)
+
+
+def mismatch(explanation: dict[str, Any], provenance: Provenance) -> str | None:
+    """What of `explanation`'s origin (model, layer, SAE width) is not the map's, in words; None when nothing is.
+
+    Only what both sides record is compared. Neuronpedia names widths by thousands rounded down
+    (16,384 latents are '16k', 65,536 are '65k'), so the map's width is rounded the same way.
+    """
+    model, layer = explanation.get("model_id"), explanation.get("layer")
+    if isinstance(model, str) and model.strip() and model_name(model) != model_name(provenance.model):
+        return f"model {model}"
+    if layer is None or isinstance(layer, bool):
+        return None
+    ours = hook_layer(provenance.hook)
+    theirs = published_layer(layer)
+    if ours is not None and theirs is not None and ours != theirs:
+        return f"layer {layer}"
+    width = published_width(layer)
+    if width is not None and provenance.d_sae > 0 and provenance.d_sae // 1000 != width:
+        return f"an SAE of width {layer} (the map's has {provenance.d_sae:,} latents)"
+    return None
+
+
 def cmd_import_explanations(args: argparse.Namespace) -> int:
     """Store the explanations of the map's latent in `<map>/explanations.json`; 0 done, 2 bad input."""
     try:
         map_dir = find_map(args)
-        latent = read_manifest(map_dir).provenance.latent
+        provenance = read_manifest(map_dir).provenance
+        latent = provenance.latent
         path = Path(args.file)
         items = read_explanations(path)
         if not items:
@@ -113,6 +171,14 @@ def cmd_import_explanations(args: argparse.Namespace) -> int:
                 f"no explanation in {path} is for latent {latent} of map {map_dir.name} "
                 f"(its indices: {', '.join(indices[:5])}{' …' if len(indices) > 5 else ''})"
             )
+        if not args.force:
+            for explanation in kept:
+                differs = mismatch(explanation, provenance)
+                if differs is not None:
+                    raise ValueError(
+                        f"{path} explains {differs}, but map {map_dir.name} is of {provenance.model} at hook "
+                        f"{provenance.hook} (SAE {provenance.sae}); --force imports it anyway"
+                    )
         stored = read_published_explanations(map_dir)
         existing = list(stored.explanations) if stored is not None else []
         now = utc_now()

@@ -1,30 +1,8 @@
 """`vista export`: every node of a map with its labels and annotation, as JSONL, CSV or Parquet.
 
 The map and its annotations are opened as `vista triage-status` opens them (`triage.reading`):
-the same checks, the same reconcile, the same one-line errors.
-
-Export schema (version 1; one row per node of the current tree, parents before children,
-then one row per annotation whose node is no longer in the tree, with kind "orphan"):
-
-| column              | type           | meaning                                                       |
-|---------------------|----------------|---------------------------------------------------------------|
-| node_id             | string         | stable node id (hash of the sorted member context ids)        |
-| parent_id           | string / null  | parent's node id; null for the root and for orphans           |
-| depth               | int / null     | 0 for the root; null for orphans                              |
-| kind                | string         | root, cluster, noise, or orphan                               |
-| size                | int            | number of member contexts                                     |
-| keywords            | list[string]   | offline keywords (class-based TF-IDF); empty for orphans      |
-| visual_prompt       | string         | the prompt the node is rendered from                          |
-| llm_label           | string         | an LLM's name for the node ("" when none)                     |
-| status              | string         | triage status; the first configured status when not annotated |
-| tags                | list[string]   | tags, in the order they were added                            |
-| note                | string         | free-text note                                                |
-| author              | string         | who made the latest change ("" when not annotated)            |
-| updated             | string         | ISO-8601 UTC time of the latest change ("" when not annotated)|
-| member_context_ids  | list[string]   | the member context ids, sorted                                |
-
-JSONL writes lists as JSON arrays and null as null; CSV writes lists as JSON arrays in one
-cell and null as an empty cell; Parquet uses list<string> and nullable int64 columns.
+the same checks, the same reconcile, the same one-line errors. The schema is `EXPORT_FIELDS`,
+and `vista export --help` prints it (`schema_help`), so users read it where they run the command.
 """
 
 from __future__ import annotations
@@ -46,23 +24,38 @@ if TYPE_CHECKING:
     from vista_tui.mapdata import MapReader
 
 EXPORT_SCHEMA_VERSION = 1
-EXPORT_COLUMNS = (
-    "node_id",
-    "parent_id",
-    "depth",
-    "kind",
-    "size",
-    "keywords",
-    "visual_prompt",
-    "llm_label",
-    "status",
-    "tags",
-    "note",
-    "author",
-    "updated",
-    "member_context_ids",
+EXPORT_FIELDS = (
+    ("node_id", "string", "stable node id (hash of the sorted member context ids)"),
+    ("parent_id", "string/null", "parent's node id; null for the root and for orphans"),
+    ("depth", "int/null", "0 for the root; null for orphans"),
+    ("kind", "string", "root, cluster, noise, or orphan"),
+    ("size", "int", "number of member contexts"),
+    ("keywords", "list[string]", "offline keywords (class-based TF-IDF); empty for orphans"),
+    ("visual_prompt", "string", "the prompt the node is rendered from"),
+    ("llm_label", "string", 'an LLM\'s name for the node ("" when none)'),
+    ("status", "string", "triage status; the first configured status when not annotated"),
+    ("tags", "list[string]", "tags, in the order they were added"),
+    ("note", "string", "free-text note"),
+    ("author", "string", 'who made the latest change ("" when not annotated)'),
+    ("updated", "string", 'ISO-8601 UTC time of the latest change ("" when not annotated)'),
+    ("member_context_ids", "list[string]", "the member context ids, sorted"),
 )
+"""The export's columns, in order: name, type, meaning (schema version `EXPORT_SCHEMA_VERSION`)."""
+EXPORT_COLUMNS = tuple(name for name, _, _ in EXPORT_FIELDS)
 LIST_COLUMNS = ("keywords", "tags", "member_context_ids")
+
+
+def schema_help() -> str:
+    """The export's schema as `vista export --help` shows it: the rows, one line per column, the formats."""
+    width = max(len(name) for name in EXPORT_COLUMNS)
+    type_width = max(len(kind) for _, kind, _ in EXPORT_FIELDS)
+    columns = "\n".join(f"  {name:<{width}}  {kind:<{type_width}}  {meaning}" for name, kind, meaning in EXPORT_FIELDS)
+    return (
+        f"columns (export schema version {EXPORT_SCHEMA_VERSION}):\n{columns}\n\n"
+        "JSONL writes lists as JSON arrays and null as null; CSV writes lists as JSON arrays in one\n"
+        "cell and null as an empty cell; Parquet uses list<string> and nullable int64 columns (its\n"
+        f"schema metadata holds vista_export_schema={EXPORT_SCHEMA_VERSION})."
+    )
 
 
 def add_export_parser(subparsers: Any) -> None:
@@ -70,17 +63,26 @@ def add_export_parser(subparsers: Any) -> None:
     export = subparsers.add_parser(
         "export",
         help="write every node with its labels and annotation as JSONL, CSV or Parquet",
-        description="One row per node (and per orphaned annotation); the schema is documented in "
-        "vista_tui/cli/export.py.",
+        description="One row per node of the map's current tree, parents before children, then one row per\n"
+        'annotation whose node is no longer in the tree (kind "orphan").',
+        epilog=schema_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_triage_arguments(export)
     export.add_argument("--format", choices=("jsonl", "csv", "parquet"), default="jsonl", help="default: jsonl")
-    export.add_argument("--output", metavar="FILE", default=None, help="default: stdout (jsonl and csv only)")
+    export.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        default=None,
+        help="write FILE (atomically) instead of stdout; Parquet goes to stdout only when it is redirected "
+        "to a file or a pipe, not to a terminal",
+    )
     export.set_defaults(run=cmd_export)
 
 
 def export_rows(reader: MapReader, store: AnnotationStore, statuses: tuple[str, ...]) -> list[dict[str, Any]]:
-    """The export's rows (schema in the module docstring)."""
+    """The export's rows (columns: `EXPORT_FIELDS`)."""
     ids = reader.context_ids
     annotations = store.all()
     rows: list[dict[str, Any]] = []
@@ -162,26 +164,32 @@ def _csv(rows: list[dict[str, Any]]) -> bytes:
     return buffer.getvalue().encode("utf-8")
 
 
+def _parquet(rows: list[dict[str, Any]]) -> bytes:
+    """The rows as a Parquet file (schema `export_schema`)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows, schema=export_schema()), buffer)
+    return buffer.getvalue()
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     """Write the export to --output (or stdout); 0 done, 2 bad input."""
-    if args.format == "parquet" and not args.output:
-        return fail("--format parquet needs --output FILE (Parquet is not written to a terminal)")
+    # Parquet is binary: refused only where it would land on a screen. A redirect to a file or a
+    # pipe is what the user asked for.
+    if args.format == "parquet" and not args.output and sys.stdout.isatty():
+        return fail("--format parquet is binary and stdout is a terminal: redirect it (> FILE, | …) or give -o FILE")
     try:
         with reading(args) as (reader, config, store, _):
             rows = export_rows(reader, store, config.statuses)
-        if args.format == "parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            table = pa.Table.from_pylist(rows, schema=export_schema())
-            atomic_write(Path(args.output), lambda handle: pq.write_table(table, handle))
+        encode = {"jsonl": _jsonl, "csv": _csv, "parquet": _parquet}[args.format]
+        data = encode(rows)
+        if args.output:
+            atomic_write(Path(args.output), lambda handle: handle.write(data))
         else:
-            data = _jsonl(rows) if args.format == "jsonl" else _csv(rows)
-            if args.output:
-                atomic_write(Path(args.output), lambda handle: handle.write(data))
-            else:
-                sys.stdout.buffer.write(data)
-                sys.stdout.flush()
+            sys.stdout.buffer.write(data)
+            sys.stdout.flush()
     except (MapError, AnnotationError, ValueError, OSError) as error:
         return fail(error)
     if args.output:

@@ -11,10 +11,14 @@ from __future__ import annotations
 import importlib.util
 import os
 import shlex
+import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 
 from vista_tui.cli.console import EXIT_INTERRUPTED, fail, stdout
 from vista_tui.cli.maps import explore, print_summaries
@@ -41,9 +45,12 @@ def run_pipeline(command: str, args: Sequence[str]) -> tuple[int, list[Path]]:
     if any(arg in ("-h", "--help") for arg in args):
         return subprocess.call([sys.executable, "-m", "pipeline", command, *args]), []
     env = dict(os.environ, HF_HUB_OFFLINE=os.environ.get("HF_HUB_OFFLINE", "1"))
-    with subprocess.Popen(
-        [sys.executable, "-m", "pipeline", command, *args], stdout=subprocess.PIPE, text=True, env=env
-    ) as child:
+    with (
+        subprocess.Popen(
+            [sys.executable, "-m", "pipeline", command, *args], stdout=subprocess.PIPE, text=True, env=env
+        ) as child,
+        interrupts_passed_on(child),
+    ):
         assert child.stdout is not None
         paths = [Path(line.strip()) for line in child.stdout if line.strip()]
         code = child.wait()
@@ -64,6 +71,29 @@ def open_hint(paths: Sequence[Path]) -> list[str]:
     lines = [f"store: {store}", f"open with: {commands[0]}"]
     lines += [f"           {command}" for command in commands[1:]]
     return lines
+
+
+@contextmanager
+def interrupts_passed_on(child: subprocess.Popen[str]) -> Iterator[None]:
+    """While the child runs, Ctrl+C is its to handle: this process waits for it to leave (one line, exit 130)
+    instead of dying first with a traceback, and passes on a SIGINT sent to this process alone.
+
+    Ctrl+C in a terminal reaches both processes; the child ignores the copy passed on.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set signal handlers
+        return
+
+    def pass_on(signum: int, frame: FrameType | None) -> None:
+        """Send the SIGINT on to the child, while it runs."""
+        if child.poll() is None:
+            child.send_signal(signal.SIGINT)
+
+    previous = signal.signal(signal.SIGINT, pass_on)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
 
 
 def cmd_pipeline(command: str, args: Sequence[str]) -> int:

@@ -6,6 +6,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from vista_tui.core.caveats import few_contexts_warning
 from vista_tui.core.node_names import NodeNames
 from vista_tui.core.sanitize import sanitize, sanitize_token
 from vista_tui.core.titles import latent_title, node_title, quote_token
@@ -155,6 +156,8 @@ def map_summary(reader: MapReader, max_clusters: int = 8, detail: bool = False) 
         f"{prov.n_contexts:,} contexts from {prov.n_tokens_seen:,} tokens · tree depth {tree_depth(nodes)} · "
         f"{n_clusters} clusters ({len(top)} at the top)",
     )
+    if (few := few_contexts_warning(prov.n_contexts)) is not None:
+        head.append("\n" + few, style="yellow")
     curve = reader.fidelity
     if curve is not None and curve.k:
         head.append(

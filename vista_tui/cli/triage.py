@@ -20,7 +20,7 @@ from vista_tui.cli.opening import NODE_HELP, open_map, resolve_node_id
 from vista_tui.core.annotations import DB_NAME, AnnotationError, AnnotationStore, TriageConfig
 from vista_tui.core.history import undo_message
 from vista_tui.core.triage import TriageSession, tree_members
-from vista_tui.core.triage_config import load_config
+from vista_tui.core.triage_config import DEFAULT_STATUSES, load_config
 from vista_tui.mapdata import MapError
 
 if TYPE_CHECKING:
@@ -29,6 +29,12 @@ if TYPE_CHECKING:
 
 CHANGE_OPTIONS = "--status, --tag, --untag or --note"
 """The options of `annotate` that write; `--undo` is one more and goes alone."""
+STATUSES_HELP = (
+    f"{', '.join(DEFAULT_STATUSES)} (the first means not yet reviewed). A config file's "
+    "`[triage] statuses = [...]` (--config FILE, else $VISTA_CONFIG, else the user config) replaces them; "
+    "`vista triage-status MAP` lists the statuses in use."
+)
+"""What `annotate --help` says of the statuses: the defaults, and where a config replaces them."""
 
 
 def open_store(
@@ -88,10 +94,13 @@ def add_triage_parsers(subparsers: Any) -> None:
         description="Annotate one node of a map, as the TUI's triage keys do; each change is committed "
         f"to the map's {DB_NAME} before the command says so. With no change, prints the annotation. "
         "With --undo, reverts your latest change to the node, as `u` does in the explorer.",
+        epilog=f"statuses: {STATUSES_HELP}",
     )
     add_triage_arguments(annotate)
     annotate.add_argument("node", help=NODE_HELP)
-    annotate.add_argument("--status", default=None, help="triage status (see `vista triage-status`)")
+    annotate.add_argument(
+        "--status", default=None, metavar="S", help=f"triage status: {', '.join(DEFAULT_STATUSES)} (see below)"
+    )
     annotate.add_argument("--tag", action="append", default=[], metavar="T", help="add a tag (repeatable)")
     annotate.add_argument("--untag", action="append", default=[], metavar="T", help="remove a tag (repeatable)")
     annotate.add_argument("--note", default=None, metavar="TEXT", help="replace the note ('' clears it)")

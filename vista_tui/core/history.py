@@ -19,5 +19,6 @@ def history_value(value: object) -> str:
 
 
 def undo_message(title: str, revert: HistoryEntry) -> str:
-    """'undone: TITLE FIELD BEFORE → AFTER': the change that `revert` (the undo's own entry) took back."""
-    return f"undone: {title} {revert.field} {history_value(revert.new)} → {history_value(revert.old)}"
+    """'undid FIELD of TITLE: UNDONE → RESTORED': what the undo changed, from the value it took back to the
+    value it put back (`revert` is the undo's own entry: its old is the value undone, its new the one restored)."""
+    return f"undid {revert.field} of {title}: {history_value(revert.old)} → {history_value(revert.new)}"

@@ -37,6 +37,12 @@ if TYPE_CHECKING:
 UNREVIEWED_GLYPH = "·"
 
 
+def clean_note(note: str) -> str:
+    """A note as it is stored: without trailing whitespace and newlines (the Enter typed before saving, the
+    newline an editor ends a file with), its inner lines and leading indentation kept."""
+    return str(note).rstrip()
+
+
 @dataclass(frozen=True)
 class TriageProgress:
     """How far triage has got over the session's targets."""
@@ -207,8 +213,8 @@ class TriageSession:
         return self._written(self._writer().remove_tag(node_id, tag))
 
     def set_note(self, node_id: str, note: str) -> Annotation:
-        """Replace the node's note."""
-        return self._written(self._writer().set_note(node_id, note, self.tree[node_id]))
+        """Replace the node's note (as `clean_note` leaves it)."""
+        return self._written(self._writer().set_note(node_id, clean_note(note), self.tree[node_id]))
 
     def undo(self, node_id: str | None = None) -> HistoryEntry | None:
         """Undo this author's latest change not yet undone (to `node_id` when given); its revert entry, or None."""

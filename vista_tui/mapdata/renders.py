@@ -36,7 +36,7 @@ RENDERS_DIR = "renders"
 
 KEY_VERSION = 1
 """Version of the cache-key recipe itself."""
-SKETCH_VERSION = 1
+SKETCH_VERSION = 2
 """Bump when pipeline/render/sketch.py draws differently, so cached sketches are redrawn."""
 DIFFUSION_VERSION = 1
 """Bump when pipeline/render renders differently for the same parameters."""

@@ -21,7 +21,7 @@ from textual.widgets import Static
 from vista_tui.core.annotations import AnnotationError
 from vista_tui.core.history import undo_message
 from vista_tui.core.sanitize import sanitize
-from vista_tui.core.triage import TriageFilter, TriageSession, next_in_tree_order, parse_filter
+from vista_tui.core.triage import TriageFilter, TriageSession, clean_note, next_in_tree_order, parse_filter
 from vista_tui.tui.controllers import MapView
 from vista_tui.tui.dialogs import LineDialog, NoteDialog
 from vista_tui.tui.widgets.cluster_tree import ClusterTreeView
@@ -162,7 +162,7 @@ class TriageController:
         if note is None or session is None or session.store is None:
             return
         annotation = session.get(node_id)
-        if annotation is not None and annotation.note == note:
+        if annotation is not None and annotation.note == clean_note(note):
             self.view.notify("note unchanged", timeout=2)
             return
         self._save(node_id, "note", lambda: session.set_note(node_id, note))
