@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from pipeline import cluster, fidelity, harvest, keywords, layout
+from pipeline import cluster, fidelity, harvest, keywords, layout, models
 from pipeline.corpus import STDLIB_DOCSTRINGS
 from pipeline.harvest.stats import node_stats
 from pipeline.steps import Progress, StepRun, params_of, reuse_or_run, step_id, step_id_of
@@ -53,6 +53,9 @@ class BuildConfig:
     """Map ids are `<prefix>L<latent>`; empty means derived from model, hook and SAE."""
     force: bool = False
     """Recompute every step even when its output is already there."""
+    force_hook: bool = False
+    """Harvest `harvest.hook` even when the SAE records another hook (not part of any step id: the
+    harvest's output depends on the hook, not on whether the SAE agreed)."""
 
     def __post_init__(self) -> None:
         if self.map_prefix and not re.fullmatch(r"[A-Za-z0-9._-]+", self.map_prefix):
@@ -116,9 +119,28 @@ def _load_or_run_harvest(
         except (OSError, ValueError, MapError):
             pass  # a damaged cache is rebuilt below
     notice(harvest_notice(cfg, store))
-    result = harvest.run(cfg.harvest, progress=report("harvest", "harvest: model + SAE over the corpus"))
+    model, sae = _load_model_and_sae(cfg.harvest, report)
+    # The harvest's bar starts once both are loaded: its time is the harvest's, the loads have their own.
+    result = harvest.run(
+        cfg.harvest,
+        progress=report("harvest", "harvest: model + SAE over the corpus"),
+        model=model,
+        sae=sae,
+        force_hook=cfg.force_hook,
+    )
     harvest.save(result, cache_dir)
     return result
+
+
+def _load_model_and_sae(cfg: harvest.HarvestConfig, report: StepReporter) -> tuple[models.LoadedModel, Any]:
+    """The harvest's model and SAE, each loaded under a bar of its own."""
+    loading = report("load model", f"loading model {cfg.model}")
+    model = models.load_model(cfg.model, cfg.device)
+    loading(1, 1, model.device)
+    loading = report("load SAE", f"loading SAE {cfg.sae_description}")
+    sae = models.load_sae(sae_release=cfg.sae_release, sae_id=cfg.sae_id, sae_path=cfg.sae_path, device=model.device)
+    loading(1, 1, model.device)
+    return model, sae
 
 
 def _latents(latents: list[int] | tuple[int, ...]) -> str:

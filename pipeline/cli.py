@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from pipeline import interrupts
 from pipeline.argtypes import add_quantile_arguments, int_list
@@ -54,13 +55,22 @@ def say(line: str) -> None:
     stderr.print(line, soft_wrap=True, markup=False)
 
 
+class DoneOfTotalColumn(ProgressColumn):
+    """`done/total` with thousands separators ("1,234,567/9,876,543"), `done/?` while the total is unknown."""
+
+    def render(self, task: Task) -> Text:
+        """The task's count, for the bar's line."""
+        total = f"{int(task.total):,}" if task.total is not None else "?"
+        return Text(f"{int(task.completed):,}/{total}", style="progress.download")
+
+
 @contextmanager
 def rich_reporter() -> Iterator[StepReporter]:
     """A StepReporter drawing one rich progress bar per step (on stderr)."""
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        DoneOfTotalColumn(),
         TextColumn("{task.fields[note]}"),
         TimeElapsedColumn(),
     )
@@ -94,7 +104,14 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
         help="Hugging Face model id (local cache) or directory; 'minilm' = the bundled all-MiniLM-L6-v2",
     )
     what.add_argument(
-        "--hook", required=True, help="layer index (output of that block) or a module path, e.g. 'model.layers.20'"
+        "--hook",
+        help="layer index (output of that block) or a module path, e.g. 'model.layers.20' (default: the hook the"
+        " SAE's config records)",
+    )
+    what.add_argument(
+        "--force-hook",
+        action="store_true",
+        help="harvest --hook even when the SAE's config records another hook (default: refuse)",
     )
     what.add_argument(
         "--sae",
@@ -195,10 +212,15 @@ def build_config_from_args(args: argparse.Namespace) -> BuildConfig:
     from pipeline.build import BuildConfig
 
     release, sae_id, sae_path = _sae_source(args)
+    hook = args.hook
+    if hook is None:
+        from pipeline.harvest.preflight import default_hook
+
+        hook = default_hook(sae_release=release, sae_id=sae_id, sae_path=sae_path)
     return BuildConfig(
         harvest=harvest.HarvestConfig(
             model=args.model,
-            hook=args.hook,
+            hook=hook,
             latents=tuple(dict.fromkeys(args.latents)),
             corpus=tuple(args.corpus),
             sae_release=release,
@@ -227,13 +249,17 @@ def build_config_from_args(args: argparse.Namespace) -> BuildConfig:
         fidelity=fidelity.FidelityConfig(lam=args.lam),
         map_prefix=args.map_prefix,
         force=args.force,
+        force_hook=args.force_hook,
     )
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    """`build`: check every input from small files first (one line, in seconds), then load, harvest and map."""
     from pipeline.build import build
+    from pipeline.harvest.preflight import check
 
     cfg = build_config_from_args(args)
+    check(cfg.harvest, force_hook=cfg.force_hook)
     store = Store(resolve_store(args.cache))
     with rich_reporter() as report:
         built = build(cfg, store, report, notice=say)

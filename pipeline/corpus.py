@@ -10,9 +10,11 @@ import ast
 import json
 import os
 import sysconfig
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 STDLIB_DOCSTRINGS = "python-stdlib-docstrings"
 """Source name of the built-in corpus: the docstrings of the running Python's standard library."""
@@ -63,31 +65,99 @@ class Document:
     """The corpus source the document came from (a path, or the special source name)."""
 
 
-def iter_documents(sources: Sequence[str], text_field: str = "text") -> Iterator[Document]:
+@dataclass
+class ReadMeter:
+    """How far a stream of documents has read its corpus: bytes of its files, of their total.
+
+    The harvest's truthful progress when no token budget bounds it. The readers move it as they
+    read (a text file by the bytes its decoder has taken, a parquet file by the share of its rows
+    read), so it runs a tokenizer batch or two ahead of the model, never behind.
+    """
+
+    total: int | None = None
+    """Bytes of every source (`corpus_bytes`); None when a size is unknown."""
+    done: int = 0
+    _base: int = 0
+
+    def begin(self) -> None:
+        """A new source starts: its positions count from the bytes read so far."""
+        self._base = self.done
+
+    def at(self, position: int) -> None:
+        """The current source has been read up to byte `position`."""
+        self.done = self._base + position
+
+
+def iter_documents(
+    sources: Sequence[str], text_field: str = "text", meter: ReadMeter | None = None
+) -> Iterator[Document]:
     """Stream the documents of every source in order; raise CorpusError when there is nothing to read.
 
     Sources are paths (.txt/.md: one document per blank-line-separated paragraph; .jsonl: one
     object per line, text in `text_field`; .parquet: column `text_field`) or the special name
-    `python-stdlib-docstrings`. Empty texts are skipped.
+    `python-stdlib-docstrings`. Empty texts are skipped. `meter`, when given, follows the bytes read.
     """
+    # Fail on a missing or unsupported source before streaming the first one, not an hour in.
+    sources = _checked_sources(sources)
+    n_documents = 0
+    for source in sources:
+        if meter is not None:
+            meter.begin()
+        for document in _iter_source(source, text_field, meter):
+            n_documents += 1
+            yield document
+    if n_documents == 0:
+        raise _no_text(sources, text_field)
+
+
+def check_corpus(sources: Sequence[str], text_field: str = "text") -> None:
+    """Raise CorpusError now for what a harvest would otherwise find only after loading its model.
+
+    Each source must exist, be of a supported kind and give its first document (a JSONL or
+    parquet source: with `text_field` holding text), and the corpus must hold some text.
+    Reads each source up to its first document only: an empty one to its end.
+    """
+    sources = _checked_sources(sources)
+    found = False
+    for source in sources:
+        with closing(_iter_source(source, text_field, None)) as documents:
+            found = next(documents, None) is not None or found
+    if not found:
+        raise _no_text(sources, text_field)
+
+
+def _checked_sources(sources: Sequence[str] | str) -> Sequence[str]:
+    """The sources (a lone string is one), each one there and of a supported kind; CorpusError otherwise."""
     if isinstance(sources, str):
         sources = (sources,)
     if not sources:
         raise CorpusError("no corpus given; pass at least one file or python-stdlib-docstrings")
-    # Fail on a missing or unsupported source before streaming the first one, not an hour in.
     for source in sources:
         _check_source(source)
-    n_documents = 0
-    for source in sources:
-        for document in _iter_source(source, text_field):
-            n_documents += 1
-            yield document
-    if n_documents == 0:
-        names = ", ".join(sources)
-        raise CorpusError(
-            f"corpus {names} has no text; check the files are not empty"
-            f" (and, for JSONL/parquet, that the {text_field!r} field holds the text)"
-        )
+    return sources
+
+
+def corpus_bytes(sources: Sequence[str]) -> int | None:
+    """Bytes the corpus's readers will read: its files' sizes (the stdlib's .py files for its docstrings).
+
+    None when a size cannot be read: the progress then has no total.
+    """
+    total = 0
+    try:
+        for source in sources:
+            files = stdlib_files() if source == STDLIB_DOCSTRINGS else [Path(source)]
+            total += sum(path.stat().st_size for path in files)
+    except OSError:
+        return None
+    return total
+
+
+def _no_text(sources: Sequence[str], text_field: str) -> CorpusError:
+    """The error of a corpus without a single document."""
+    return CorpusError(
+        f"corpus {', '.join(sources)} has no text; check the files are not empty"
+        f" (and, for JSONL/parquet, that the {text_field!r} field holds the text)"
+    )
 
 
 def _check_source(source: str) -> None:
@@ -104,18 +174,19 @@ def _check_source(source: str) -> None:
         )
 
 
-def _iter_source(source: str, text_field: str) -> Iterator[Document]:
+def _iter_source(source: str, text_field: str, meter: ReadMeter | None) -> Generator[Document, None, None]:
+    """The documents of one source, by its kind."""
     if source == STDLIB_DOCSTRINGS:
-        return iter_stdlib_docstrings()
+        return iter_stdlib_docstrings(meter=meter)
     suffix = Path(source).suffix.lower()
     if suffix in TEXT_SUFFIXES:
-        return _iter_text_file(source)
+        return _iter_text_file(source, meter)
     if suffix in JSONL_SUFFIXES:
-        return _iter_jsonl(source, text_field)
-    return _iter_parquet(source, text_field)
+        return _iter_jsonl(source, text_field, meter)
+    return _iter_parquet(source, text_field, meter)
 
 
-def _iter_text_file(source: str) -> Iterator[Document]:
+def _iter_text_file(source: str, meter: ReadMeter | None = None) -> Generator[Document, None, None]:
     """One document per paragraph (lines up to a blank line), named by its first line number."""
     paragraph: list[str] = []
     first_line = 0
@@ -127,15 +198,25 @@ def _iter_text_file(source: str) -> Iterator[Document]:
                         first_line = line_number
                     paragraph.append(line.rstrip("\r\n"))
                 elif paragraph:
+                    _mark(meter, handle)
                     yield Document(f"{source}:{first_line}", "\n".join(paragraph), source)
                     paragraph = []
+            _mark(meter, handle)
     except OSError as error:
         raise CorpusError(f"corpus file {source} cannot be read ({error.strerror or error})") from None
     if paragraph:
         yield Document(f"{source}:{first_line}", "\n".join(paragraph), source)
 
 
-def _iter_jsonl(source: str, text_field: str) -> Iterator[Document]:
+def _mark(meter: ReadMeter | None, handle: TextIO) -> None:
+    """Move `meter` to the bytes the text decoder of `handle` has taken from its file."""
+    if meter is not None:
+        # The binary buffer's position: TextIOWrapper.tell() is refused while the file is iterated.
+        meter.at(handle.buffer.tell())
+
+
+def _iter_jsonl(source: str, text_field: str, meter: ReadMeter | None = None) -> Generator[Document, None, None]:
+    """One document per JSON object line, its text in `text_field`; doc ids from "id", else "path:line"."""
     try:
         handle = open(source, encoding="utf-8", errors="replace")  # noqa: SIM115 - closed below; generator
     except OSError as error:
@@ -169,10 +250,12 @@ def _iter_jsonl(source: str, text_field: str) -> Iterator[Document]:
             if not text.strip():
                 continue
             doc_id = str(row["id"]) if row.get("id") is not None else f"{source}:{row_number}"
+            _mark(meter, handle)
             yield Document(doc_id, text, source)
+        _mark(meter, handle)
 
 
-def _iter_parquet(source: str, text_field: str) -> Iterator[Document]:
+def _iter_parquet(source: str, text_field: str, meter: ReadMeter | None = None) -> Generator[Document, None, None]:
     """Rows of a parquet file, read in batches so that a large file streams; doc ids "path:row" (0-based)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -195,8 +278,12 @@ def _iter_parquet(source: str, text_field: str) -> Iterator[Document]:
         )
     columns = [text_field] + (["id"] if "id" in names and text_field != "id" else [])
     row = 0
+    n_rows, size = max(parquet.metadata.num_rows, 1), Path(source).stat().st_size
     try:
         for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS, columns=columns):
+            if meter is not None:
+                # Columns are read a batch at a time, not byte by byte: the share of rows read.
+                meter.at(size * min(row + batch.num_rows, n_rows) // n_rows)
             texts = batch.column(text_field).to_pylist()
             ids = batch.column("id").to_pylist() if "id" in batch.schema.names and text_field != "id" else None
             for i, text in enumerate(texts):
@@ -229,7 +316,7 @@ def stdlib_files(root: Path | None = None) -> list[Path]:
     return found
 
 
-def iter_stdlib_docstrings(root: Path | None = None) -> Iterator[Document]:
+def iter_stdlib_docstrings(root: Path | None = None, meter: ReadMeter | None = None) -> Generator[Document, None, None]:
     """Docstrings of the stdlib, found by parsing its source with `ast` — never by importing it
     (importing `antigravity` opens a browser; others start threads or touch the terminal).
 
@@ -244,7 +331,10 @@ def iter_stdlib_docstrings(root: Path | None = None) -> Iterator[Document]:
             parts.pop()
         module = ".".join(parts)
         try:
-            tree = ast.parse(path.read_bytes(), filename=str(path))
+            code = path.read_bytes()
+            if meter is not None:
+                meter.done += len(code)
+            tree = ast.parse(code, filename=str(path))
         except (SyntaxError, ValueError, OSError):
             continue  # a file this Python cannot parse (e.g. a deliberately broken sample): skip it
         seen: dict[str, int] = {}

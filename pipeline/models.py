@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import json
 import os
 import re
 import sys
@@ -28,6 +29,12 @@ MINILM = "minilm"
 MINILM_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 
 _RESID_POST = re.compile(r"^blocks\.(-?\d+)\.hook_resid_post$")
+_RESID_PRE = re.compile(r"^blocks\.(\d+)\.hook_resid_pre$")
+_TL_HOOK = re.compile(r"^blocks\.-?\d+\.(.+\.)?hook_\w+$")
+"""A TransformerLens hook point ("blocks.3.hook_resid_post", "blocks.3.attn.hook_z"), as sae-lens records them."""
+_INDEX = re.compile(r"^-?\d+$")
+_PATH_INDEX = re.compile(r"^[A-Za-z_][\w.]*\.(\d+)$")
+"""A module path ending in an index into a list of blocks ("encoder.layer.3", "model.layers.20")."""
 
 
 class ModelError(ValueError):
@@ -208,22 +215,26 @@ def load_sae(
     from sae_lens import SAE
 
     if sae_path is not None:
-        path = Path(sae_path).expanduser()
-        if not path.is_dir():
-            raise ModelError(
-                f"SAE directory {sae_path} does not exist; pass the folder sae-lens saved (cfg.json and"
-                " sae_weights.safetensors)"
-            )
+        path = _sae_folder(sae_path)
         try:
             return SAE.load_from_disk(path, device=device)
         except (OSError, ValueError, KeyError, RuntimeError) as error:
-            raise ModelError(
-                f"SAE at {sae_path} could not be loaded ({first_line(error)}); pass a folder written by sae-lens"
-                " (save_inference_model / save_model)"
-            ) from None
+            raise _sae_folder_unreadable(sae_path, first_line(error)) from None
     if sae_release is None or sae_id is None:
         raise ModelError("no SAE given; pass --sae-release with --sae-id, or --sae-path")
+    check_sae_release(sae_release, sae_id)
+    try:
+        return SAE.from_pretrained(sae_release, sae_id, device=device)
+    except ValueError as error:
+        raise _release_unreadable(sae_release, sae_id, error) from None
+    except OSError as error:  # LocalEntryNotFoundError, OfflineModeIsEnabled, a torn cache file
+        raise _release_not_cached(sae_release, sae_id, error) from None
 
+
+def check_sae_release(sae_release: str, sae_id: str) -> None:
+    """ModelError unless sae-lens's pretrained directory knows the release and its SAE id (a hub repo id passes)."""
+    offline()
+    # sae-lens imports torch and transformer-lens: seconds, but no weights are read here.
     from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
 
     directory = get_pretrained_saes_directory()
@@ -240,18 +251,183 @@ def load_sae(
         raise ModelError(
             f"SAE id {sae_id} is not in release {sae_release} ({len(ids)} ids, e.g. {', '.join(close)}); check --sae-id"
         )
+
+
+def _sae_folder(sae_path: str) -> Path:
+    """The folder of `--sae-path`; ModelError when there is none."""
+    path = Path(sae_path).expanduser()
+    if not path.is_dir():
+        raise ModelError(
+            f"SAE directory {sae_path} does not exist; pass the folder sae-lens saved (cfg.json and"
+            " sae_weights.safetensors)"
+        )
+    return path
+
+
+def _sae_folder_unreadable(sae_path: str, why: str) -> ModelError:
+    """The error of an SAE folder that sae-lens cannot load, `why` in a few words."""
+    return ModelError(
+        f"SAE at {sae_path} could not be loaded ({why}); pass a folder written by sae-lens"
+        " (save_inference_model / save_model)"
+    )
+
+
+def _release_unreadable(sae_release: str, sae_id: str, error: BaseException) -> ModelError:
+    """The error of a hub SAE whose config or weights sae-lens refuses."""
+    return ModelError(
+        f"SAE {sae_release}/{sae_id} could not be loaded ({first_line(error)}); check --sae-release and --sae-id"
+    )
+
+
+def _release_not_cached(sae_release: str, sae_id: str, error: BaseException) -> ModelError:
+    """The error of a hub SAE that is not in the local Hugging Face cache."""
+    return ModelError(
+        f"SAE {sae_release}/{sae_id} is not in the local Hugging Face cache ({first_line(error)}); download it"
+        f" once with internet (python -c \"from sae_lens import SAE; SAE.from_pretrained('{sae_release}',"
+        f" '{sae_id}')\") and copy ~/.cache/huggingface here, or pass --sae-path"
+    )
+
+
+# -- what a model or SAE is, read without its weights --------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What a model's config.json says of its blocks, read without transformers or the weights."""
+
+    n_layers: int | None
+    """Transformer blocks (num_hidden_layers or its alias); None when the config does not say."""
+    width: int | None
+    """Width of a block's output (hidden_size or its alias); None when the config does not say."""
+
+
+_LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
+"""config.json keys of the block count: transformers' name, then the aliases of GPT-2, T5 and others."""
+_WIDTH_KEYS = ("hidden_size", "n_embd", "d_model")
+"""config.json keys of the residual width, likewise."""
+
+
+def read_model_shape(model: str) -> ModelShape:
+    """The model's block count and width from its config.json alone: milliseconds, where load_model takes seconds.
+
+    ModelError, in load_model's words, when the model is not there: a directory without a
+    config.json, or a hub id that the local cache lacks while the hub is offline (online,
+    load_model would download it, so nothing is said). A config that does not say leaves None.
+    """
+    source, _ = _model_source(model)
+    config_file = Path(source) / "config.json" if Path(source).is_dir() else _hub_config_file(model)
+    if config_file is None:
+        return ModelShape(None, None)
+    if not config_file.is_file():
+        raise ModelError(
+            f"model directory {source} could not be loaded (no config.json); it must hold a transformers model"
+            " (config.json, weights, tokenizer files)"
+        )
     try:
-        return SAE.from_pretrained(sae_release, sae_id, device=device)
-    except ValueError as error:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
         raise ModelError(
-            f"SAE {sae_release}/{sae_id} could not be loaded ({first_line(error)}); check --sae-release and --sae-id"
+            f"model {model} could not be loaded (config.json: {first_line(error)}); it must hold a transformers"
+            " model (config.json, weights, tokenizer files)"
         ) from None
-    except OSError as error:  # LocalEntryNotFoundError, OfflineModeIsEnabled, a torn cache file
-        raise ModelError(
-            f"SAE {sae_release}/{sae_id} is not in the local Hugging Face cache ({first_line(error)}); download it"
-            f" once with internet (python -c \"from sae_lens import SAE; SAE.from_pretrained('{sae_release}',"
-            f" '{sae_id}')\") and copy ~/.cache/huggingface here, or pass --sae-path"
-        ) from None
+    if not isinstance(config, dict):
+        return ModelShape(None, None)
+    # A multimodal checkpoint keeps the language model's shape apart, as get_text_config() reads it.
+    text_config = config.get("text_config")
+    scope = text_config if isinstance(text_config, dict) else config
+    return ModelShape(n_layers=_first_int(scope, _LAYER_KEYS), width=_first_int(scope, _WIDTH_KEYS))
+
+
+def _hub_config_file(model: str) -> Path | None:
+    """A hub model's config.json in the local cache; None when the hub is online (it would be downloaded)."""
+    offline()
+    # huggingface_hub only (no torch): a file lookup in the cache.
+    import huggingface_hub.constants as constants
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(model, "config.json")
+    except ValueError:  # not a valid repo id
+        found = None
+    if isinstance(found, str):
+        return Path(found)
+    if not constants.HF_HUB_OFFLINE:
+        return None
+    raise ModelError(
+        f"model {model} was not found locally (no config.json in the Hugging Face cache); download it once with"
+        f" `hf download {model}` on a machine with internet (HF_HUB_OFFLINE=1 here), or pass a local directory"
+    )
+
+
+def _first_int(config: dict[str, Any], keys: tuple[str, ...]) -> int | None:
+    """The first of `keys` that `config` holds as a positive integer."""
+    for key in keys:
+        value = config.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+@dataclass(frozen=True)
+class SAEShape:
+    """What an SAE's config says of it, read without its weights."""
+
+    d_in: int | None
+    d_sae: int | None
+    hook: str | None
+    """The hook it was trained on (sae-lens's metadata.hook_name), None when the config records none."""
+    source: str
+    """Where that was read, for messages: "cfg.json" or "sae-lens's config"."""
+
+
+def read_sae_shape(
+    *, sae_release: str | None = None, sae_id: str | None = None, sae_path: str | None = None
+) -> SAEShape | None:
+    """The SAE's width, latents and hook from its config, never its weights; ModelError in load_sae's words.
+
+    A folder's cfg.json is read as JSON (milliseconds). A hub SAE's config comes from sae-lens
+    (its pretrained directory and the config file in the local cache): sae-lens is imported,
+    no weights are read. None when sae-lens cannot tell without loading (the load will say why).
+    """
+    if sae_path is not None:
+        path = _sae_folder(sae_path)
+        if not (path / "cfg.json").is_file():
+            raise _sae_folder_unreadable(sae_path, "no cfg.json")
+        if not (path / "sae_weights.safetensors").is_file():
+            raise _sae_folder_unreadable(sae_path, "no sae_weights.safetensors")
+        try:
+            config = json.loads((path / "cfg.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise _sae_folder_unreadable(sae_path, f"cfg.json: {first_line(error)}") from None
+        if not isinstance(config, dict):
+            raise _sae_folder_unreadable(sae_path, "cfg.json is not a JSON object")
+        return _sae_shape(config, "cfg.json")
+    if sae_release is None or sae_id is None:
+        raise ModelError("no SAE given; pass --sae-release with --sae-id, or --sae-path")
+    check_sae_release(sae_release, sae_id)
+    from sae_lens.loading.pretrained_sae_loaders import load_sae_config_from_huggingface
+
+    try:
+        config = load_sae_config_from_huggingface(sae_release, sae_id)
+    except OSError as error:  # not in the local cache: SAE.from_pretrained would fail on the same file
+        raise _release_not_cached(sae_release, sae_id, error) from None
+    except Exception:  # a converter's own failure: the load reports it, in load_sae's words
+        return None
+    return _sae_shape(config, "sae-lens's config") if isinstance(config, dict) else None
+
+
+def _sae_shape(config: dict[str, Any], source: str) -> SAEShape:
+    """An SAEShape from a config dict: sae-lens 6 keeps the hook in `metadata`, older ones at the top."""
+    metadata = config.get("metadata")
+    recorded = (metadata if isinstance(metadata, dict) else {}).get("hook_name")
+    for key in ("hook_name", "hook_point"):
+        recorded = recorded or config.get(key)
+    return SAEShape(
+        d_in=_first_int(config, ("d_in",)),
+        d_sae=_first_int(config, ("d_sae",)),
+        hook=recorded.strip() if isinstance(recorded, str) and recorded.strip() else None,
+        source=source,
+    )
 
 
 def first_line(error: BaseException) -> str:
@@ -299,15 +475,19 @@ def _blocks(model: Any) -> tuple[str, Any] | None:
     return None
 
 
+def spelled_layer(hook: str) -> int | None:
+    """The block index a hook spells out ("3", "-1", "blocks.3.hook_resid_post"), as given; None for a path."""
+    text = hook.strip()
+    match = _RESID_POST.match(text) or _INDEX.match(text)
+    if match is None:
+        return None
+    return int(match.group(1) if match.groups() else match.group(0))
+
+
 def resolve_hook(model: Any, hook: str) -> tuple[Any, str]:
     """The module whose output is the hook, and its path in the model; ModelError if there is none."""
     blocks = _blocks(model)
-    layer: int | None = None
-    match = _RESID_POST.match(hook.strip())
-    if match:
-        layer = int(match.group(1))
-    elif re.fullmatch(r"-?\d+", hook.strip()):
-        layer = int(hook.strip())
+    layer = spelled_layer(hook)
     if layer is not None:
         if blocks is None:
             raise ModelError(f"hook {hook}: this model has no list of blocks to index; pass a module path instead")
@@ -343,6 +523,93 @@ def resolve_hook(model: Any, hook: str) -> tuple[Any, str]:
         layers = ""
     shown = ", ".join(dict.fromkeys(examples))
     raise ModelError(f"hook {hook} is not a module of the model; pass {layers}a module path such as {shown}")
+
+
+def block_count(model: Any) -> int | None:
+    """How many blocks a loaded model has (the list resolve_hook indexes), None when it has no list."""
+    blocks = _blocks(model)
+    return len(blocks[1]) if blocks is not None else None
+
+
+def hook_layer(hook: str, n_layers: int | None = None) -> int | None:
+    """The block whose output `hook` names, from 0, or None when it names something else.
+
+    "3", "blocks.3.hook_resid_post", "blocks.4.hook_resid_pre" (the same residual stream, as
+    block 4's input) and a module path ending in the index ("encoder.layer.3", "model.layers.3")
+    all name block 3. A negative index counts from the end when `n_layers` is known.
+    """
+    text = hook.strip()
+    pre = _RESID_PRE.match(text)
+    if pre is not None:
+        layer = int(pre.group(1)) - 1
+        return layer if layer >= 0 else None  # block 0's input is the embeddings, no block's output
+    layer = spelled_layer(text)
+    if layer is None:
+        path = None if _TL_HOOK.match(text) else _PATH_INDEX.match(text)
+        if path is None:
+            return None
+        layer = int(path.group(1))
+    if layer < 0 and n_layers is not None and -n_layers <= layer:
+        return layer % n_layers
+    return layer
+
+
+def harvest_hook(recorded: str, n_layers: int | None = None) -> str | None:
+    """How `--hook` spells the hook an SAE records: a block's index for a residual-stream hook point, a module
+    path as it is; None for a TransformerLens hook point the harvest cannot read (attention, MLP, …)."""
+    text = recorded.strip()
+    if spelled_layer(text) is not None or _RESID_PRE.match(text):
+        layer = hook_layer(text, n_layers)
+        return str(layer) if layer is not None else None
+    return None if _TL_HOOK.match(text) else text
+
+
+def same_hook(requested: str, recorded: str, n_layers: int | None = None) -> bool:
+    """Whether two spellings name the same hook: "3", "blocks.3.hook_resid_post" and "encoder.layer.3" do.
+
+    Two module paths are compared as paths (one may carry the head's prefix: "bert.encoder.layer.3"
+    is "encoder.layer.3"), so that a decoder's block 3 is not an encoder's; otherwise by block.
+    """
+    a, b = requested.strip(), recorded.strip()
+    if a == b:
+        return True
+    if _is_module_path(a) and _is_module_path(b):
+        return a.endswith("." + b) or b.endswith("." + a)
+    layer_a, layer_b = hook_layer(a, n_layers), hook_layer(b, n_layers)
+    return layer_a is not None and layer_a == layer_b
+
+
+def _is_module_path(hook: str) -> bool:
+    """Not a block index nor a TransformerLens hook point: a path inside the model."""
+    return not (_INDEX.match(hook) or is_transformer_lens_hook(hook))
+
+
+def is_transformer_lens_hook(hook: str) -> bool:
+    """A TransformerLens hook point ("blocks.3.hook_resid_post", "blocks.3.attn.hook_z"), as sae-lens records them."""
+    return _TL_HOOK.match(hook.strip()) is not None
+
+
+def hook_mismatch(requested: str, recorded: str | None, n_layers: int | None, source: str) -> str | None:
+    """The one-line refusal when the SAE was trained on another hook than `requested`; None when they agree
+    (or the SAE records none). `source` says where the recorded hook was read ("cfg.json")."""
+    if not recorded or same_hook(requested, recorded, n_layers):
+        return None
+    return hook_mismatch_message(requested, recorded, n_layers, source)
+
+
+def hook_mismatch_message(requested: str, recorded: str, n_layers: int | None, source: str) -> str:
+    """What to say when the SAE was trained on hook `recorded` and `requested` is another one."""
+    suggestion = harvest_hook(recorded, n_layers)
+    if suggestion is None:
+        return (
+            f"the SAE was trained on hook {recorded} ({source}), which the harvest cannot read (it reads block"
+            f" outputs and modules), not {requested}: pick an SAE trained on a block's output, or pass --force-hook"
+            f" to harvest {requested} anyway"
+        )
+    return (
+        f"the SAE was trained on hook {recorded} ({source}), not {requested}: pass --hook {suggestion}, or"
+        f" --force-hook to harvest {requested} anyway"
+    )
 
 
 class _StopForward(Exception):

@@ -11,6 +11,7 @@ The step, along its seams (models and SAEs are loaded by `pipeline.models`):
   (one pass, bounded memory), kept apart from the top-N;
 - `windows`: the display window around a kept token and the context built from it;
 - `logits`: the decoder direction's top and bottom logits through the model's unembedding (or why none);
+- `preflight`: `check` — the corpus, the model's config.json and the SAE's config, before anything loads;
 - `step`: `run` — one pass of model and SAE over the corpus;
 - `result`: `HarvestResult`, one `LatentHarvest` per latent;
 - `cache`: `save` / `load` of a harvest folder (`DONE_FILE` written last);

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.corpus import Document, iter_documents
+from pipeline.corpus import Document, ReadMeter, corpus_bytes, iter_documents
 from pipeline.harvest.batches import Chunk, iter_batches, iter_chunks, pad, pad_token_id, prefetch
 from pipeline.harvest.config import DISTRIBUTIONS, STEP, VERSION, HarvestConfig, HarvestError
 from pipeline.harvest.logits import decoder_logits, with_logits
@@ -33,7 +33,17 @@ from pipeline.harvest.result import HarvestResult, LatentHarvest
 from pipeline.harvest.stats import FiringStats
 from pipeline.harvest.topn import TopN
 from pipeline.harvest.windows import Windows, materialise
-from pipeline.models import MINILM, HookedForward, LoadedModel, load_model, load_sae, resolve_hook
+from pipeline.models import (
+    MINILM,
+    HookedForward,
+    LoadedModel,
+    block_count,
+    hook_mismatch_message,
+    load_model,
+    load_sae,
+    resolve_hook,
+    same_hook,
+)
 from pipeline.steps import Progress, make_record, no_progress, params_of
 from vista_tui.mapdata import LatentStats, SparseCodes
 from vista_tui.mapdata.writer import contexts_table
@@ -50,14 +60,20 @@ def run(
     progress: Progress = no_progress,
     model: LoadedModel | None = None,
     sae: Any | None = None,
+    force_hook: bool = False,
 ) -> HarvestResult:
     """Harvest the top-N contexts of every requested latent in one pass over the corpus.
 
     `model` and `sae` may be passed already loaded (tests, benchmarks, several harvests in one
-    process); otherwise they are loaded from `cfg`. Raises HarvestError / CorpusError.
+    process); otherwise they are loaded from `cfg`. Progress is tokens of `max_tokens` when it is
+    set, else bytes of the corpus read. Raises HarvestError / CorpusError; HarvestError too when
+    the SAE records another hook than `cfg.hook`, unless `force_hook`.
     """
-    documents = iter_documents(cfg.corpus, cfg.text_field)
-    return harvest_documents(cfg, documents, progress=progress, model=model, sae=sae)
+    meter = ReadMeter(total=corpus_bytes(cfg.corpus))
+    documents = iter_documents(cfg.corpus, cfg.text_field, meter)
+    return harvest_documents(
+        cfg, documents, progress=progress, model=model, sae=sae, meter=meter, force_hook=force_hook
+    )
 
 
 def prepare(cfg: HarvestConfig, model: LoadedModel | None = None, sae: Any | None = None) -> tuple[LoadedModel, Any]:
@@ -77,14 +93,19 @@ def harvest_documents(
     progress: Progress = no_progress,
     model: LoadedModel | None = None,
     sae: Any | None = None,
+    meter: ReadMeter | None = None,
+    force_hook: bool = False,
 ) -> HarvestResult:
-    """`run` over documents already at hand (any iterable of Document)."""
+    """`run` over documents already at hand (any iterable of Document); `meter` follows the bytes they are read from."""
     import torch  # heavy; a harvest needs it anyway
 
-    started = time.perf_counter()
     loaded, sae = prepare(cfg, model, sae)
+    # After the loading: the record's seconds are the harvest's own (the loads are reported apart).
+    started = time.perf_counter()
     tokenizer, device = loaded.tokenizer, loaded.device
     module, hook_path = resolve_hook(loaded.model, cfg.hook)
+    if not force_hook:
+        _check_trained_hook(loaded, sae, cfg.hook, hook_path)
     forward = HookedForward(loaded.model, module, hook_path)
     _check_max_length(loaded, cfg.max_length)
     d_model = _probe_width(forward, tokenizer, device)
@@ -146,9 +167,11 @@ def harvest_documents(
                     samplers[latent].add(latent_acts[:, j], n_seen, partial(window_of, windows, latent_acts[:, j]))
             materialise(windows, latent_acts, codes, tops, cfg.latents, n_seen)
             n_seen += n_tokens
-            progress(n_seen, cfg.max_tokens, f"{counts.get('documents', 0)} documents")
+            _report(progress, cfg.max_tokens, meter, n_seen, counts.get("documents", 0))
     if n_seen == 0:
         raise HarvestError(f"corpus {', '.join(cfg.corpus)} gave no tokens to harvest; check it holds text")
+    # The corpus may end before max_tokens: the bar then ends where the harvest did.
+    _report(progress, n_seen if cfg.max_tokens is not None else None, meter, n_seen, counts.get("documents", 0))
 
     harvests = {
         latent: _assemble(
@@ -173,6 +196,34 @@ def harvest_documents(
         corpus=",".join(cfg.corpus),
         record=record,
     )
+
+
+def _report(progress: Progress, max_tokens: int | None, meter: ReadMeter | None, n_seen: int, n_documents: int) -> None:
+    """Progress in tokens of `max_tokens` when the harvest stops there, else in bytes of the corpus read."""
+    documents = f"{n_documents:,} document{'s' if n_documents != 1 else ''}"
+    if max_tokens is None and meter is not None and meter.total:
+        progress(min(meter.done, meter.total), meter.total, f"bytes read · {n_seen:,} tokens · {documents}")
+    else:
+        progress(n_seen, max_tokens, f"tokens · {documents}")
+
+
+def _check_trained_hook(loaded: LoadedModel, sae: Any, hook: str, hook_path: str) -> None:
+    """HarvestError when the SAE's config records another hook than `hook` (which resolved to `hook_path`).
+
+    The recorded hook is resolved in the loaded model when it can be; a TransformerLens name that
+    is no module ("blocks.4.hook_resid_pre") is compared by the block it names.
+    """
+    recorded = getattr(getattr(sae.cfg, "metadata", None), "hook_name", None)
+    if not isinstance(recorded, str) or not recorded.strip():
+        return
+    n_layers = block_count(loaded.model)
+    try:
+        _, recorded_path = resolve_hook(loaded.model, recorded)
+    except HarvestError:
+        recorded_path = None
+    if recorded_path == hook_path or (recorded_path is None and same_hook(hook, recorded, n_layers)):
+        return
+    raise HarvestError(hook_mismatch_message(hook, recorded, n_layers, "its sae-lens config"))
 
 
 def _check_max_length(loaded: LoadedModel, max_length: int) -> None:

@@ -155,6 +155,7 @@ def test_build_help_documents_every_option() -> None:
     for option in (
         "--model",
         "--hook",
+        "--force-hook",
         "--sae",
         "--sae-path",
         "--corpus",

@@ -12,7 +12,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.corpus import STDLIB_DOCSTRINGS, CorpusError, Document, iter_documents, stdlib_files, stdlib_root
+from pipeline.corpus import (
+    STDLIB_DOCSTRINGS,
+    CorpusError,
+    Document,
+    ReadMeter,
+    check_corpus,
+    corpus_bytes,
+    iter_documents,
+    stdlib_files,
+    stdlib_root,
+)
 
 
 def test_text_file_gives_one_document_per_paragraph(tmp_path: Path) -> None:
@@ -131,3 +141,61 @@ def test_stdlib_docstrings_never_import_the_modules() -> None:
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=Path(__file__).parents[2])
     assert done.returncode == 0, done.stderr
+
+
+# -- checking a corpus before the harvest, and measuring how far it is read --------------------
+
+
+def test_check_corpus_reads_only_the_first_record_of_each_source(tmp_path: Path) -> None:
+    """A later bad line is the harvest's to find; the first record, the field and emptiness are checked now."""
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"text": "ok"}\nnot json, never read by the check\n', encoding="utf-8")
+    check_corpus([str(good)])
+    other_field = tmp_path / "other.jsonl"
+    other_field.write_text('{"body": "text under another name"}\n', encoding="utf-8")
+    with pytest.raises(CorpusError, match=r"other\.jsonl:1 has no field 'text' \(its fields: body\).*--text-field"):
+        check_corpus([str(good), str(other_field)])  # the second source too, not only the first
+    check_corpus([str(other_field)], text_field="body")
+    parquet = tmp_path / "rows.parquet"
+    pq.write_table(pa.table({"body": ["a"]}), parquet)
+    with pytest.raises(CorpusError, match=r"has no column 'text' \(its columns: body\)"):
+        check_corpus([str(parquet)])
+
+
+def test_check_corpus_refuses_a_missing_or_empty_corpus(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n   \n", encoding="utf-8")
+    with pytest.raises(CorpusError, match=r"^corpus .*empty\.txt has no text; "):
+        check_corpus([str(empty)])
+    with pytest.raises(CorpusError, match=r"missing\.jsonl does not exist"):
+        check_corpus([str(empty), str(tmp_path / "missing.jsonl")])
+    text = tmp_path / "text.txt"
+    text.write_text("one paragraph", encoding="utf-8")
+    check_corpus([str(empty), str(text)])  # one empty source in a corpus with text is fine
+
+
+def test_the_meter_counts_the_bytes_read_up_to_the_corpus_size(tmp_path: Path) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("\n\n".join(f"paragraph {i} " + "word " * 300 for i in range(60)), encoding="utf-8")
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("\n".join(json.dumps({"text": "x" * 500 + str(i)}) for i in range(200)), encoding="utf-8")
+    table = tmp_path / "rows.parquet"
+    pq.write_table(pa.table({"text": [f"row {i}" for i in range(2500)]}), table, row_group_size=700)
+    sources = [str(text), str(rows), str(table)]
+    total = corpus_bytes(sources)
+    assert total == sum(Path(source).stat().st_size for source in sources)
+    meter = ReadMeter(total=total)
+    seen = [meter.done for _ in iter_documents(sources, meter=meter)]
+    assert seen == sorted(seen) and 0 < seen[0] < total  # it moves as the files are read, never back
+    assert meter.done == total
+    assert [d.text for d in iter_documents(sources)] == [d.text for d in iter_documents(sources, meter=ReadMeter())]
+
+
+def test_the_stdlib_corpus_has_a_size_too() -> None:
+    total = corpus_bytes([STDLIB_DOCSTRINGS])
+    assert total == sum(path.stat().st_size for path in stdlib_files())
+    meter = ReadMeter(total=total)
+    for _ in islice(iter_documents([STDLIB_DOCSTRINGS], meter=meter), 50):
+        pass
+    assert 0 < meter.done < total
+    assert corpus_bytes([STDLIB_DOCSTRINGS, "no-such-file.txt"]) is None
