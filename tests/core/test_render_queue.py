@@ -281,7 +281,7 @@ def test_vista_render_bad_map_is_one_line_and_exit_2(tmp_path: Path) -> None:
 def test_vista_render_bad_node_is_one_line_and_exit_2(map_dir: Path) -> None:
     result = vista_render(str(map_dir), "zzzz")
     assert result.returncode == 2
-    assert result.stderr.strip() == "error: map syn has no node 'zzzz' (`vista summary syn` lists them)"
+    assert result.stderr.strip() == "error: map syn has no node 'zzzz'; `vista tree syn` shows every node's id and path"
 
 
 def test_retry_a_cancelled_job_and_a_worker_that_cannot_start(map_dir: Path, events: Events) -> None:
