@@ -6,7 +6,7 @@
   and its statistics (`LatentCounts`); `merge_results`, associative and commutative, for shards;
 - `pass2`: `materialise` — windows, activations and codes of the selected tokens only;
   `assemble` — the `HarvestResult` the per-map build reads;
-- `harvest`: `harvest_in_process`, both passes in one process.
+- `harvest`: `harvest_in_process`, both passes in one process; `harvest_groups`, pass 2 group by group.
 
 torch is imported inside functions only, so importing this package stays cheap.
 """
@@ -14,7 +14,7 @@ torch is imported inside functions only, so importing this package stays cheap.
 from __future__ import annotations
 
 from pipeline.atlas.config import ALL, AtlasHarvestConfig, parse_latents
-from pipeline.atlas.harvest import harvest_in_process
+from pipeline.atlas.harvest import harvest_groups, harvest_in_process
 from pipeline.atlas.pass1 import LatentCounts, Pass1Result, TopBuffer, merge_results, scan
 from pipeline.atlas.pass2 import Materialised, assemble, materialise, selection, short_of_candidates
 
@@ -26,6 +26,7 @@ __all__ = [
     "Pass1Result",
     "TopBuffer",
     "assemble",
+    "harvest_groups",
     "harvest_in_process",
     "materialise",
     "merge_results",

@@ -2,15 +2,22 @@
 
 The engines (`pipeline.atlas.engine`) shard the same two passes; this is the reference they are
 compared with and the default without Ray.
+
+`harvest_in_process` returns one `HarvestResult` for every requested latent: right for tens or
+hundreds of latents. Materialised contexts cost host memory in proportion to latents x top_n x
+window (16k latents x 4,000 contexts would be tens of GB), so a whole SAE goes through
+`harvest_groups`: one pass 1, then pass 2 and the result group by group, each built into maps
+and dropped before the next.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from pipeline.atlas.config import AtlasHarvestConfig
-from pipeline.atlas.pass1 import scan
+from pipeline.atlas.pass1 import Pass1Result, scan
 from pipeline.atlas.pass2 import assemble, materialise
 from pipeline.corpus import iter_documents
 from pipeline.harvest.config import HarvestError
@@ -53,3 +60,28 @@ def harvest_in_process(
         progress=progress,
     )
     return assemble(cfg, first, found, loaded, sae, started=started)
+
+
+def harvest_groups(
+    cfg: AtlasHarvestConfig,
+    first: Pass1Result,
+    groups: Sequence[Sequence[int]],
+    model: LoadedModel,
+    sae: Any,
+    progress: Progress = no_progress,
+) -> Iterator[HarvestResult]:
+    """Pass 2 and the result for each group of latents in turn (host memory: one group's contexts)."""
+    for group in groups:
+        top = first.top.select(group)
+        found = materialise(
+            cfg,
+            enumerate(iter_documents(cfg.corpus, cfg.text_field)),
+            top,
+            model,
+            sae,
+            end_key=first.end_key,
+            progress=progress,
+        )
+        yield assemble(
+            cfg, Pass1Result(top, first.counts, first.n_tokens, first.n_documents, first.end_key), found, model, sae
+        )

@@ -52,6 +52,8 @@ from vista_tui.mapdata import Histogram, LatentStats
 ENCODE_BUDGET = 1 << 25
 """Most SAE activations (tokens x d_sae) held densely at once: the single-latent harvest's block size
 (`pipeline.harvest.step._ENCODE_BUDGET`), so that both encode the same blocks."""
+MERGE_BUDGET = 1 << 26
+"""Most (activation, key) entries one merge concatenates: 64M, about 0.8 GB of temporaries at once."""
 PREFETCH_ON_CPU = False
 """Tokenize ahead in a thread on the CPU too (on a GPU always), as the single-latent harvest does."""
 
@@ -399,16 +401,18 @@ def scan(
                 # Only latents with an entry at or above their cut can change: merge just those rows.
                 entering = (block > 0) & (block >= threshold)
                 rows = entering.any(dim=0).nonzero().squeeze(1)
-                if rows.numel():
-                    offered = torch.where(entering[:, rows], block[:, rows], -torch.inf).T
-                    block_keys = keys[start : start + len(block)].expand(len(rows), -1)
+                # In slices of rows, so that the merge's temporaries stay near MERGE_BUDGET entries.
+                step = max(1, MERGE_BUDGET // (width + len(block)))
+                for part in rows.split(step) if rows.numel() else ():
+                    offered = torch.where(entering[:, part], block[:, part], -torch.inf).T
+                    block_keys = keys[start : start + len(block)].expand(len(part), -1)
                     merged_acts, merged_keys = best_of(
-                        torch.cat([top_acts[rows], offered], dim=1),
-                        torch.cat([top_keys[rows], block_keys], dim=1),
+                        torch.cat([top_acts[part], offered], dim=1),
+                        torch.cat([top_keys[part], block_keys], dim=1),
                         width,
                     )
-                    top_acts[rows], top_keys[rows] = merged_acts, merged_keys
-                    threshold[rows] = merged_acts.min(dim=1).values
+                    top_acts[part], top_keys[part] = merged_acts, merged_keys
+                    threshold[part] = merged_acts.min(dim=1).values
             counts.end_batch()
             n_seen += n_tokens
             progress(n_seen, cfg.max_tokens, f"{read.get('documents', 0)} documents")

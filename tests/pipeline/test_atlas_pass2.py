@@ -29,6 +29,7 @@ from pipeline.atlas import (  # noqa: E402
     AtlasHarvestConfig,
     Pass1Result,
     assemble,
+    harvest_groups,
     harvest_in_process,
     materialise,
     scan,
@@ -58,7 +59,7 @@ def assert_same_contexts(atlas: H.HarvestResult, reference: H.HarvestResult, lat
         reference.d_sae,
         reference.hook,
     )
-    assert [latent for latent in atlas.never_fired if latent in latents] == reference.never_fired
+    assert [la for la in atlas.never_fired if la in latents] == [la for la in reference.never_fired if la in latents]
     for latent in latents:
         a, b = atlas.latents[latent], reference.latents[latent]
         rows_a, rows_b = a.table.to_pylist(), b.table.to_pylist()
@@ -149,6 +150,10 @@ def test_sharded_pass_2_joins_into_the_same_result(
         sae,
     )
     assert list(group.latents) == [42, 3]
+    assert_same_contexts(group, atlas, (42, 3))
+    groups = list(harvest_groups(cfg, first, [(3, 18), (42,)], minilm, sae))
+    assert [list(result.latents) for result in groups] == [[3, 18], [42]]
+    assert_same_contexts(groups[0], atlas, (3, 18))
     with pytest.raises(ValueError, match=r"^pass 2 did not materialise token \d+ of document \d+ for latent \d+"):
         assemble(cfg, first, parts[1], minilm, sae)
 
