@@ -52,8 +52,8 @@ from vista_tui.mapdata import Histogram, LatentStats
 ENCODE_BUDGET = 1 << 25
 """Most SAE activations (tokens x d_sae) held densely at once: the single-latent harvest's block size
 (`pipeline.harvest.step._ENCODE_BUDGET`), so that both encode the same blocks."""
-MERGE_BUDGET = 1 << 26
-"""Most (activation, key) entries one merge concatenates: 64M, about 0.8 GB of temporaries at once."""
+MERGE_BUDGET = 1 << 24
+"""Most (activation, key) entries one merge takes at once: 16M, some 0.6 GB of temporaries."""
 PREFETCH_ON_CPU = False
 """Tokenize ahead in a thread on the CPU too (on a GPU always), as the single-latent harvest does."""
 
@@ -113,17 +113,22 @@ class TopBuffer:
                 f"top buffers of different latents or widths cannot merge ({a.latents.size}x{a.width}"
                 f" and {b.latents.size}x{b.width})"
             )
-        acts, keys = best_of(
-            torch.from_numpy(np.concatenate([a.acts, b.acts], axis=1)),
-            torch.from_numpy(np.concatenate([a.keys, b.keys], axis=1)),
-            a.width,
-        )
-        acts, keys = canonical(acts, keys)
-        return TopBuffer(latents=a.latents.copy(), acts=acts.numpy(), keys=keys.numpy())
+        acts, keys = np.empty_like(a.acts), np.empty_like(a.keys)
+        step = max(1, MERGE_BUDGET // (2 * max(1, a.width)))  # in slices of rows: temporaries stay bounded
+        for start in range(0, a.latents.size, step):
+            rows = slice(start, start + step)
+            best_acts, best_keys = best_of(
+                torch.from_numpy(np.concatenate([a.acts[rows], b.acts[rows]], axis=1)),
+                torch.from_numpy(np.concatenate([a.keys[rows], b.keys[rows]], axis=1)),
+                a.width,
+            )
+            best_acts, best_keys = canonical(best_acts, best_keys)
+            acts[rows], keys[rows] = best_acts.numpy(), best_keys.numpy()
+        return TopBuffer(latents=a.latents.copy(), acts=acts, keys=keys)
 
 
 def best_of(acts: Any, keys: Any, width: int) -> tuple[Any, Any]:
-    """Per row the `width` best (activation desc, key asc) of (R, W) tensors, in no particular order.
+    """Per row the `width` best (activation desc, key asc) of (R, W) tensors; a row's empty slots come last.
 
     `torch.topk` picks the best `width` values but is not stable: where the width-th value is tied
     with entries left out, the rows concerned (rare) are redone, the tied entries taken by smallest
@@ -138,8 +143,9 @@ def best_of(acts: Any, keys: Any, width: int) -> tuple[Any, Any]:
             torch.cat([acts, acts.new_full((rows, empty), -torch.inf)], dim=1),
             torch.cat([keys, keys.new_full((rows, empty), EMPTY_KEY)], dim=1),
         )
-    values, index = torch.topk(acts, width, dim=1, sorted=False)
-    threshold = values.min(dim=1, keepdim=True).values
+    # Sorted: a row with fewer than `width` entries then has its empty slots last (the staging in `_DeviceTop` needs it).
+    values, index = torch.topk(acts, width, dim=1, sorted=True)
+    threshold = values[:, -1:]
     crowded = ((acts >= threshold).sum(dim=1) > width) & (threshold.squeeze(1) > -torch.inf)
     tied_rows = crowded.nonzero().squeeze(1)
     if tied_rows.numel():
@@ -374,11 +380,9 @@ def scan(
     device, width, n_latents = model.device, cfg.candidates, len(latents)
     every_latent = list(latents) == list(range(d_sae))
     latent_index = torch.as_tensor(latents, dtype=torch.long, device=device)
-    top_acts = torch.full((n_latents, width), -torch.inf, dtype=torch.float32, device=device)
-    top_keys = torch.full((n_latents, width), EMPTY_KEY, dtype=torch.int64, device=device)
-    threshold = torch.full((n_latents,), -torch.inf, dtype=torch.float32, device=device)
-    counts = _DeviceCounts(n_latents, cfg.max_length, device)
     encode_rows = max(1, ENCODE_BUDGET // d_sae)
+    top = _DeviceTop(n_latents, width, max(encode_rows, width // 4), device)
+    counts = _DeviceCounts(n_latents, cfg.max_length, device)
     sae_dtype = getattr(sae, "dtype", None) or next(sae.parameters()).dtype
     read: dict[str, int] = {}
     n_seen, last_key = 0, -1
@@ -398,25 +402,11 @@ def scan(
                 dense = sae.encode(tokens[start : start + encode_rows])
                 block = (dense if every_latent else dense.index_select(1, latent_index)).float()  # (b, L)
                 counts.collect(block, columns[start : start + len(block)])
-                # Only latents with an entry at or above their cut can change: merge just those rows.
-                entering = (block > 0) & (block >= threshold)
-                rows = entering.any(dim=0).nonzero().squeeze(1)
-                # In slices of rows, so that the merge's temporaries stay near MERGE_BUDGET entries.
-                step = max(1, MERGE_BUDGET // (width + len(block)))
-                for part in rows.split(step) if rows.numel() else ():
-                    offered = torch.where(entering[:, part], block[:, part], -torch.inf).T
-                    block_keys = keys[start : start + len(block)].expand(len(part), -1)
-                    merged_acts, merged_keys = best_of(
-                        torch.cat([top_acts[part], offered], dim=1),
-                        torch.cat([top_keys[part], block_keys], dim=1),
-                        width,
-                    )
-                    top_acts[part], top_keys[part] = merged_acts, merged_keys
-                    threshold[part] = merged_acts.min(dim=1).values
+                top.offer(block, keys[start : start + len(block)])
             counts.end_batch()
             n_seen += n_tokens
             progress(n_seen, cfg.max_tokens, f"{read.get('documents', 0)} documents")
-        top_acts, top_keys = canonical(top_acts, top_keys)
+        top_acts, top_keys = top.result()
     cut_short = cfg.max_tokens is not None and read.get("tokens", 0) >= cfg.max_tokens
     return Pass1Result(
         top=TopBuffer(
@@ -427,6 +417,69 @@ def scan(
         n_documents=read.get("documents", 0),
         end_key=last_key + 1 if cut_short else EMPTY_KEY,
     )
+
+
+class _DeviceTop:
+    """The (latents x candidates) buffer on the device, with `stage` more slots per latent where a block's
+    entering entries are appended; a latent's slots are merged down (`best_of`) only when they run out.
+
+    Appending costs little, and a merge then pays for `stage` entries, not for one block's: the
+    merges are what a top-N costs. A block's entry enters only at or above its latent's cut (the
+    worst of the last merge's full `width`, -inf until then); the cut only rises, so nothing that
+    belongs in the final best is ever left out.
+    """
+
+    def __init__(self, n_latents: int, width: int, stage: int, device: str) -> None:
+        """Empty slots: `width` kept plus `stage` staging per latent (stage >= the largest block)."""
+        import torch  # heavy; the scan loaded it
+
+        self.width, self.capacity = width, width + stage
+        self.acts = torch.full((n_latents, self.capacity), -torch.inf, dtype=torch.float32, device=device)
+        self.keys = torch.full((n_latents, self.capacity), EMPTY_KEY, dtype=torch.int64, device=device)
+        self.fill = torch.zeros(n_latents, dtype=torch.int64, device=device)
+        """Occupied slots per latent: always the first `fill` of its row."""
+        self.cut = torch.full((n_latents,), -torch.inf, dtype=torch.float32, device=device)
+
+    def offer(self, block: Any, keys: Any) -> None:
+        """Append a block's (tokens, latents) activations that can enter; merge the latents whose slots would overflow."""
+        import torch  # heavy; the scan loaded it
+
+        entering = (block > 0) & (block >= self.cut)
+        counts = entering.sum(dim=0)
+        full = (self.fill + counts > self.capacity).nonzero().squeeze(1)
+        if full.numel():
+            self.merge(full)
+            entering = (block > 0) & (block >= self.cut)
+            counts = entering.sum(dim=0)
+        rows, tokens = entering.T.nonzero(as_tuple=True)  # grouped by latent, tokens ascending
+        if rows.numel() == 0:
+            return
+        first = torch.cumsum(counts, dim=0) - counts
+        slots = self.fill[rows] + torch.arange(rows.numel(), device=rows.device) - first[rows]
+        self.acts[rows, slots] = block[tokens, rows]
+        self.keys[rows, slots] = keys[tokens]
+        self.fill += counts
+
+    def merge(self, rows: Any) -> None:
+        """Merge some latents' slots down to their best `width`, in slices of about MERGE_BUDGET entries."""
+        import torch  # heavy; the scan loaded it
+
+        for part in rows.split(max(1, MERGE_BUDGET // self.capacity)):
+            acts, keys = best_of(self.acts[part], self.keys[part], self.width)
+            self.acts[part] = torch.cat([acts, acts.new_full((len(part), self.capacity - self.width), -torch.inf)], 1)
+            self.keys[part] = torch.cat([keys, keys.new_full((len(part), self.capacity - self.width), EMPTY_KEY)], 1)
+            self.fill[part] = (acts > -torch.inf).sum(dim=1)
+            self.cut[part] = torch.where(self.fill[part] == self.width, acts.min(dim=1).values, -torch.inf)
+
+    def result(self) -> tuple[Any, Any]:
+        """Every latent's best `width`, in canonical order (on the device)."""
+        import torch  # heavy; the scan loaded it
+
+        self.merge((self.fill > 0).nonzero().squeeze(1))
+        acts, keys = self.acts[:, : self.width].contiguous(), self.keys[:, : self.width].contiguous()
+        for part in torch.arange(len(acts), device=acts.device).split(max(1, MERGE_BUDGET // max(1, self.width))):
+            acts[part], keys[part] = canonical(acts[part], keys[part])
+        return acts, keys
 
 
 class _DeviceCounts:

@@ -176,7 +176,9 @@ def test_ties_across_many_small_blocks(
         assert np.intersect1d(again.top.keys[latent], tied.top.keys[latent]).size >= tied.top.filled()[latent] - 1
 
 
-def test_the_merge_breaks_ties_by_key_whatever_the_blocks() -> None:
+@pytest.mark.parametrize("budget", [P1.MERGE_BUDGET, 8])
+def test_the_merge_breaks_ties_by_key_whatever_the_blocks(budget: int, monkeypatch: Any) -> None:
+    monkeypatch.setattr(P1, "MERGE_BUDGET", budget)  # 8: merged a row or two at a time
     rng = np.random.default_rng(0)
     for _ in range(200):
         rows, total, width = int(rng.integers(1, 5)), int(rng.integers(1, 60)), int(rng.integers(1, 12))
