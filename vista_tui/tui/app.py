@@ -315,19 +315,19 @@ class VistaApp(App[None]):
 
         if isinstance(self.screen, HelpScreen):
             return
-        self.push_screen(
-            HelpScreen(
-                [
-                    ("tree", ClusterTreeView),
-                    ("map", MapScreen),
-                    ("contexts", ContextList),
-                    ("stats", StatsScreen),
-                    ("latents", LatentTable),
-                    ("atlas", AtlasScreen),
-                    ("app", VistaApp),
-                ]
-            )
-        )
+        map_sections: list[tuple[str, type]] = [
+            ("tree", ClusterTreeView),
+            ("map", MapScreen),
+            ("contexts", ContextList),
+            ("stats", StatsScreen),
+        ]
+        atlas_sections: list[tuple[str, type]] = [("latents", LatentTable), ("atlas", AtlasScreen)]
+        # The keys of the screen in view first.
+        if isinstance(self.screen, AtlasScreen):
+            sections = [*atlas_sections, ("app", VistaApp), *map_sections]
+        else:
+            sections = [*map_sections, *atlas_sections, ("app", VistaApp)]
+        self.push_screen(HelpScreen(sections))
 
     # -- failures: the one place ---------------------------------------------------------------
 

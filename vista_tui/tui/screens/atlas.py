@@ -37,13 +37,13 @@ SORT_KEYS = [key for key, _ in SORTS]
 
 
 def atlas_header(view: AtlasView) -> Text:
-    """The one-line header: atlas id, model, hook, SAE, latents and how many have maps."""
+    """The one-line header: atlas id, latents and how many have maps, model, hook, SAE."""
     manifest = view.manifest
     return Text.assemble(
         ("atlas ", "bold"),
         (sanitize(manifest.atlas_id), "bold"),
-        f" · {sanitize(manifest.model)} · hook {sanitize(manifest.hook)} · SAE {sanitize(manifest.sae)} · "
-        f"{view.n:,} latents · {int(np.count_nonzero(view.built)):,} maps",
+        f" · {view.n:,} latents · {int(np.count_nonzero(view.built)):,} maps · {sanitize(manifest.model)} · "
+        f"hook {sanitize(manifest.hook)} · SAE {sanitize(manifest.sae)}",
         no_wrap=True,
         overflow="ellipsis",
     )
