@@ -3,8 +3,9 @@
 `latents.parquet` is read once with pyarrow. The figures become numpy arrays; sorting is one
 `np.lexsort` over them, and filtering and search are numpy's vectorised substring search
 (`np.strings.find`) over one lowercase haystack per latent, a StringDType array built at load.
-After the load no Python object is made per latent except the cells of the rows on screen
-(`cells`), which are sanitised and cached.
+The haystacks and the agreement scores are built on first use, or by `prepare_text` in a worker
+after the first frame: the first screen needs only the figures. Otherwise no Python object is
+made per latent except the cells of the rows on screen (`cells`), which are sanitised and cached.
 
 Triage comes from the latents' maps: a latent counts as triaged when its map's root has a status
 other than the first configured one. `read_root_statuses` reads them, one annotations file at a
@@ -17,6 +18,7 @@ import math
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -171,28 +173,53 @@ class AtlasView:
         self._explanation = table.column("explanation").combine_chunks()
         self._map_id = table.column("map_id").combine_chunks()
         self._error = table.column("error").combine_chunks()
-        # Python lists once, at load (in a worker): no Python-to-Arrow conversion anywhere, since
-        # pyarrow imports pandas for those whenever pandas is installed (~300 ms).
-        tokens = [" ".join(row) if row else "" for row in self._top_tokens.to_pylist()]
-        labels = [label or "" for label in self._llm_label.to_pylist()]
-        explanations = [text or "" for text in self._explanation.to_pylist()]
-        self.agreement = np.array(
-            [label_agreement(a, b) if a and b else math.nan for a, b in zip(labels, explanations, strict=True)],
-            dtype=np.float32,
-        )
-        searchable = [f"{t}\x1f{a}\x1f{b}".lower() for t, a, b in zip(tokens, labels, explanations, strict=True)]
-        self._search_text = np.array(searchable, dtype=np.dtypes.StringDType())
-        """Per latent: its top tokens, label and explanation, lowercase (what `/` searches)."""
-        self._filter_text = np.array(
-            [f"l{latent}\x1f{text}" for latent, text in zip(self.latent.tolist(), searchable, strict=True)],
-            dtype=np.dtypes.StringDType(),
-        )
-        """`l<latent>` and the searchable text (what typing filters on)."""
         self._cells: dict[int, LatentCells] = {}
         self.sort_key = "latent"
         self.filter_text = ""
         self.order = np.arange(self.n, dtype=np.int64)
         """Rows shown, in display order (sorted, then filtered)."""
+
+    # -- text: built on first use (`prepare_text` builds it in a worker) ------------------------------
+
+    @cached_property
+    def _texts(self) -> tuple[list[str], list[str], list[str]]:
+        """Top tokens (joined), LLM labels and explanations as Python strings.
+
+        Lists, not Arrow compute: a Python-to-Arrow conversion makes pyarrow import pandas
+        whenever pandas is installed (~300 ms).
+        """
+        tokens = [" ".join(row) if row else "" for row in self._top_tokens.to_pylist()]
+        labels = [label or "" for label in self._llm_label.to_pylist()]
+        explanations = [text or "" for text in self._explanation.to_pylist()]
+        return tokens, labels, explanations
+
+    @cached_property
+    def agreement(self) -> np.ndarray:
+        """Per latent: `label_agreement` of its LLM label and its published explanation (NaN without both)."""
+        _, labels, explanations = self._texts
+        return np.array(
+            [label_agreement(a, b) if a and b else math.nan for a, b in zip(labels, explanations, strict=True)],
+            dtype=np.float32,
+        )
+
+    @cached_property
+    def _search_text(self) -> np.ndarray:
+        """Per latent: its top tokens, label and explanation, lowercase (what `/` searches)."""
+        tokens, labels, explanations = self._texts
+        searchable = [f"{t}\x1f{a}\x1f{b}".lower() for t, a, b in zip(tokens, labels, explanations, strict=True)]
+        return np.array(searchable, dtype=np.dtypes.StringDType())
+
+    @cached_property
+    def _filter_text(self) -> np.ndarray:
+        """Per latent: `l<latent>` and the searchable text (what typing filters on)."""
+        return np.array(
+            [f"l{latent}\x1f{text}" for latent, text in zip(self.latent.tolist(), self._search_text, strict=True)],
+            dtype=np.dtypes.StringDType(),
+        )
+
+    def prepare_text(self) -> None:
+        """Build what filtering, search and the agreement order need (a worker calls this after the first frame)."""
+        _ = self.agreement, self._filter_text
 
     @classmethod
     def open(cls, atlas_dir: Path) -> AtlasView:

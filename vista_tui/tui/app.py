@@ -27,10 +27,10 @@ from vista_tui.core.annotations import AnnotationError, TriageConfig
 from vista_tui.core.render_protocol import RenderEvent
 from vista_tui.core.render_queue import ENV_MODEL, RenderQueue
 from vista_tui.core.sanitize import sanitize
-from vista_tui.mapdata import AtlasEntry, MapEntry, MapError, Store, read_manifest
+from vista_tui.mapdata import AtlasEntry, MapEntry, MapError, Store, read_atlas_manifest, read_manifest
 from vista_tui.tui.screens.error import ErrorScreen
 from vista_tui.tui.screens.help import HelpScreen
-from vista_tui.tui.screens.loading import LoadingScreen
+from vista_tui.tui.screens.loading import AtlasLoadingScreen, LoadingScreen
 from vista_tui.tui.screens.picker import PickerScreen
 
 if TYPE_CHECKING:
@@ -168,7 +168,10 @@ class VistaApp(App[None]):
         from vista_tui.tui.screens.atlas import AtlasScreen  # imported by the atlas's worker already, if any
 
         current = self.screen
-        if isinstance(current, PickerScreen | LoadingScreen | AtlasScreen) or current is self.map_screen:
+        if (
+            isinstance(current, PickerScreen | LoadingScreen | AtlasLoadingScreen | AtlasScreen)
+            or current is self.map_screen
+        ):
             self.switch_screen(screen)
         else:
             self.push_screen(screen)
@@ -176,7 +179,9 @@ class VistaApp(App[None]):
     # -- atlases --------------------------------------------------------------------------------
 
     def open_atlas(self, path: Path) -> None:
-        """Open an atlas's latent browser; its latents are read in a worker."""
+        """Open an atlas's latent browser; its header shows at once, the table when its latents are read."""
+        with contextlib.suppress(MapError):  # the worker reports it, as for any other unreadable atlas
+            self._show_base(AtlasLoadingScreen(read_atlas_manifest(path)))
         self._load_atlas(path)
 
     @work(thread=True, exclusive=True, group="open-atlas", exit_on_error=False, description="open the atlas")

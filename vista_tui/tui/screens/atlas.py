@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
-from rich.text import Text
 from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -29,24 +28,12 @@ from vista_tui.core.sanitize import sanitize
 from vista_tui.core.triage_config import TriageConfig
 from vista_tui.tui.messages import report_worker_failure
 from vista_tui.tui.palette import AtlasCommands
+from vista_tui.tui.screens.loading import atlas_header
 from vista_tui.tui.widgets.footer import ActionFooter
 from vista_tui.tui.widgets.latent_table import LatentTable, heading_text
 
 SORT_NAMES = dict(SORTS)
 SORT_KEYS = [key for key, _ in SORTS]
-
-
-def atlas_header(view: AtlasView) -> Text:
-    """The one-line header: atlas id, latents and how many have maps, model, hook, SAE."""
-    manifest = view.manifest
-    return Text.assemble(
-        ("atlas ", "bold"),
-        (sanitize(manifest.atlas_id), "bold"),
-        f" · {view.n:,} latents · {int(np.count_nonzero(view.built)):,} maps · {sanitize(manifest.model)} · "
-        f"hook {sanitize(manifest.hook)} · SAE {sanitize(manifest.sae)}",
-        no_wrap=True,
-        overflow="ellipsis",
-    )
 
 
 class AtlasScreen(Screen[None]):
@@ -95,7 +82,7 @@ class AtlasScreen(Screen[None]):
         """The latent whose map was opened from here (its triage is read again on the way back)."""
 
     def compose(self) -> ComposeResult:
-        yield Static(atlas_header(self.view), id="atlas-header")
+        yield Static(atlas_header(self.view.manifest, int(np.count_nonzero(self.view.built))), id="atlas-header")
         yield Input(
             placeholder="type to filter: l702, a token, words of a label…",
             id="atlas-filter",
@@ -118,10 +105,16 @@ class AtlasScreen(Screen[None]):
         return self.query_one("#latents", LatentTable)
 
     def on_mount(self) -> None:
+        self.table.follow = self._show_hint
         self.table.rows_changed()
         self.table.focus()
         self._show_columns()
         self.read_triage()
+        self.call_after_refresh(self._prepare_text)
+
+    @work(thread=True, exit_on_error=False, group="atlas-text", description="prepare the latents' text")
+    def _prepare_text(self) -> None:
+        self.view.prepare_text()  # the filter's and search's haystacks, off the first frame
 
     def on_resize(self) -> None:
         self._show_columns()
@@ -174,7 +167,7 @@ class AtlasScreen(Screen[None]):
 
     def _show_columns(self) -> None:
         width = self.table.scrollable_content_region.width or self.app.size.width
-        self.query_one("#atlas-columns", Static).update(heading_text(width, self.view.sort_key))
+        self.query_one("#atlas-columns", Static).update(heading_text(width, self.view.sort_key), layout=False)
 
     def _show_hint(self) -> None:
         """Position, filter, order and triage in the line under the table."""
@@ -191,7 +184,8 @@ class AtlasScreen(Screen[None]):
         if len(self.hit_positions):
             parts.append(f"{len(self.hit_positions):,} hits for {sanitize(self.search_query, 40)!r}")
         parts.append(f"{self.view.triaged_count():,} triaged")
-        self.query_one("#atlas-hint", Static).update(" · ".join(parts))
+        # No layout: the line's size never changes, and a layout per key would cost a frame of its own.
+        self.query_one("#atlas-hint", Static).update(" · ".join(parts), layout=False)
 
     def _reorder(self, apply: str | None = None, value: str = "") -> None:
         """Re-sort or re-filter, keeping the cursor on the same latent when it is still shown."""
@@ -323,10 +317,6 @@ class AtlasScreen(Screen[None]):
             box.value = ""
 
     # -- the table ---------------------------------------------------------------------------------
-
-    @on(LatentTable.Moved)
-    def _moved(self) -> None:
-        self._show_hint()
 
     @on(LatentTable.Opened)
     def _opened(self, event: LatentTable.Opened) -> None:

@@ -8,6 +8,7 @@ out. `column_layout` is shared with the screen's heading line, so both line up a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import ClassVar
@@ -150,9 +151,6 @@ class LatentTable(ScrollView, can_focus=True):
             """The latent's row in the atlas table."""
             super().__init__()
 
-    class Moved(Message):
-        """The cursor or the rows shown changed (for the screen's position line)."""
-
     def __init__(self, view: AtlasView, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.view = view
@@ -160,6 +158,9 @@ class LatentTable(ScrollView, can_focus=True):
         """Rows of the atlas that match the search, sorted."""
         self._lines: LRUCache[tuple[int, int, bool], Strip] = LRUCache(512)
         self._styles: dict[bool, tuple[Style, Style, Style, Style]] = {}
+        self.follow: Callable[[], None] | None = None
+        """Called whenever the cursor, the scroll position or the rows shown change, before the next frame
+        (the screen's position line is drawn in the same frame as the table)."""
 
     # -- content -------------------------------------------------------------------------------
 
@@ -182,7 +183,7 @@ class LatentTable(ScrollView, can_focus=True):
         )
         self._scroll_to_cursor()
         self.refresh()
-        self.post_message(self.Moved())
+        self._moved()
 
     def cells_changed(self) -> None:
         """Rows' cells changed (triage read, search hits): drop the cached lines and repaint."""
@@ -192,6 +193,10 @@ class LatentTable(ScrollView, can_focus=True):
     def move_to_position(self, position: int) -> None:
         """Put the cursor on this line of the display order."""
         self.cursor = position
+
+    def _moved(self) -> None:
+        if self.follow is not None:
+            self.follow()
 
     # -- styles ----------------------------------------------------------------------------------
 
@@ -282,7 +287,7 @@ class LatentTable(ScrollView, can_focus=True):
         self.refresh_line(old)
         self.refresh_line(new)
         self._scroll_to_cursor()
-        self.post_message(self.Moved())
+        self._moved()
 
     def _scroll_to_cursor(self) -> None:
         self.scroll_to_region(
@@ -295,7 +300,7 @@ class LatentTable(ScrollView, can_focus=True):
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         """Scrolling moves the position the screen shows."""
         super().watch_scroll_y(old_value, new_value)
-        self.post_message(self.Moved())
+        self._moved()
 
     def action_cursor_down(self) -> None:
         """Down one latent."""
