@@ -53,7 +53,7 @@ def test_round_trip_keeps_every_field(tmp_path: Path) -> None:
     assert all(_same(a, b) for a, b in zip(rows, back, strict=True))
     assert back[0].top_tokens == ("\x1b[31mred", "\u202eevil")  # stored as given; sanitised only on display
     assert math.isnan(back[3].fidelity_gain) and back[3].error == "never fired in the corpus"
-    assert atlas.map_path("m_L2") == tmp_path / "a1" / "maps" / "m_L2"
+    assert Store(atlas.path).map_path("m_L2") == tmp_path / "a1" / "maps" / "m_L2"
     assert AtlasManifest.from_dict(json.loads((tmp_path / "a1" / "manifest.json").read_text())) == manifest
 
 

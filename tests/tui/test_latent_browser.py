@@ -19,6 +19,7 @@ from vista_tui.core.annotations import AnnotationStore
 from vista_tui.mapdata import Store, map_root_id
 from vista_tui.tui.app import VistaApp
 from vista_tui.tui.screens.atlas import AtlasScreen
+from vista_tui.tui.screens.error import ErrorScreen
 from vista_tui.tui.screens.help import HelpScreen
 from vista_tui.tui.screens.map import MapScreen
 from vista_tui.tui.screens.picker import PickerScreen
@@ -224,3 +225,16 @@ def test_snapshot_80x24(snap_compare, atlas: Path) -> None:  # type: ignore[no-u
 
     app = VistaApp(Store(atlas.parent.parent), atlas_path=atlas)
     assert snap_compare(app, terminal_size=SIZE, run_before=ready)
+
+
+async def test_an_unreadable_atlas_shows_one_line_over_the_picker(tmp_path: Path) -> None:
+    atlas_dir = build_atlas(tmp_path, "torn", n=10, maps=())
+    latents = atlas_dir / "latents.parquet"
+    latents.write_bytes(latents.read_bytes()[:100])
+    app = VistaApp(Store(tmp_path), atlas_path=atlas_dir)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, ErrorScreen))
+        assert isinstance(app.screen_stack[-2], PickerScreen)
+        await until(pilot, lambda: "This atlas cannot be opened" in screen_text(app))
+        text = " ".join(screen_text(app).split())
+        assert "This atlas cannot be opened" in text and "truncated or damaged" in text

@@ -30,7 +30,6 @@ if TYPE_CHECKING:
         is_atlas_dir,
         latents_schema,
         latents_table,
-        map_root_id,
         read_atlas,
         read_atlas_manifest,
         read_latents,
@@ -48,7 +47,7 @@ if TYPE_CHECKING:
         write_published_explanations,
     )
     from vista_tui.mapdata.label_cache import LABEL_CACHE_FILE, CachedLabel, LabelCacheWriter, read_label_cache
-    from vista_tui.mapdata.reader import MapReader, context_from_row, context_from_table
+    from vista_tui.mapdata.reader import MapReader, context_from_row, context_from_table, map_root_id
     from vista_tui.mapdata.schema import (
         SCHEMA_VERSION,
         ClusterNode,

@@ -226,17 +226,6 @@ class Atlas:
     manifest: AtlasManifest
     table: pa.Table
 
-    @property
-    def maps_dir(self) -> Path:
-        """Where the latents' maps are (`Store(atlas.path).maps_dir`)."""
-        from vista_tui.mapdata.store import MAPS_DIR
-
-        return self.path / MAPS_DIR
-
-    def map_path(self, map_id: str) -> Path:
-        """The directory of a latent's map."""
-        return self.maps_dir / map_id
-
     def rows(self) -> list[LatentRow]:
         """The latents as LatentRows (for small uses; the explorer reads the columns)."""
         return rows_from_table(self.table)
@@ -393,25 +382,6 @@ def update_latent_rows(atlas_dir: Path | str, rows: Iterable[LatentRow]) -> pa.T
         merged = merged.take(pc.sort_indices(merged, sort_keys=[("latent", "ascending")]))
         _write_table(atlas_dir, merged)
     return merged
-
-
-def map_root_id(map_dir: Path) -> str:
-    """The root node id of a map (the tree's first row), read without the rest of the tree; one-line MapError."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from vista_tui.mapdata.store import REBUILD_HINT, checked_file, read_manifest
-
-    map_dir = Path(map_dir)
-    path = checked_file(map_dir, read_manifest(map_dir), "tree")
-    try:
-        ids = pq.ParquetFile(path).read_row_group(0, columns=["node_id"]).column(0)
-    except (pa.ArrowException, OSError, IndexError) as error:
-        why = " ".join(str(error).split())
-        raise MapCorruptError(f"{path.name} in map {map_dir.name} is unreadable ({why}): {REBUILD_HINT}") from None
-    if len(ids) == 0:
-        raise MapCorruptError(f"{path.name} in map {map_dir.name} has no nodes: {REBUILD_HINT}")
-    return str(ids[0].as_py())
 
 
 def list_atlases(atlases_dir: Path) -> list[AtlasEntry]:

@@ -331,7 +331,7 @@ class VistaApp(App[None]):
         if isinstance(self.screen, AtlasScreen):
             sections = [*atlas_sections, ("app", VistaApp), *map_sections]
         else:
-            sections = [*map_sections, *atlas_sections, ("app", VistaApp)]
+            sections = [*map_sections, ("app", VistaApp), *atlas_sections]
         self.push_screen(HelpScreen(sections))
 
     # -- failures: the one place ---------------------------------------------------------------
