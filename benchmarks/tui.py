@@ -593,13 +593,8 @@ def child_latency(store: Path, map_id: str, keys: int, profile: bool) -> None:
     print("RESULT " + json.dumps(result))
 
 
-def bench_latency(store: Path, map_id: str, n: int, keys: int, profile: bool) -> None:
-    """(b): run the latency child and print its figures."""
-    command = child_command("latency", str(store), map_id, str(keys)) + (["--profile"] if profile else [])
-    figures, stderr = child_result(command)
-    print(f"\n(b) key-to-repaint latency, run_test {PILOT_SIZE[0]}x{PILOT_SIZE[1]}, map of {n:,} contexts")
-    print("  press -> last repaint before quiet (frame timer and terminal encoding included); target p95 <= 30 ms")
-    print("  CPU: median process CPU time per key (all threads, pilot and polling included; see the baseline)")
+def print_latencies(figures: dict[str, Any]) -> None:
+    """The latency table of a (b) or (e) child: per action, keys, median, p95, max, CPU, paints per key."""
     print(f"  {'action':<38} {'keys':>5} {'median':>8} {'p95':>8} {'max':>8} {'CPU':>8} {'paints/key':>10}")
     for action, values in figures["latency"].items():
         ms = [v * 1000 for v in values]
@@ -609,6 +604,16 @@ def bench_latency(store: Path, map_id: str, n: int, keys: int, profile: bool) ->
         )
     for action, count in figures["no_paint"].items():
         print(f"  {action}: {count} keys painted nothing")
+
+
+def bench_latency(store: Path, map_id: str, n: int, keys: int, profile: bool) -> None:
+    """(b): run the latency child and print its figures."""
+    command = child_command("latency", str(store), map_id, str(keys)) + (["--profile"] if profile else [])
+    figures, stderr = child_result(command)
+    print(f"\n(b) key-to-repaint latency, run_test {PILOT_SIZE[0]}x{PILOT_SIZE[1]}, map of {n:,} contexts")
+    print("  press -> last repaint before quiet (frame timer and terminal encoding included); target p95 <= 30 ms")
+    print("  CPU: median process CPU time per key (all threads, pilot and polling included; see the baseline)")
+    print_latencies(figures)
     if figures["fill"]:
         print("  fill: press -> rows read by the worker drawn (keys that showed placeholders only)")
         for action, values in figures["fill"].items():
@@ -850,15 +855,7 @@ def bench_atlas(store: Path, keys: int, repeats: int) -> None:
     )
     figures, _ = child_result(child_command("atlas-latency", str(store), str(keys)))
     print(f"  key-to-repaint latency, run_test {TERMINAL_SIZE[0]}x{TERMINAL_SIZE[1]} (as (b); target p95 <= 30 ms)")
-    print(f"  {'action':<38} {'keys':>5} {'median':>8} {'p95':>8} {'max':>8} {'CPU':>8} {'paints/key':>10}")
-    for action, values in figures["latency"].items():
-        ms = [v * 1000 for v in values]
-        print(
-            f"  {action:<38} {len(ms):5d} {median(ms):6.1f}ms {p95(ms):6.1f}ms {max(ms):6.1f}ms"
-            f" {figures['cpu'][action] * 1000:6.1f}ms {figures['paints_per_key'][action]:10.2f}"
-        )
-    for action, count in figures["no_paint"].items():
-        print(f"  {action}: {count} keys painted nothing")
+    print_latencies(figures)
 
 
 # -- main -----------------------------------------------------------------------------------------
