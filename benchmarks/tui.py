@@ -1,6 +1,6 @@
 """TUI figures: cold start in a real terminal, key-to-repaint latency, peak memory.
 
-    .venv/bin/python -m benchmarks.tui [--repeats 5] [--n-big 100000] [--keys 200] [--only abcd] [--profile]
+    .venv/bin/python -m benchmarks.tui [--repeats 5] [--n-big 100000] [--keys 200] [--only abcde] [--profile]
 
 Prints medians of --repeats runs and ratios against baselines measured in the same run;
 nothing is asserted. Synthetic maps (tests/helpers/synthetic_map.py) are cached under the temp dir,
@@ -37,6 +37,12 @@ figure is wall time on a shared machine: the load average is printed with each p
 (c) Peak RSS (ru_maxrss from os.wait4 on a headless run_test child): the minimal Textual
     app; the TUI with the --n-big map just opened; the TUI after `end` on the root's
     contexts, once the last rows are read and drawn (with and without pandas).
+(e) The latent browser on a synthetic atlas of ATLAS_N (16,384) latents (tests/helpers/atlas_fixture.py,
+    written with `write_atlas`, maps for three latents; cached like the maps): the first screen of
+    `vista explore ATLAS` in an 80x24 pty (until the header's latent count is shown, then until the
+    position line under the table is, i.e. the table drawn), against the minimal Textual app; and,
+    in a child, key-to-repaint latency at 80x24 as in (b): j/k by line, pagedown/pageup, end/home
+    over the 16,384 rows, and `o` (a re-sort of all of them).
 (d) Minimap drawing, in a child process: the widget alone in an 80x24 run_test app, on the
     SMALL_N map and the --n-big map. Per map: the background raster (every point, again for
     each pane size: 80x24's pane, 160x48's, a full 160x48 screen), a change of the selected
@@ -587,13 +593,8 @@ def child_latency(store: Path, map_id: str, keys: int, profile: bool) -> None:
     print("RESULT " + json.dumps(result))
 
 
-def bench_latency(store: Path, map_id: str, n: int, keys: int, profile: bool) -> None:
-    """(b): run the latency child and print its figures."""
-    command = child_command("latency", str(store), map_id, str(keys)) + (["--profile"] if profile else [])
-    figures, stderr = child_result(command)
-    print(f"\n(b) key-to-repaint latency, run_test {PILOT_SIZE[0]}x{PILOT_SIZE[1]}, map of {n:,} contexts")
-    print("  press -> last repaint before quiet (frame timer and terminal encoding included); target p95 <= 30 ms")
-    print("  CPU: median process CPU time per key (all threads, pilot and polling included; see the baseline)")
+def print_latencies(figures: dict[str, Any]) -> None:
+    """The latency table of a (b) or (e) child: per action, keys, median, p95, max, CPU, paints per key."""
     print(f"  {'action':<38} {'keys':>5} {'median':>8} {'p95':>8} {'max':>8} {'CPU':>8} {'paints/key':>10}")
     for action, values in figures["latency"].items():
         ms = [v * 1000 for v in values]
@@ -603,6 +604,16 @@ def bench_latency(store: Path, map_id: str, n: int, keys: int, profile: bool) ->
         )
     for action, count in figures["no_paint"].items():
         print(f"  {action}: {count} keys painted nothing")
+
+
+def bench_latency(store: Path, map_id: str, n: int, keys: int, profile: bool) -> None:
+    """(b): run the latency child and print its figures."""
+    command = child_command("latency", str(store), map_id, str(keys)) + (["--profile"] if profile else [])
+    figures, stderr = child_result(command)
+    print(f"\n(b) key-to-repaint latency, run_test {PILOT_SIZE[0]}x{PILOT_SIZE[1]}, map of {n:,} contexts")
+    print("  press -> last repaint before quiet (frame timer and terminal encoding included); target p95 <= 30 ms")
+    print("  CPU: median process CPU time per key (all threads, pilot and polling included; see the baseline)")
+    print_latencies(figures)
     if figures["fill"]:
         print("  fill: press -> rows read by the worker drawn (keys that showed placeholders only)")
         for action, values in figures["fill"].items():
@@ -741,6 +752,112 @@ def bench_minimap(maps: dict[int, Path], repeats: int) -> None:
         print(f"  minimap {n:>7,} points: " + ", ".join(f"{step} {s * 1e3:.1f} ms" for step, s in row.items()))
 
 
+# -- (e) the latent browser on a 16,384-latent atlas -----------------------------------------------
+
+ATLAS_N = 16_384
+ATLAS_ID = "syn-atlas-16k"
+ATLAS_DRAWN = f"1 of {ATLAS_N:,}"
+"""The position line under the table: drawn in the frame that draws the table."""
+
+
+def bench_atlas_store() -> Path:
+    """A store holding the synthetic atlas, built in a child once and cached (keyed by the builder's source)."""
+    result = subprocess.run(child_command("atlas-store"), capture_output=True, text=True, cwd=REPO)
+    if result.returncode != 0:
+        raise RuntimeError(f"building the atlas failed:\n{result.stderr[-3000:]}")
+    lines = result.stdout.strip().splitlines()
+    for line in lines[:-1]:
+        print(line, flush=True)
+    return Path(lines[-1])
+
+
+def child_atlas_store() -> None:
+    """Build the atlas if the cache lacks it; print the store."""
+    from tests.helpers.atlas_fixture import build_atlas
+    from vista_tui.mapdata import MapError, Store, read_atlas
+
+    source = b"".join((REPO / "tests" / "helpers" / name).read_bytes() for name in ("atlas_fixture.py", "small_map.py"))
+    root = BENCH_DIR / f"atlas-{hashlib.sha256(source).hexdigest()[:10]}"
+    try:
+        read_atlas(Store(root).atlas_path(ATLAS_ID))
+    except MapError:
+        shutil.rmtree(root, ignore_errors=True)
+        start = time.perf_counter()
+        build_atlas(root, ATLAS_ID, n=ATLAS_N, maps=(0, 1, 2))
+        print(f"  built the {ATLAS_N:,}-latent atlas in {time.perf_counter() - start:.1f} s")
+    print(root)
+
+
+async def latency_atlas(store: Path, keys: int, timer: KeyTimer) -> None:
+    """(e): the browser's keys on the atlas at 80x24, each timed."""
+    from vista_tui.mapdata import Store
+    from vista_tui.tui.app import VistaApp
+    from vista_tui.tui.screens.atlas import AtlasScreen
+
+    app = time_paints(VistaApp(Store(store), atlas_path=Store(store).atlas_path(ATLAS_ID)), timer)
+    async with app.run_test(size=TERMINAL_SIZE) as pilot:
+        while not isinstance(app.screen, AtlasScreen):
+            await pilot.pause(0.05)
+        await app.workers.wait_for_complete()
+        await settle(app, timer, time.perf_counter())
+        for _ in range(keys):
+            await press_timed(pilot, timer, "j", "atlas j (line down)")
+        for _ in range(keys):
+            await press_timed(pilot, timer, "k", "atlas k (line up)")
+        for _ in range(keys):
+            await press_timed(pilot, timer, "pagedown", "atlas pagedown")
+        for _ in range(keys):
+            await press_timed(pilot, timer, "pageup", "atlas pageup")
+        for _ in range(max(1, keys // 20)):
+            await press_timed(pilot, timer, "end", f"atlas end (to the last of {ATLAS_N:,})")
+            await press_timed(pilot, timer, "home", "atlas home")
+        for _ in range(max(6, keys // 10)):
+            await press_timed(pilot, timer, "o", f"atlas o (re-sort {ATLAS_N:,})")
+
+
+def child_atlas_latency(store: Path, keys: int) -> None:
+    """The (e) child: the browser's keys; prints its figures as JSON."""
+    import asyncio
+
+    timer = KeyTimer()
+    asyncio.run(latency_atlas(store, keys, timer))
+    result = {
+        "latency": timer.latency,
+        "no_paint": timer.no_paint,
+        "paints_per_key": {k: statistics.mean(v) for k, v in timer.paints_per_key.items()},
+        "cpu": {k: median(v) for k, v in timer.cpu.items()},
+    }
+    print("RESULT " + json.dumps(result))
+
+
+def bench_atlas(store: Path, keys: int, repeats: int) -> None:
+    """(e): the browser's first screen in a pty, against the minimal app, and its key latency."""
+    vista = [sys.executable, "-m", "vista_tui.cli", "explore", ATLAS_ID, "--cache", str(store)]
+    minimal = [sys.executable, "-c", MINIMAL_APP]
+    header = f"{ATLAS_N:,} latents"
+    run_in_pty(vista, header, child_env(), then=ATLAS_DRAWN)  # warm-up
+    run_in_pty(minimal, MINIMAL_TEXT, child_env())
+    runs: dict[str, list[dict[str, float]]] = {"minimal": [], "vista": []}
+    for _ in range(repeats):
+        runs["minimal"].append(run_in_pty(minimal, MINIMAL_TEXT, child_env()))
+        runs["vista"].append(run_in_pty(vista, header, child_env(), then=ATLAS_DRAWN))
+    baseline = median([run["painted"] for run in runs["minimal"]])
+    painted = [run["painted"] for run in runs["vista"]]
+    complete = [run["complete"] for run in runs["vista"]]
+    print(f"\n(e) the latent browser on a {ATLAS_N:,}-latent atlas, {TERMINAL_SIZE[0]}x{TERMINAL_SIZE[1]}")
+    print(f"  first screen, median of {repeats} (target < 1 s):")
+    print(f"    minimal Textual app            {baseline * 1000:7.0f} ms")
+    print(
+        f"    vista explore {ATLAS_ID}  header {median(painted) * 1000:5.0f} ms, table drawn "
+        f"{median(complete) * 1000:5.0f} ms ({median(complete) / baseline:.2f}x the minimal app; runs "
+        + ", ".join(f"{t * 1000:.0f}" for t in complete)
+        + f" ms), peak RSS {median([run['max_rss_mb'] for run in runs['vista']]):.0f} MB"
+    )
+    figures, _ = child_result(child_command("atlas-latency", str(store), str(keys)))
+    print(f"  key-to-repaint latency, run_test {TERMINAL_SIZE[0]}x{TERMINAL_SIZE[1]} (as (b); target p95 <= 30 ms)")
+    print_latencies(figures)
+
+
 # -- main -----------------------------------------------------------------------------------------
 
 
@@ -755,6 +872,10 @@ def run_child(args: list[str]) -> None:
         import asyncio
 
         asyncio.run(memory_run(rest[0], Path(rest[1]), rest[2]))
+    elif kind == "atlas-store":
+        child_atlas_store()
+    elif kind == "atlas-latency":
+        child_atlas_latency(Path(rest[0]), int(rest[1]))
     elif kind == "minimap":
         child_minimap([Path(path) for path in rest[1:]], int(rest[0]))
     else:
@@ -771,7 +892,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="runs per figure (median; default: 5)")
     parser.add_argument("--n-big", type=int, default=100_000, help="contexts of the big map (default: 100000)")
     parser.add_argument("--keys", type=int, default=200, help="key presses per action in (b) (default: 200)")
-    parser.add_argument("--only", default="abcd", help="which parts to run, e.g. 'a' or 'bc' (default: abcd)")
+    parser.add_argument("--only", default="abcde", help="which parts to run, e.g. 'a' or 'be' (default: abcde)")
     parser.add_argument("--profile", action="store_true", help="(b) under cProfile; prints the top functions")
     args = parser.parse_args()
 
@@ -792,7 +913,10 @@ def main() -> None:
     if "d" in args.only:
         maps = {SMALL_N: small_store / "maps" / small_id, args.n_big: big_store / "maps" / big_id}
         parts["d"] = lambda: bench_minimap(maps, args.repeats)
-    for name in "abcd":
+    if "e" in args.only:
+        atlas_store = bench_atlas_store()
+        parts["e"] = lambda: bench_atlas(atlas_store, args.keys, args.repeats)
+    for name in "abcde":
         if name in args.only:
             parts[name]()
             print(f"  (load average after ({name}): {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores)", flush=True)

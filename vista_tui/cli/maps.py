@@ -10,7 +10,16 @@ from typing import TYPE_CHECKING, Any
 
 from vista_tui.cli.console import fail, stderr, stdout
 from vista_tui.cli.opening import MAP_HELP, find_map, read_map, store_of
-from vista_tui.mapdata import MapEntry, MapError, Store
+from vista_tui.mapdata import (
+    MapEntry,
+    MapError,
+    MapNotFoundError,
+    Store,
+    is_atlas_dir,
+    read_atlas_manifest,
+    verify_map,
+)
+from vista_tui.mapdata.store import SHOWN_MAPS
 from vista_tui.tui.graphics import GRAPHICS_MODES
 
 if TYPE_CHECKING:
@@ -37,8 +46,9 @@ def explore(
     graphics: str | None = None,
     model: str | None = None,
     config: str | None = None,
+    atlas_path: Path | None = None,
 ) -> int:
-    """Run the TUI on a map already found and checked (on the picker when no map is given)."""
+    """Run the TUI on a map already found and checked, else on an atlas's latent browser, else the picker."""
     from vista_tui.core.annotations import AnnotationError
     from vista_tui.core.triage_config import load_config
 
@@ -56,7 +66,9 @@ def explore(
         graphics = probe_graphics()  # asks the terminal: before Textual takes it over
     from vista_tui.tui.app import VistaApp  # Textual loads only for the TUI commands
 
-    app = VistaApp(store, map_path, graphics=graphics, diffusion_model=model, triage_config=triage_config)
+    app = VistaApp(
+        store, map_path, graphics=graphics, diffusion_model=model, triage_config=triage_config, atlas_path=atlas_path
+    )
     try:
         app.run()
     finally:
@@ -65,16 +77,43 @@ def explore(
     return 0
 
 
+def find_map_or_atlas(store: Store, name: str) -> tuple[Path | None, Path | None]:
+    """(map, None) or (None, atlas) that `name` names: an atlas directory, else a map (`Store.find_map`,
+    checked), else an atlas (`Store.find_atlas`, its manifest read); one-line MapError when neither."""
+    if is_atlas_dir(Path(name).expanduser()):
+        atlas = Path(name).expanduser()
+        read_atlas_manifest(atlas)
+        return None, atlas
+    try:
+        map_dir = store.find_map(name)
+    except MapNotFoundError as map_error:
+        atlases = store.list_atlases()
+        if not atlases:
+            raise
+        try:
+            atlas = store.find_atlas(name)
+        except MapNotFoundError as atlas_error:
+            if "ambiguous" in str(atlas_error) and "ambiguous" not in str(map_error):
+                raise atlas_error from None
+            known = ", ".join(entry.atlas_id for entry in atlases[:SHOWN_MAPS])
+            raise MapNotFoundError(f"{map_error}; no atlas matches it either (atlases: {known})") from None
+        read_atlas_manifest(atlas)
+        return None, atlas
+    verify_map(map_dir)
+    return map_dir, None
+
+
 def cmd_explore(args: argparse.Namespace) -> int:
-    """`vista explore [MAP]`: the explorer on a checked map, or the picker; 0 closed, 2 bad input."""
+    """`vista explore [MAP | ATLAS]`: the explorer on a checked map, the latent browser on an atlas, or the
+    picker; 0 closed, 2 bad input."""
     store = store_of(args)
     if args.map is None:
         return explore(store, None, args.graphics, args.model, args.config)
     try:
-        path = find_map(args)
+        path, atlas = find_map_or_atlas(store, args.map)
     except MapError as error:
         return fail(error)
-    return explore(store, path, args.graphics, args.model, args.config)
+    return explore(store, path, args.graphics, args.model, args.config, atlas_path=atlas)
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
@@ -174,8 +213,15 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def add_explore_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add `explore` to `vista`'s subcommands (sets `run=cmd_explore`)."""
-    exploring = subparsers.add_parser("explore", help="open a map in the explorer (no map: the map picker)")
-    exploring.add_argument("map", nargs="?", help=MAP_HELP)
+    exploring = subparsers.add_parser(
+        "explore", help="open a map in the explorer, or an atlas in the latent browser (neither: the picker)"
+    )
+    exploring.add_argument(
+        "map",
+        nargs="?",
+        metavar="MAP_OR_ATLAS",
+        help=f"{MAP_HELP}; or an atlas: its id, a unique prefix or suffix of one, or its directory",
+    )
     exploring.add_argument(
         "--graphics",
         choices=GRAPHICS_MODES,

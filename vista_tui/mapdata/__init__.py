@@ -18,6 +18,24 @@ if TYPE_CHECKING:
         read_agreement,
         write_agreement,
     )
+    from vista_tui.mapdata.atlas import (
+        ATLAS_MANIFEST,
+        ATLAS_SCHEMA_VERSION,
+        ATLASES_DIR,
+        LATENTS_FILE,
+        Atlas,
+        AtlasEntry,
+        AtlasManifest,
+        LatentRow,
+        is_atlas_dir,
+        latents_schema,
+        latents_table,
+        read_atlas,
+        read_atlas_manifest,
+        read_latents,
+        update_latent_rows,
+        write_atlas,
+    )
     from vista_tui.mapdata.atomic import atomic_write, atomic_write_json, utc_now
     from vista_tui.mapdata.errors import MapCorruptError, MapError, MapNotFoundError, SchemaVersionError
     from vista_tui.mapdata.explanations import (
@@ -29,7 +47,7 @@ if TYPE_CHECKING:
         write_published_explanations,
     )
     from vista_tui.mapdata.label_cache import LABEL_CACHE_FILE, CachedLabel, LabelCacheWriter, read_label_cache
-    from vista_tui.mapdata.reader import MapReader, context_from_row, context_from_table
+    from vista_tui.mapdata.reader import MapReader, context_from_row, context_from_table, map_root_id
     from vista_tui.mapdata.schema import (
         SCHEMA_VERSION,
         ClusterNode,
@@ -65,6 +83,7 @@ _MODULES = (
     "store",
     "schema",
     "atomic",
+    "atlas",
     "explanations",
     "agreement",
     "label_cache",
@@ -78,10 +97,17 @@ and pyarrow."""
 
 __all__ = [
     "AGREEMENT_FILE",
+    "ATLASES_DIR",
+    "ATLAS_MANIFEST",
+    "ATLAS_SCHEMA_VERSION",
     "EXPLANATIONS_FILE",
     "LABEL_CACHE_FILE",
+    "LATENTS_FILE",
     "SCHEMA_VERSION",
     "STATS_FILE",
+    "Atlas",
+    "AtlasEntry",
+    "AtlasManifest",
     "CachedLabel",
     "ClusterNode",
     "Context",
@@ -92,6 +118,7 @@ __all__ = [
     "Histogram",
     "LabelCacheWriter",
     "LatentAgreement",
+    "LatentRow",
     "LatentStats",
     "Manifest",
     "MapCorruptError",
@@ -119,18 +146,27 @@ __all__ = [
     "context_from_table",
     "context_id_for",
     "contexts_table",
+    "is_atlas_dir",
+    "latents_schema",
+    "latents_table",
+    "map_root_id",
     "node_id_for",
     "published_descriptions",
     "read_agreement",
+    "read_atlas",
+    "read_atlas_manifest",
     "read_label_cache",
     "read_latent_stats",
+    "read_latents",
     "read_manifest",
     "read_published_explanations",
     "resolve_store",
+    "update_latent_rows",
     "update_tree",
     "utc_now",
     "verify_map",
     "write_agreement",
+    "write_atlas",
     "write_latent_stats",
     "write_published_explanations",
 ]

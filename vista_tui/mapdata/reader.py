@@ -241,3 +241,17 @@ def _focus_tokens(entries: list[dict[str, Any]] | None) -> list[FocusToken]:
         for entry in entries or []
         if entry is not None
     ]
+
+
+def map_root_id(map_dir: Path) -> str:
+    """The root node id of a map (the tree's first row), read without the rest of the tree; one-line MapError."""
+    map_dir = Path(map_dir)
+    path = checked_file(map_dir, read_manifest(map_dir), "tree")
+    try:
+        ids = pq.ParquetFile(path).read_row_group(0, columns=["node_id"]).column(0)
+    except (pa.ArrowException, OSError, IndexError) as error:
+        why = " ".join(str(error).split())
+        raise MapCorruptError(f"{path.name} in map {map_dir.name} is unreadable ({why}): {REBUILD_HINT}") from None
+    if len(ids) == 0:
+        raise MapCorruptError(f"{path.name} in map {map_dir.name} has no nodes: {REBUILD_HINT}")
+    return str(ids[0].as_py())

@@ -1,8 +1,10 @@
-"""The VISTA-TUI application: the map picker, the explorer, and the one place worker failures land.
+"""The VISTA-TUI application: the map picker, the explorer, the latent browser of an atlas, and the one
+place worker failures land.
 
 Start-up is kept to what the first frame needs: this module imports neither numpy nor pyarrow
 nor the explorer's widgets. A map opens in a worker (which imports them), behind a screen
-drawn from its manifest alone.
+drawn from its manifest alone; so does an atlas. A latent's map opens over the atlas's browser,
+and Backspace (or Esc) in it comes back to the browser.
 """
 
 from __future__ import annotations
@@ -21,17 +23,18 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
-from vista_tui.core.annotations import TriageConfig
+from vista_tui.core.annotations import AnnotationError, TriageConfig
 from vista_tui.core.render_protocol import RenderEvent
 from vista_tui.core.render_queue import ENV_MODEL, RenderQueue
 from vista_tui.core.sanitize import sanitize
-from vista_tui.mapdata import MapEntry, MapError, Store, read_manifest
+from vista_tui.mapdata import AtlasEntry, MapEntry, MapError, Store, read_atlas_manifest, read_manifest
 from vista_tui.tui.screens.error import ErrorScreen
 from vista_tui.tui.screens.help import HelpScreen
-from vista_tui.tui.screens.loading import LoadingScreen
+from vista_tui.tui.screens.loading import AtlasLoadingScreen, LoadingScreen
 from vista_tui.tui.screens.picker import PickerScreen
 
 if TYPE_CHECKING:
+    from vista_tui.core.atlas_view import AtlasView
     from vista_tui.core.model import MapModel
     from vista_tui.core.triage import TriageSession
     from vista_tui.tui.screens.map import MapScreen
@@ -63,6 +66,13 @@ class VistaApp(App[None]):
             self.triage = triage
             super().__init__()
 
+    class AtlasLoaded(Message):
+        """An atlas's latents were read in a worker."""
+
+        def __init__(self, view: AtlasView) -> None:
+            self.view = view
+            super().__init__()
+
     class RenderUpdate(Message):
         """A render job changed state (posted from the render queue's thread)."""
 
@@ -78,10 +88,13 @@ class VistaApp(App[None]):
         graphics: str = "halfcell",
         diffusion_model: str | None = None,
         triage_config: TriageConfig | None = None,
+        atlas_path: Path | None = None,
     ) -> None:
         super().__init__()
         self.store = store
         self.initial_map = map_path
+        self.initial_atlas = atlas_path
+        """An atlas to open in the latent browser at start (when no map is given)."""
         self._entries: list[MapEntry] | None = None
         self.model: MapModel | None = None
         self.graphics = graphics
@@ -126,6 +139,8 @@ class VistaApp(App[None]):
     def on_mount(self) -> None:
         if self.initial_map is not None:
             self.open_map(self.initial_map)
+        elif self.initial_atlas is not None:
+            self.open_atlas(self.initial_atlas)
         else:
             self.action_pick_map()
 
@@ -137,16 +152,95 @@ class VistaApp(App[None]):
             self._entries = self.store.list_maps()
         return self._entries
 
+    def store_atlases(self) -> list[AtlasEntry]:
+        """The store's atlases, newest first (their manifests only)."""
+        return self.store.list_atlases()
+
     def action_pick_map(self) -> None:
-        self._show_base(PickerScreen(self.store_entries(refresh=True), self.store.maps_dir))
+        picker = PickerScreen(self.store_entries(refresh=True), self.store.maps_dir, atlases=self.store_atlases())
+        if self.map_screen is not None and self.map_screen is self.screen and self._atlas_below():
+            self._leave_map()  # the browser under the map goes too: the picker replaces both
+            self.pop_screen()
+        self._show_base(picker)
 
     def _show_base(self, screen: Screen[Any]) -> None:
-        """Show a picker, loading or map screen: in place of the current one of those, else on top."""
+        """Show a picker, loading, browser or map screen: in place of the current one of those, else on top."""
+        from vista_tui.tui.screens.atlas import AtlasScreen  # imported by the atlas's worker already, if any
+
         current = self.screen
-        if isinstance(current, PickerScreen | LoadingScreen) or current is self.map_screen:
+        if (
+            isinstance(current, PickerScreen | LoadingScreen | AtlasLoadingScreen | AtlasScreen)
+            or current is self.map_screen
+        ):
             self.switch_screen(screen)
         else:
             self.push_screen(screen)
+
+    # -- atlases --------------------------------------------------------------------------------
+
+    def open_atlas(self, path: Path) -> None:
+        """Open an atlas's latent browser; its header shows at once, the table when its latents are read."""
+        with contextlib.suppress(MapError):  # the worker reports it, as for any other unreadable atlas
+            self._show_base(AtlasLoadingScreen(read_atlas_manifest(path)))
+        self._load_atlas(path)
+
+    @work(thread=True, exclusive=True, group="open-atlas", exit_on_error=False, description="open the atlas")
+    def _load_atlas(self, path: Path) -> None:
+        # numpy, pyarrow and the browser's widgets are imported here, off the UI thread.
+        import vista_tui.tui.screens.atlas  # noqa: F401 - so that the UI thread finds it imported
+        from vista_tui.core.atlas_view import AtlasView
+
+        self.post_message(self.AtlasLoaded(AtlasView.open(path)))
+
+    @on(AtlasLoaded)
+    def _atlas_loaded(self, event: AtlasLoaded) -> None:
+        from vista_tui.core.triage_config import load_config
+        from vista_tui.tui.screens.atlas import AtlasScreen
+
+        config = self.triage_config
+        if config is None:
+            try:
+                config = load_config()
+            except AnnotationError:  # a map screen reports a bad config; the browser counts with the defaults
+                config = None
+        self._show_base(AtlasScreen(event.view, config))
+        self.sub_title = event.view.manifest.atlas_id
+        self.call_after_refresh(self._freeze_heap)
+
+    def open_latent_map(self, path: Path) -> None:
+        """Open a latent's map over the latent browser (Backspace in the map comes back)."""
+        with contextlib.suppress(MapError):  # the worker reports it, as for any other unreadable map
+            self.push_screen(LoadingScreen(read_manifest(path)))
+        self._load_map(path)
+
+    def _atlas_below(self) -> bool:
+        """Whether the screen under the current one is a latent browser."""
+        from vista_tui.tui.screens.atlas import AtlasScreen
+
+        stack = self.screen_stack
+        return len(stack) >= 2 and isinstance(stack[-2], AtlasScreen)
+
+    def can_go_back(self) -> bool:
+        """Whether the map on screen was opened from a latent browser (Backspace goes back to it)."""
+        return self.map_screen is not None and self.screen is self.map_screen and self._atlas_below()
+
+    def action_back_to_atlas(self) -> None:
+        """Backspace or Esc in a map opened from an atlas: back to the browser, on the same row."""
+        from vista_tui.tui.screens.atlas import AtlasScreen
+
+        if self.can_go_back():
+            self._leave_map()
+            self.pop_screen()
+            if isinstance(self.screen, AtlasScreen):
+                self.sub_title = self.screen.view.manifest.atlas_id
+
+    def _leave_map(self) -> None:
+        """The open map's triage session closes; its screen goes."""
+        if self.triage is not None:
+            self.triage.close()
+            self.triage = None
+        self.map_screen = None
+        self.model = None
 
     def open_map(self, path: Path) -> None:
         """Open a map in a worker; its header shows at once, the explorer when it is read."""
@@ -217,24 +311,28 @@ class VistaApp(App[None]):
     # -- help ----------------------------------------------------------------------------------
 
     def action_help(self) -> None:
+        from vista_tui.tui.screens.atlas import AtlasScreen
         from vista_tui.tui.screens.map import MapScreen
         from vista_tui.tui.screens.stats import StatsScreen
         from vista_tui.tui.widgets.cluster_tree import ClusterTreeView
         from vista_tui.tui.widgets.contexts import ContextList
+        from vista_tui.tui.widgets.latent_table import LatentTable
 
         if isinstance(self.screen, HelpScreen):
             return
-        self.push_screen(
-            HelpScreen(
-                [
-                    ("tree", ClusterTreeView),
-                    ("map", MapScreen),
-                    ("contexts", ContextList),
-                    ("stats", StatsScreen),
-                    ("app", VistaApp),
-                ]
-            )
-        )
+        map_sections: list[tuple[str, type]] = [
+            ("tree", ClusterTreeView),
+            ("map", MapScreen),
+            ("contexts", ContextList),
+            ("stats", StatsScreen),
+        ]
+        atlas_sections: list[tuple[str, type]] = [("latents", LatentTable), ("atlas", AtlasScreen)]
+        # The keys of the screen in view first.
+        if isinstance(self.screen, AtlasScreen):
+            sections = [*atlas_sections, ("app", VistaApp), *map_sections]
+        else:
+            sections = [*map_sections, ("app", VistaApp), *atlas_sections]
+        self.push_screen(HelpScreen(sections))
 
     # -- failures: the one place ---------------------------------------------------------------
 
@@ -253,8 +351,15 @@ class VistaApp(App[None]):
         message = str(error) if isinstance(error, MapError) else f"{type(error).__name__}: {error}"
         if worker.group == "open":
             if isinstance(self.screen, LoadingScreen):
-                self.action_pick_map()  # under the error: what to open instead
+                if self._atlas_below():
+                    self.pop_screen()  # back to the latent browser it was opened from
+                else:
+                    self.action_pick_map()  # under the error: what to open instead
             self.push_screen(ErrorScreen("This map cannot be opened", message))
+        elif worker.group == "open-atlas":
+            if not isinstance(self.screen, PickerScreen):
+                self.action_pick_map()
+            self.push_screen(ErrorScreen("This atlas cannot be opened", message))
         elif isinstance(error, MapError):
             self.push_screen(ErrorScreen(f"Could not {description}", message))
         else:

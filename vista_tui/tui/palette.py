@@ -120,3 +120,57 @@ class NodeCommands(Provider):
             yield Hit(top, Content.from_markup(title), callback, help=help_text)  # type: ignore[arg-type]
         for hit in hits:
             yield hit
+
+
+class AtlasTarget(Protocol):
+    """What the palette needs of the latent browser."""
+
+    def sort_by(self, key: str) -> None:
+        """Order the table by a `SORTS` key."""
+
+    async def run_action(self, action: str) -> Any:
+        """Run one of the screen's actions (`app.` ones reach the app)."""
+
+
+# (title, action on the latent browser, help)
+ATLAS_ACTIONS = [
+    ("Search the latents", "search", "top tokens, labels and explanations (/)"),
+    ("Filter the latents", "filter", "by latent (l702), top tokens, label or explanation (f, or just type)"),
+    ("Next search hit", "next_hit", "n"),
+    ("Help: every key", "app.help", "? or F1"),
+    ("Open another map or atlas", "app.pick_map", "the picker"),
+    ("Quit", "app.quit", "q"),
+]
+
+
+class AtlasCommands(Provider):
+    """Sort the latent browser by any column, or run one of its actions."""
+
+    def _entries(self) -> list[tuple[str, object, str]]:
+        """(title, callback, help) of each order and each action."""
+        from vista_tui.core.atlas_view import SORTS
+
+        screen = cast(AtlasTarget, self.screen)
+        entries: list[tuple[str, object, str]] = [
+            (f"Sort by {name}", partial(screen.sort_by, key), "o cycles the orders") for key, name in SORTS
+        ]
+        for title, action, help_text in ATLAS_ACTIONS:
+            entries.append((title, partial(self._run, action), help_text))
+        return entries
+
+    async def _run(self, action: str) -> None:
+        """Run one of the browser's actions."""
+        await cast(AtlasTarget, self.screen).run_action(action)
+
+    async def discover(self) -> Hits:
+        """Every order and action."""
+        for title, callback, help_text in self._entries():
+            yield DiscoveryHit(title, callback, help=help_text)  # type: ignore[arg-type]
+
+    async def search(self, query: str) -> Hits:
+        """The orders and actions matching the query."""
+        matcher = self.matcher(query)
+        for title, callback, help_text in self._entries():
+            score = matcher.match(title)
+            if score > 0:
+                yield Hit(score, matcher.highlight(title), callback, help=help_text)  # type: ignore[arg-type]

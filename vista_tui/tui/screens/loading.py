@@ -1,4 +1,4 @@
-"""What the explorer shows while a map opens: its header at once, the panels when they are read.
+"""What the explorer shows while a map or an atlas opens: its header at once, the rest when it is read.
 
 Built from the manifest alone (JSON), so the first frame needs neither numpy nor pyarrow:
 opening a map draws its header in about the time a bare Textual app takes to start, and
@@ -14,7 +14,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from vista_tui.core.sanitize import sanitize
-from vista_tui.mapdata import Manifest
+from vista_tui.mapdata import AtlasManifest, Manifest
 
 
 def map_header(manifest: Manifest) -> Text:
@@ -46,4 +46,35 @@ class LoadingScreen(Screen[None]):
         with Middle(), Center():
             n = self.manifest.provenance.n_contexts
             yield Static(f"reading the cluster tree and {n:,} contexts…", id="loading")
+        yield Footer()
+
+
+def atlas_header(manifest: AtlasManifest, n_maps: int | None = None) -> Text:
+    """The one-line header of an atlas: id, latents (and maps, once counted), model, hook, SAE."""
+    maps = f" · {n_maps:,} maps" if n_maps is not None else ""
+    return Text.assemble(
+        ("atlas ", "bold"),
+        (sanitize(manifest.atlas_id), "bold"),
+        f" · {len(manifest.latents):,} latents{maps} · {sanitize(manifest.model)} · "
+        f"hook {sanitize(manifest.hook)} · SAE {sanitize(manifest.sae)}",
+        no_wrap=True,
+        overflow="ellipsis",
+    )
+
+
+class AtlasLoadingScreen(Screen[None]):
+    """An atlas's header and a line saying its latents are being read (replaced by the latent browser)."""
+
+    DEFAULT_CSS = """
+    AtlasLoadingScreen #loading { color: $text-muted; width: auto; }
+    """
+
+    def __init__(self, manifest: AtlasManifest) -> None:
+        super().__init__()
+        self.manifest = manifest
+
+    def compose(self) -> ComposeResult:
+        yield Static(atlas_header(self.manifest), id="atlas-header")
+        with Middle(), Center():
+            yield Static(f"reading {len(self.manifest.latents):,} latents…", id="loading")
         yield Footer()

@@ -81,7 +81,7 @@ class MapScreen(Screen[None]):
             "clear",
             "Clear",
             show=False,
-            tooltip="Close the search bar, else clear hits, else the filter, else leave the zoom",
+            tooltip="Close the search bar, else clear hits, else the filter, else leave the zoom, else back to the atlas",
         ),
         Binding(
             "s",
@@ -130,6 +130,13 @@ class MapScreen(Screen[None]):
             tooltip="List each cluster's children least-agreeing readings first (press again for size order)",
         ),
         Binding("L", "relabel", "Relabel", show=False, tooltip="Relabel the selected node with the LLM labeller"),
+        Binding(
+            "backspace",
+            "app.back_to_atlas",
+            "Back",
+            show=False,
+            tooltip="Back to the atlas's latent browser, on the same latent (a map opened from an atlas)",
+        ),
         Binding("tab", "app.focus_next", "Switch pane", tooltip="Move between the tree and the contexts"),
         Binding("shift+tab", "app.focus_previous", "Switch pane back", show=False),
     ]
@@ -220,6 +227,10 @@ class MapScreen(Screen[None]):
     @on(ClusterTreeView.NodeSelected)
     def _node_selected(self, event: ClusterTreeView.NodeSelected) -> None:
         self._follow_tree(event.node_id)
+
+    @on(ClusterTreeView.AtTop)
+    def _tree_at_top(self) -> None:
+        self.app.action_back_to_atlas()  # type: ignore[attr-defined]  # only a map opened from an atlas goes back
 
     @on(ClusterTreeView.LeafOpened)
     def _leaf_opened(self, event: ClusterTreeView.LeafOpened) -> None:
@@ -337,7 +348,7 @@ class MapScreen(Screen[None]):
         tree.border_title = title
 
     def action_clear(self) -> None:
-        """Esc: close the search bar, else clear hits, else the filter, else leave the zoom."""
+        """Esc: close the search bar, else clear hits, else the filter, else leave the zoom, else back to the atlas."""
         search = self.query_one("#search", Input)
         if search.has_class("-visible"):
             search.remove_class("-visible")
@@ -348,6 +359,8 @@ class MapScreen(Screen[None]):
             self.triage_controller.apply_filter(None)
         elif self.query_one("#tree", ClusterTreeView).view_root != self.model.root.node_id:
             self.action_unzoom()
+        else:
+            self.app.action_back_to_atlas()  # type: ignore[attr-defined]  # a map opened from an atlas
 
     def action_disagreement_order(self) -> None:
         """`d`: toggle listing children by ascending agreement (the readings that disagree most first)."""

@@ -1,4 +1,8 @@
-"""The map picker: every map in the store, newest first, filtered by typing."""
+"""The map picker: every atlas and every map in the store, newest first, filtered by typing.
+
+An atlas is listed first, marked as one with its number of latents; Enter opens it in the
+latent browser.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from textual.widgets import DataTable, Footer, Input, Static
 from vista_tui.core.annotations import DEFAULT_STATUSES, AnnotationError, count_reviewed
 from vista_tui.core.sanitize import sanitize
 from vista_tui.core.triage_config import load_config
-from vista_tui.mapdata import MapEntry
+from vista_tui.mapdata import AtlasEntry, MapEntry
 
 COLUMNS = ("map", "latent", "model · SAE", "contexts", "triaged", "built")
 WIDE = 100
@@ -24,7 +28,7 @@ WIDE = 100
 
 
 class PickerScreen(Screen[None]):
-    """Choose a map; typing filters by map id, latent, model or SAE."""
+    """Choose a map or an atlas; typing filters by id, latent, model or SAE."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "open", "Open map", priority=True),
@@ -33,11 +37,12 @@ class PickerScreen(Screen[None]):
         Binding("up", "cursor(-1)", "Up", show=False, priority=True),
     ]
 
-    def __init__(self, entries: list[MapEntry], store_path: Path) -> None:
+    def __init__(self, entries: list[MapEntry], store_path: Path, atlases: list[AtlasEntry] | None = None) -> None:
         super().__init__()
-        self.entries = entries
+        self.entries: list[MapEntry | AtlasEntry] = [*(atlases or []), *entries]
+        """Atlases first, then maps."""
         self.store_path = store_path
-        self.shown: list[MapEntry] = []
+        self.shown: list[MapEntry | AtlasEntry] = []
         self.triaged: dict[str, str] = {}
         """Map id → what its triaged cell shows (see `triaged_counts`), read when the picker mounts."""
 
@@ -51,7 +56,7 @@ class PickerScreen(Screen[None]):
     def on_mount(self) -> None:
         title = Text.assemble(("VISTA maps", "bold"), f" in {sanitize(str(self.store_path))}")
         self.query_one("#picker-title", Static).update(title)
-        self.triaged = triaged_counts(self.entries)
+        self.triaged = triaged_counts([entry for entry in self.entries if isinstance(entry, MapEntry)])
         self._fill()
         self.query_one("#filter", Input).focus()
 
@@ -62,9 +67,14 @@ class PickerScreen(Screen[None]):
         # The terminal may have been resized while another screen was on top.
         self._fill(keep_cursor=True)
 
-    def _matches(self, entry: MapEntry, needle: str) -> bool:
+    def _matches(self, entry: MapEntry | AtlasEntry, needle: str) -> bool:
         if not needle:
             return True
+        if isinstance(entry, AtlasEntry):
+            haystack = f"atlas {entry.atlas_id}"
+            if entry.manifest is not None:
+                haystack += f" {entry.manifest.model} {entry.manifest.sae} {entry.manifest.hook}"
+            return all(part in haystack.lower() for part in needle.lower().split())
         haystack = entry.map_id
         if entry.manifest is not None:
             prov = entry.manifest.provenance
@@ -79,7 +89,12 @@ class PickerScreen(Screen[None]):
         self.shown = [entry for entry in self.entries if self._matches(entry, needle)]
         wide = self.app.size.width >= WIDE
         labels = list(COLUMNS) if wide else [c for c in COLUMNS if c != "model · SAE"]
-        rows = [_cells(entry, wide, self.triaged.get(entry.map_id, "—")) for entry in self.shown]
+        rows = [
+            _atlas_cells(entry, wide)
+            if isinstance(entry, AtlasEntry)
+            else _cells(entry, wide, self.triaged.get(entry.map_id, "—"))
+            for entry in self.shown
+        ]
         widths = [max([len(label), *(row[i].cell_len for row in rows)]) for i, label in enumerate(labels)]
         # The map id (and model · SAE when shown) get what the other columns leave, with an ellipsis.
         room = (
@@ -108,7 +123,7 @@ class PickerScreen(Screen[None]):
         elif not self.shown:
             hint.update("no map matches the filter — Esc clears it")
         else:
-            hint.update(f"{len(self.shown)} of {len(self.entries)} maps · ↑↓ choose · Enter opens")
+            hint.update(f"{len(self.shown)} of {len(self.entries)} {_what(self.entries)} · ↑↓ choose · Enter opens")
 
     @on(Input.Changed, "#filter")
     def _filter(self) -> None:
@@ -128,9 +143,13 @@ class PickerScreen(Screen[None]):
             return
         entry = self.shown[table.cursor_row]
         if entry.manifest is None:
-            self.notify(sanitize(entry.error or "this map cannot be read"), severity="error", timeout=6)
+            what = "atlas" if isinstance(entry, AtlasEntry) else "map"
+            self.notify(sanitize(entry.error or f"this {what} cannot be read"), severity="error", timeout=6)
             return
-        self.app.open_map(entry.path)  # type: ignore[attr-defined]
+        if isinstance(entry, AtlasEntry):
+            self.app.open_atlas(entry.path)  # type: ignore[attr-defined]
+        else:
+            self.app.open_map(entry.path)  # type: ignore[attr-defined]
 
     @on(DataTable.RowSelected, "#maps")
     def _row_selected(self, event: DataTable.RowSelected) -> None:
@@ -187,6 +206,35 @@ def _cells(entry: MapEntry, wide: bool, triaged: str = "—") -> list[Text]:
     if not wide:
         del cells[2]
     for cell in cells:  # a cell wider than its column ends in "…"
+        cell.no_wrap, cell.overflow = True, "ellipsis"
+    return cells
+
+
+def _what(entries: list[MapEntry | AtlasEntry]) -> str:
+    """`maps`, or `maps and atlases` when there are atlases."""
+    return "maps and atlases" if any(isinstance(entry, AtlasEntry) for entry in entries) else "maps"
+
+
+def _atlas_cells(entry: AtlasEntry, wide: bool) -> list[Text]:
+    """An atlas's row: `atlas ID · N latents`, model · SAE, created; the map-only columns empty."""
+    name = Text.assemble(("atlas ", "bold"), sanitize(entry.atlas_id))
+    if entry.manifest is None:
+        error = (entry.error or "unreadable").removeprefix(str(entry.path)).lstrip("/ ")
+        cells = [Text.assemble(name, "  ", (sanitize(error), "red"))] + [Text() for _ in range(5)]
+    else:
+        manifest = entry.manifest
+        name.append(f" · {len(manifest.latents):,} latents", "italic")
+        cells = [
+            name,
+            Text("all" if len(manifest.latents) == manifest.d_sae else "", justify="right"),
+            Text(sanitize(f"{_short(manifest.model)} · {_short(manifest.sae)}")),
+            Text(""),
+            Text(""),
+            Text(manifest.created[:16].replace("T", " ")),
+        ]
+    if not wide:
+        del cells[2]
+    for cell in cells:
         cell.no_wrap, cell.overflow = True, "ellipsis"
     return cells
 

@@ -66,6 +66,9 @@ class ClusterTreeView(OptionList):
     highlighted: Reactive[int | None] = reactive(None, repaint=False)
     """OptionList's cursor, without a repaint of every row on each move (see `watch_highlighted`)."""
 
+    class AtTop(Message):
+        """Up (h, ←, Backspace) on the top node shown, with nothing to fold."""
+
     class NodeSelected(Message):
         """The cursor moved to another node."""
 
@@ -250,6 +253,7 @@ class ClusterTreeView(OptionList):
             return
         parent = self.model.parent(node_id)
         if parent is None or node_id == self.view_root:
+            self.post_message(self.AtTop())  # nothing above: the screen may go back (to an atlas)
             return
         self.rebuild(keep=parent)
 
