@@ -18,7 +18,7 @@ if TYPE_CHECKING:
         read_agreement,
         write_agreement,
     )
-    from vista_tui.mapdata.atomic import atomic_write, atomic_write_json, utc_now
+    from vista_tui.mapdata.atomic import append_line, atomic_write, atomic_write_json, utc_now
     from vista_tui.mapdata.errors import MapCorruptError, MapError, MapNotFoundError, SchemaVersionError
     from vista_tui.mapdata.explanations import (
         EXPLANATIONS_FILE,
@@ -29,6 +29,13 @@ if TYPE_CHECKING:
         write_published_explanations,
     )
     from vista_tui.mapdata.label_cache import LABEL_CACHE_FILE, CachedLabel, LabelCacheWriter, read_label_cache
+    from vista_tui.mapdata.negatives import (
+        NEGATIVES_FILE,
+        negatives_schema,
+        negatives_table,
+        read_negatives,
+        write_negatives,
+    )
     from vista_tui.mapdata.reader import MapReader, context_from_row, context_from_table
     from vista_tui.mapdata.schema import (
         SCHEMA_VERSION,
@@ -44,6 +51,21 @@ if TYPE_CHECKING:
         StepRecord,
         context_id_for,
         node_id_for,
+    )
+    from vista_tui.mapdata.score_cache import SCORE_CACHE_FILE, CachedAnswer, ScoreCacheWriter, read_score_cache
+    from vista_tui.mapdata.scores import (
+        MIN_COVERAGE_SHARE,
+        READING_KINDS,
+        SCORERS,
+        SCORES_FILE,
+        ClusterCoverage,
+        Coverage,
+        MapScores,
+        NodeScores,
+        ReadingScore,
+        map_scores,
+        read_scores,
+        write_scores,
     )
     from vista_tui.mapdata.stats import (
         STATS_FILE,
@@ -68,7 +90,10 @@ _MODULES = (
     "explanations",
     "agreement",
     "label_cache",
+    "score_cache",
+    "scores",
     "stats",
+    "negatives",
     "reader",
     "writer",
 )
@@ -80,11 +105,20 @@ __all__ = [
     "AGREEMENT_FILE",
     "EXPLANATIONS_FILE",
     "LABEL_CACHE_FILE",
+    "MIN_COVERAGE_SHARE",
+    "NEGATIVES_FILE",
+    "READING_KINDS",
     "SCHEMA_VERSION",
+    "SCORERS",
+    "SCORES_FILE",
+    "SCORE_CACHE_FILE",
     "STATS_FILE",
+    "CachedAnswer",
     "CachedLabel",
+    "ClusterCoverage",
     "ClusterNode",
     "Context",
+    "Coverage",
     "DecoderLogits",
     "FidelityCurve",
     "FileEntry",
@@ -99,19 +133,24 @@ __all__ = [
     "MapError",
     "MapNotFoundError",
     "MapReader",
+    "MapScores",
     "MapWriter",
     "NodeLabels",
+    "NodeScores",
     "NodeStats",
     "Provenance",
     "PublishedExplanation",
     "PublishedExplanations",
     "QuantileExample",
     "QuantileExamples",
+    "ReadingScore",
     "SchemaVersionError",
+    "ScoreCacheWriter",
     "SparseCodes",
     "StepRecord",
     "Store",
     "TokenLogit",
+    "append_line",
     "atomic_write",
     "atomic_write_json",
     "cluster_agreement",
@@ -119,20 +158,28 @@ __all__ = [
     "context_from_table",
     "context_id_for",
     "contexts_table",
+    "map_scores",
+    "negatives_schema",
+    "negatives_table",
     "node_id_for",
     "published_descriptions",
     "read_agreement",
     "read_label_cache",
     "read_latent_stats",
     "read_manifest",
+    "read_negatives",
     "read_published_explanations",
+    "read_score_cache",
+    "read_scores",
     "resolve_store",
     "update_tree",
     "utc_now",
     "verify_map",
     "write_agreement",
     "write_latent_stats",
+    "write_negatives",
     "write_published_explanations",
+    "write_scores",
 ]
 
 
