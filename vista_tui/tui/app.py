@@ -217,6 +217,7 @@ class VistaApp(App[None]):
     # -- help ----------------------------------------------------------------------------------
 
     def action_help(self) -> None:
+        from vista_tui.tui.screens.coverage import CoverageScreen
         from vista_tui.tui.screens.map import MapScreen
         from vista_tui.tui.screens.stats import StatsScreen
         from vista_tui.tui.widgets.cluster_tree import ClusterTreeView
@@ -231,6 +232,7 @@ class VistaApp(App[None]):
                     ("map", MapScreen),
                     ("contexts", ContextList),
                     ("stats", StatsScreen),
+                    ("coverage", CoverageScreen),
                     ("app", VistaApp),
                 ]
             )
