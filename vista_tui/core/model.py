@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from vista_tui.core.node_names import NodeNames
+from vista_tui.core.score_figures import ScoresReading, read_score_reading, scores_signature
 from vista_tui.core.stats_figures import StatsReading, read_stats
 from vista_tui.core.titles import node_title
 from vista_tui.mapdata import (
@@ -127,6 +128,8 @@ class MapModel:
         """Top-level cluster id → its agreement with the published explanations (`agreement.json`)."""
         self._stats: StatsReading | None = None
         self._stats_lock = threading.Lock()
+        self._scores: ScoresReading | None = None
+        self._scores_lock = threading.Lock()
 
     @classmethod
     def open(cls, path: Path | str) -> MapModel:
@@ -162,6 +165,23 @@ class MapModel:
             if self._stats is None:
                 self._stats = read_stats(self.reader.path)
             return self._stats
+
+    @property
+    def scores_if_read(self) -> ScoresReading | None:
+        """The map's scores when `map_scores` has read them already; None before (never reads)."""
+        return self._scores
+
+    def map_scores(self, *, reload: bool = False) -> ScoresReading:
+        """The map's `scores.json`, read on the first call and kept; an unreadable file is a one-line error.
+
+        Call it from a worker the first time. With `reload`, a file that changed on disk since it
+        was read (`vista score` ran meanwhile) is read again.
+        """
+        with self._scores_lock:
+            stale = reload and self._scores is not None and self._scores.signature != scores_signature(self.reader.path)
+            if self._scores is None or stale:
+                self._scores = read_score_reading(self.reader.path)
+            return self._scores
 
     @property
     def map_id(self) -> str:

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
         update_latent_rows,
         write_atlas,
     )
-    from vista_tui.mapdata.atomic import atomic_write, atomic_write_json, utc_now
+    from vista_tui.mapdata.atomic import append_line, atomic_write, atomic_write_json, utc_now
     from vista_tui.mapdata.errors import MapCorruptError, MapError, MapNotFoundError, SchemaVersionError
     from vista_tui.mapdata.explanations import (
         EXPLANATIONS_FILE,
@@ -47,6 +47,13 @@ if TYPE_CHECKING:
         write_published_explanations,
     )
     from vista_tui.mapdata.label_cache import LABEL_CACHE_FILE, CachedLabel, LabelCacheWriter, read_label_cache
+    from vista_tui.mapdata.negatives import (
+        NEGATIVES_FILE,
+        negatives_schema,
+        negatives_table,
+        read_negatives,
+        write_negatives,
+    )
     from vista_tui.mapdata.reader import MapReader, context_from_row, context_from_table, map_root_id
     from vista_tui.mapdata.schema import (
         SCHEMA_VERSION,
@@ -62,6 +69,21 @@ if TYPE_CHECKING:
         StepRecord,
         context_id_for,
         node_id_for,
+    )
+    from vista_tui.mapdata.score_cache import SCORE_CACHE_FILE, CachedAnswer, ScoreCacheWriter, read_score_cache
+    from vista_tui.mapdata.scores import (
+        MIN_COVERAGE_SHARE,
+        READING_KINDS,
+        SCORERS,
+        SCORES_FILE,
+        ClusterCoverage,
+        Coverage,
+        MapScores,
+        NodeScores,
+        ReadingScore,
+        map_scores,
+        read_scores,
+        write_scores,
     )
     from vista_tui.mapdata.stats import (
         STATS_FILE,
@@ -87,7 +109,10 @@ _MODULES = (
     "explanations",
     "agreement",
     "label_cache",
+    "score_cache",
+    "scores",
     "stats",
+    "negatives",
     "reader",
     "writer",
 )
@@ -103,14 +128,23 @@ __all__ = [
     "EXPLANATIONS_FILE",
     "LABEL_CACHE_FILE",
     "LATENTS_FILE",
+    "MIN_COVERAGE_SHARE",
+    "NEGATIVES_FILE",
+    "READING_KINDS",
     "SCHEMA_VERSION",
+    "SCORERS",
+    "SCORES_FILE",
+    "SCORE_CACHE_FILE",
     "STATS_FILE",
     "Atlas",
     "AtlasEntry",
     "AtlasManifest",
+    "CachedAnswer",
     "CachedLabel",
+    "ClusterCoverage",
     "ClusterNode",
     "Context",
+    "Coverage",
     "DecoderLogits",
     "FidelityCurve",
     "FileEntry",
@@ -126,19 +160,24 @@ __all__ = [
     "MapError",
     "MapNotFoundError",
     "MapReader",
+    "MapScores",
     "MapWriter",
     "NodeLabels",
+    "NodeScores",
     "NodeStats",
     "Provenance",
     "PublishedExplanation",
     "PublishedExplanations",
     "QuantileExample",
     "QuantileExamples",
+    "ReadingScore",
     "SchemaVersionError",
+    "ScoreCacheWriter",
     "SparseCodes",
     "StepRecord",
     "Store",
     "TokenLogit",
+    "append_line",
     "atomic_write",
     "atomic_write_json",
     "cluster_agreement",
@@ -150,6 +189,9 @@ __all__ = [
     "latents_schema",
     "latents_table",
     "map_root_id",
+    "map_scores",
+    "negatives_schema",
+    "negatives_table",
     "node_id_for",
     "published_descriptions",
     "read_agreement",
@@ -159,7 +201,10 @@ __all__ = [
     "read_latent_stats",
     "read_latents",
     "read_manifest",
+    "read_negatives",
     "read_published_explanations",
+    "read_score_cache",
+    "read_scores",
     "resolve_store",
     "update_latent_rows",
     "update_tree",
@@ -168,7 +213,9 @@ __all__ = [
     "write_agreement",
     "write_atlas",
     "write_latent_stats",
+    "write_negatives",
     "write_published_explanations",
+    "write_scores",
 ]
 
 

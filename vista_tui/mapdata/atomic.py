@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,3 +55,24 @@ def _fsync_dir(directory: Path) -> None:
 def atomic_write_json(path: Path, payload: Any) -> int:
     data = json.dumps(payload, indent=2, sort_keys=False, allow_nan=True).encode("utf-8")
     return atomic_write(path, lambda handle: handle.write(data))
+
+
+_APPEND_LOCK = threading.Lock()
+"""Serialises appends from the worker threads of one process (each line is written whole)."""
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append one line to a JSON-lines cache, flushed and fsynced before this returns.
+
+    A kill mid-line leaves a torn last line, which readers skip; the next line starts on a
+    fresh line rather than continuing the torn one.
+    """
+    with _APPEND_LOCK, path.open("a", encoding="utf-8") as handle:
+        if handle.tell() > 0:
+            with path.open("rb") as check:
+                check.seek(-1, os.SEEK_END)
+                if check.read(1) != b"\n":
+                    handle.write("\n")
+        handle.write(line + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())

@@ -11,11 +11,10 @@ the label step; the tree carries the labels the explorer shows. The standard lib
 from __future__ import annotations
 
 import json
-import os
-import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from vista_tui.mapdata.atomic import append_line
 from vista_tui.mapdata.errors import MapCorruptError
 
 LABEL_CACHE_FILE = "labels.jsonl"
@@ -73,18 +72,7 @@ class LabelCacheWriter:
 
     def __init__(self, map_dir: Path) -> None:
         self.path = Path(map_dir) / LABEL_CACHE_FILE
-        self._lock = threading.Lock()
 
     def append(self, entry: CachedLabel) -> None:
         """Add one answer; it is on disk when this returns."""
-        line = json.dumps(asdict(entry), ensure_ascii=False)
-        with self._lock, self.path.open("a", encoding="utf-8") as handle:
-            if handle.tell() > 0:
-                # A kill mid-line leaves a torn line; start ours on a fresh one.
-                with self.path.open("rb") as check:
-                    check.seek(-1, os.SEEK_END)
-                    if check.read(1) != b"\n":
-                        handle.write("\n")
-            handle.write(line + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        append_line(self.path, json.dumps(asdict(entry), ensure_ascii=False))

@@ -312,6 +312,7 @@ class VistaApp(App[None]):
 
     def action_help(self) -> None:
         from vista_tui.tui.screens.atlas import AtlasScreen
+        from vista_tui.tui.screens.coverage import CoverageScreen
         from vista_tui.tui.screens.map import MapScreen
         from vista_tui.tui.screens.stats import StatsScreen
         from vista_tui.tui.widgets.cluster_tree import ClusterTreeView
@@ -325,6 +326,7 @@ class VistaApp(App[None]):
             ("map", MapScreen),
             ("contexts", ContextList),
             ("stats", StatsScreen),
+            ("coverage", CoverageScreen),
         ]
         atlas_sections: list[tuple[str, type]] = [("latents", LatentTable), ("atlas", AtlasScreen)]
         # The keys of the screen in view first.

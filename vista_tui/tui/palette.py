@@ -38,6 +38,12 @@ MAP_ACTIONS = [
     ("Show the whole tree", "unzoom", "Z"),
     ("Next search hit", "next_hit", "n"),
     ("Statistics of the latent and the selected node", "stats", "density, histograms, logits, quantile examples (s)"),
+    (
+        "Coverage of the published explanation",
+        "coverage",
+        "its score on each first-level cluster, worst first; Enter selects one (c)",
+    ),
+    ("Sort the tree worst covered first", "worst_covered", "first-level clusters by coverage; again: size order (w)"),
     ("Help: every key", "app.help", "? or F1"),
     ("Open another map", "app.pick_map", "the map picker"),
     ("Quit", "app.quit", "q"),

@@ -12,9 +12,12 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from vista_tui.core.score_figures import SCORES_LEGEND
+
 # Keys documented by hand: behaviour of widgets we did not bind ourselves.
 EXTRA_KEYS = [
     ("map", "enter (contexts)", "open the context in full with its neighbours on the map"),
+    ("labels", "", SCORES_LEGEND),
 ]
 
 

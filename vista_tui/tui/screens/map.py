@@ -3,7 +3,7 @@
 Below 80 columns the panels stack, and below 24 rows the minimap and fidelity give way, so that
 the tree and the contexts keep their rows (app.tcss, on the breakpoint classes set on a resize).
 
-The screen walks the map (tree, panels, search, zoom, disagreement order). Triage, renders
+The screen walks the map (tree, panels, search, zoom, disagreement and coverage order). Triage, renders
 and relabelling are controllers it owns (vista_tui/tui/controllers); the screen keeps every
 binding, so help, footer and palette read them in one place, and hands each of those actions
 and each controller message to its controller.
@@ -27,6 +27,7 @@ from textual.worker import Worker, get_current_worker
 from vista_tui.core.model import MapModel
 from vista_tui.core.render_protocol import RenderEvent
 from vista_tui.core.sanitize import sanitize
+from vista_tui.core.score_figures import SCORER_ABBREVIATIONS, ScoresReading, no_coverage_hint, worst_covered_order
 from vista_tui.core.triage import TriageSession, next_in_tree_order
 from vista_tui.tui.controllers.relabel import RelabelController
 from vista_tui.tui.controllers.renders import RenderController
@@ -34,6 +35,7 @@ from vista_tui.tui.controllers.triage import TriageController
 from vista_tui.tui.messages import report_worker_failure
 from vista_tui.tui.palette import NodeCommands
 from vista_tui.tui.screens.context_detail import ContextScreen
+from vista_tui.tui.screens.coverage import CoverageScreen
 from vista_tui.tui.screens.image import ImageScreen
 from vista_tui.tui.screens.loading import map_header
 from vista_tui.tui.screens.stats import StatsScreen
@@ -129,6 +131,20 @@ class MapScreen(Screen[None]):
             show=False,
             tooltip="List each cluster's children least-agreeing readings first (press again for size order)",
         ),
+        Binding(
+            "w",
+            "worst_covered",
+            "Worst covered",
+            show=False,
+            tooltip="List the first-level clusters worst covered by the published explanation first (again: size order)",
+        ),
+        Binding(
+            "c",
+            "coverage",
+            "Coverage",
+            show=False,
+            tooltip="The published explanation's score on each first-level cluster (vista score)",
+        ),
         Binding("L", "relabel", "Relabel", show=False, tooltip="Relabel the selected node with the LLM labeller"),
         Binding(
             "backspace",
@@ -143,6 +159,14 @@ class MapScreen(Screen[None]):
 
     selected: Reactive[str | None] = reactive(None, init=False, repaint=False)
     """The node whose labels and contexts are shown."""
+
+    class ScoresRead(Message):
+        """A worker read the map's scores."""
+
+        def __init__(self, reading: ScoresReading) -> None:
+            """Carry what was read."""
+            self.reading = reading
+            super().__init__()
 
     class SearchDone(Message):
         """A search finished in a worker."""
@@ -202,6 +226,10 @@ class MapScreen(Screen[None]):
         self.query_one("#tree", ClusterTreeView).focus()
         self.triage_controller.refresh()
         self.show(self.model.root.node_id)
+        if self.model.scores_if_read is None:
+            self._read_scores()
+        else:
+            self.query_one("#labels", LabelsPanel).scores_changed()
 
     @on(Worker.StateChanged)
     def _worker_state_changed(self, event: Worker.StateChanged) -> None:
@@ -252,6 +280,30 @@ class MapScreen(Screen[None]):
         tree = self.query_one("#tree", ClusterTreeView)
         tree.select_node(node_id)
         tree.focus()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="scores", description="read the map's scores")
+    def _read_scores(self) -> None:
+        """Read `scores.json` once, off the UI thread (the labels panel shows them when they arrive)."""
+        reading = self.model.map_scores()
+        if not get_current_worker().is_cancelled:
+            self.post_message(self.ScoresRead(reading))
+
+    @on(ScoresRead)
+    def _scores_read(self, event: ScoresRead) -> None:
+        """Show the scores in the labels panel; an unreadable file is one toast."""
+        self.query_one("#labels", LabelsPanel).scores_changed()
+        if event.reading.error:
+            self.notify(event.reading.message, severity="warning", timeout=8)
+
+    def action_coverage(self) -> None:
+        """`c`: the published explanation's coverage of the first-level clusters; Enter there selects one."""
+        self.app.push_screen(CoverageScreen(self.model), self._coverage_closed)
+
+    def _coverage_closed(self, node_id: str | None) -> None:
+        """Back from the coverage view: the scores may have been re-read; select the cluster picked there."""
+        self.query_one("#labels", LabelsPanel).scores_changed()
+        if node_id is not None:
+            self.jump_to(node_id)
 
     def action_stats(self) -> None:
         """`s`: the latent's statistics and the selected node's, in a dialog."""
@@ -345,6 +397,8 @@ class MapScreen(Screen[None]):
             title += f" · filter {sanitize(str(triage_filter))}"
         if tree.disagreement_order:
             title += " · disagreement order"
+        if tree.coverage_order is not None:
+            title += " · worst covered first"
         tree.border_title = title
 
     def action_clear(self) -> None:
@@ -370,6 +424,27 @@ class MapScreen(Screen[None]):
         self.update_tree_title()
         if tree.disagreement_order:
             self.notify("disagreement order: least-agreeing readings first — d again for size order", timeout=3)
+
+    def action_worst_covered(self) -> None:
+        """`w`: toggle listing the first-level clusters by the published explanation's coverage, ascending."""
+        tree = self.query_one("#tree", ClusterTreeView)
+        if tree.coverage_order is not None:
+            tree.coverage_order = None
+        else:
+            reading = self.model.scores_if_read
+            if reading is None:
+                self.notify("the scores are still being read: try again in a moment", timeout=3)
+                return
+            order = worst_covered_order(reading)
+            if not order:
+                hint = reading.message or no_coverage_hint(self.model.map_id, bool(self.model.published))
+                self.notify(hint, severity="warning", timeout=6)
+                return
+            tree.coverage_order = order
+            scorer = SCORER_ABBREVIATIONS.get(reading.primary_scorer or "", "")
+            self.notify(f"worst covered first ({scorer}): w again for size order", timeout=3)
+        tree.rebuild()
+        self.update_tree_title()
 
     # -- triage: TriageController ---------------------------------------------------------------
 

@@ -8,7 +8,7 @@ scrolling, highlighting and mouse work as in every Textual list.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import ClassVar
 
 from rich.text import Text
@@ -99,6 +99,9 @@ class ClusterTreeView(OptionList):
         """When filtering: the nodes to keep (matches and their ancestors); None shows every node."""
         self.disagreement_order = False
         """List each parent's children by ascending agreement (least agreeing first, NaN last)."""
+        self.coverage_order: Mapping[str, float] | None = None
+        """When set: the root's children by this score ascending (the published explanation's coverage:
+        the worst-covered sub-sense first; unscored and NaN last); deeper levels as before."""
         self._rows: list[str] = []
         self._width = 0
         self.follow: Callable[[str], None] | None = None
@@ -114,8 +117,17 @@ class ClusterTreeView(OptionList):
         return self._rows
 
     def ordered_children(self, node_id: str) -> list[str]:
-        """A node's children in the tree's current order (display order, or by disagreement)."""
+        """A node's children in the tree's current order (display order, by disagreement, or the first level by coverage)."""
         children = self.model.children(node_id)
+        coverage = self.coverage_order
+        if coverage is not None and node_id == self.model.root.node_id:
+
+            def covered(child: str) -> tuple[bool, float]:
+                """Scored before unscored, then the score ascending."""
+                score = coverage.get(child, math.nan)
+                return (not math.isfinite(score), score if math.isfinite(score) else 0.0)
+
+            return sorted(children, key=covered)  # stable: ties keep the display order
         if not self.disagreement_order:
             return children
         nodes = self.model.nodes

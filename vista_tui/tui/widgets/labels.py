@@ -1,7 +1,8 @@
 """What a node is called, three ways side by side: the LLM's label, the visual prompt, the keywords.
 
 Wide (≥ NARROW_WIDTH columns) the three readings are columns under their headings; narrow
-(a side pane at 80×24) they are rows with the heading in a left margin. Every text comes
+(a side pane at 80×24) they are rows with the heading in a left margin. A scored map (`vista
+score`) adds a grid below: each reading's name and its scores, coloured by quality. Every text comes
 from the map and passes through `sanitize`, and is cut to a sane length first, so neither
 escape sequences nor a 100 kB "keyword" reach the terminal or stall a repaint. An empty
 field says which command fills it.
@@ -20,7 +21,9 @@ from textual.widget import Widget
 
 from vista_tui.core.model import MapModel
 from vista_tui.core.sanitize import sanitize
+from vista_tui.core.score_figures import READING_NAMES, SCORES_LEGEND, ScoresReading, score_figures
 from vista_tui.mapdata import ClusterNode
+from vista_tui.mapdata.scores import READING_KINDS
 from vista_tui.tui.widgets.truncation import fit_lines
 
 NARROW_WIDTH = 60
@@ -31,6 +34,9 @@ HEADING_WIDTH = 11
 
 SEPARATOR = " │ "
 """Between the columns of the wide layout."""
+
+SCORE_GAP = "   "
+"""Between two readings' scores on one line."""
 
 MAX_LABEL_CHARS = 200
 MAX_EXPLANATION_CHARS = 800
@@ -75,6 +81,10 @@ class LabelsPanel(Widget):
         "labels--error",
         "labels--note",
         "labels--rule",
+        "labels--score-low",
+        "labels--score-mid",
+        "labels--score-high",
+        "labels--score-none",
     }
     """
     | Class | Description |
@@ -85,6 +95,8 @@ class LabelsPanel(Widget):
     | `labels--error` | "label failed: <reason>". |
     | `labels--note` | What a noise node is. |
     | `labels--rule` | The separators between columns. |
+    | `labels--score-low`, `-mid`, `-high` | A score near chance, fair, good. |
+    | `labels--score-none` | `—`: the reading was not scored by that scorer. |
     """
 
     # Colours only, and the panel's natural height; where it sits is the app's layout.
@@ -96,6 +108,10 @@ class LabelsPanel(Widget):
     LabelsPanel > .labels--error { color: $text-error; text-style: bold; }
     LabelsPanel > .labels--note { color: $foreground-muted; }
     LabelsPanel > .labels--rule { color: $foreground-muted; }
+    LabelsPanel > .labels--score-low { color: $error; text-style: bold; }
+    LabelsPanel > .labels--score-mid { color: $warning; }
+    LabelsPanel > .labels--score-high { color: $success; }
+    LabelsPanel > .labels--score-none { color: $foreground-muted; }
     """
 
     node_id: Reactive[str | None] = reactive(None, init=False)
@@ -205,6 +221,71 @@ class LabelsPanel(Widget):
             return None
         return Content.styled("published vs clusters: ", self._style("labels--heading")) + Content(" · ".join(parts))
 
+    # -- scores ------------------------------------------------------------------------------------
+
+    def scores_changed(self) -> None:
+        """The map's scores were read: show them, with a tooltip saying what they mean."""
+        reading = self.model.scores_if_read
+        self.tooltip = SCORES_LEGEND if reading is not None and reading.scorers else None
+        self.refresh(layout=True)
+
+    def _scored_kinds(self, node: ClusterNode, reading: ScoresReading) -> list[str]:
+        """The node's readings to show scores for: those it has, and any other that was scored."""
+        labels = node.labels
+        present = {
+            "llm_label": bool(labels.llm_label),
+            "llm_explanation": bool(labels.llm_explanation),
+            "visual_prompt": bool(labels.visual_prompt),
+            "keywords": bool(labels.keywords),
+            "focus_tokens": bool(labels.focus_tokens),
+            "published": node.kind == "root" and bool(self.model.published),
+        }
+        scored = set(reading.scored_readings(node.node_id))
+        return [kind for kind in READING_KINDS if present.get(kind) or kind in scored]
+
+    def _score_cell(self, name: str, reading: ScoresReading, node_id: str, kind: str, compact: bool) -> Content:
+        """'label  det 0.82 · fuzz 0.71 · emb 0.90', each figure coloured by its quality."""
+        parts: list[Content] = [Content.styled(name, self._style("labels--heading"))]
+        for index, figure in enumerate(score_figures(reading, node_id, kind, compact=compact)):
+            lead = " " if compact or index == 0 else " · "
+            parts.append(Content(lead + figure.name + ("" if compact else " ")))
+            parts.append(Content.styled(figure.figure, self._style(f"labels--score-{figure.quality}")))
+        return Content("").join(parts)
+
+    def _scores(self, node: ClusterNode, width: int, *, compact: bool = False) -> list[Content]:
+        """Each reading's scores, as many readings to a line as fit; nothing for a map without scores.
+
+        The full figures ('det 0.82 · fuzz 0.71') unless they overflow `width` or `compact` asks
+        for 'd.82 f.71'.
+        """
+        reading = self.model.scores_if_read
+        if reading is None or not reading.scorers:
+            return []
+        if not reading.has_node(node.node_id):
+            return [Content.styled("scores: not scored", self._style("labels--hint"))]
+        kinds = self._scored_kinds(node, reading)
+        if not kinds:
+            return []
+        name_width = max(len(READING_NAMES[kind]) for kind in kinds)
+        layouts: list[tuple[bool, list[Content]]] = []
+        for short in (False, True):
+            cells = [
+                self._score_cell(READING_NAMES[kind].ljust(name_width), reading, node.node_id, kind, short)
+                for kind in kinds
+            ]
+            cell_width = max(cell.cell_length for cell in cells)
+            per_line = max(1, (width + len(SCORE_GAP)) // (cell_width + len(SCORE_GAP)))
+            lines = [
+                Content(SCORE_GAP).join(
+                    [cell.pad_right(cell_width - cell.cell_length) for cell in cells[start : start + per_line - 1]]
+                    + cells[start + per_line - 1 : start + per_line]
+                )
+                for start in range(0, len(cells), per_line)
+            ]
+            layouts.append((cell_width > width, lines))
+        lines = layouts[0][1] if not layouts[0][0] and not compact else layouts[1][1]
+        return [line if line.cell_length <= width else line.truncate(width) for line in lines]
+
     def _noise_note(self, node: ClusterNode) -> Content | None:
         if node.kind != "noise":
             return None
@@ -229,7 +310,13 @@ class LabelsPanel(Widget):
         # A change of node asks for the lines up to three times (height, layout, paint): keep the
         # last few, as long as what they show is the same objects (a relabel replaces them).
         key = (self.node_id, width, height)
-        sources = (node, node.labels if node is not None else None, self.model.published, self.model.latent_agreement)
+        sources = (
+            node,
+            node.labels if node is not None else None,
+            self.model.published,
+            self.model.latent_agreement,
+            self.model.scores_if_read,
+        )
         memo = self._memo.get(key)
         if memo is not None and all(a is b for a, b in zip(memo[0], sources, strict=True)):
             return memo[1]
@@ -244,10 +331,10 @@ class LabelsPanel(Widget):
             return [Content.styled("no node selected", self._style("labels--hint"))]
         note = self._noise_note(node)
         top = note.wrap(width) if note is not None else []
-        bottom = self._agreement(node).wrap(width)
+        agreement = self._agreement(node).wrap(width)
         latent = self._latent_agreement(node)
         if latent is not None:
-            bottom += latent.wrap(width)
+            agreement += latent.wrap(width)
         titles = ["LLM label", "visual", "keywords"]
         bodies = [self._llm(node), self._visual(node), self._keywords(node)]
         if width >= NARROW_WIDTH:
@@ -258,6 +345,16 @@ class LabelsPanel(Widget):
             margin = HEADING_WIDTH if width >= 2 * HEADING_WIDTH + 8 else 0
             widths = [width - margin] * 3
             layout = "rows" if margin else "stacked"
+        scores = self._scores(node, width)
+        if height is not None:
+            # Short of height the scores take what the readings leave at one line each: compact
+            # figures when they need fewer lines, then cut (the last line ends in …).
+            least = {"columns": 2, "rows": 3, "stacked": 6}[layout] + min(len(top), 1) + len(agreement)
+            budget = max(1, height - least)
+            if len(scores) > budget:
+                compact = self._scores(node, width, compact=True)
+                scores = fit_lines(compact if len(compact) < len(scores) else scores, budget, width)
+        bottom = [*scores, *agreement]
         wrapped = [body.wrap(w) for body, w in zip(bodies, widths, strict=True)]
         caps = [len(lines) for lines in wrapped]
 
