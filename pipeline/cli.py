@@ -20,7 +20,7 @@ from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn,
 from rich.text import Text
 
 from pipeline import interrupts
-from pipeline.argtypes import add_quantile_arguments, int_list
+from pipeline.argtypes import add_negatives_argument, add_quantile_arguments, int_list
 from pipeline.steps import Progress as StepProgress
 from vista_tui.mapdata import MapError, Store, resolve_store
 
@@ -152,6 +152,7 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
         "--device", default="auto", help="torch device; 'auto' = cuda, else mps, else cpu (default: auto)"
     )
     add_quantile_arguments(harvest)
+    add_negatives_argument(harvest)
     harvest.add_argument(
         "--keep-duplicates",
         action="store_true",
@@ -236,6 +237,7 @@ def build_config_from_args(args: argparse.Namespace) -> BuildConfig:
             dedupe=not args.keep_duplicates,
             quantiles=args.quantiles,
             per_quantile=args.per_quantile,
+            negatives=args.negatives,
         ),
         layout=layout.LayoutConfig(lam=args.lam, n_neighbors=args.n_neighbors, min_dist=args.min_dist, seed=args.seed),
         cluster=cluster.ClusterConfig(
