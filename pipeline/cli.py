@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -459,20 +459,30 @@ def cmd_label(args: argparse.Namespace) -> int:
             progress = report("agreement", "agreement: LLM label vs visual prompt vs keywords (MiniLM)")
             scored = agreement.run(agreement.Config(), args.map_dir)
             progress(1, 1, f"{scored} nodes")
-    outcome, *details = result.summary()
-    mark = "[yellow]![/]" if result.n_failed else "[green]✓[/]"
+    more = f"  … and {result.n_failed - 5} more (label_status in the tree)"
+    return _finish(
+        result.summary(), result.failures, more, result.map_dir, label_exit_code(result), lambda: label_problem(result)
+    )
+
+
+def _finish(
+    summary: list[str], failures: dict[str, str], more: str, map_dir: Path, code: int, problem: Callable[[], str]
+) -> int:
+    """End a `label` or `score` run: its summary and first failures on stderr, the map's path on stdout, and,
+    when `code` is not 0, one `error:` line saying what went wrong (`problem()`); returns `code`."""
+    outcome, *details = summary
+    mark = "[yellow]![/]" if failures else "[green]✓[/]"
     stderr.print(f"{mark} {escape(outcome)}", soft_wrap=True)
     for line in details:
         stderr.print(f"  {line}", soft_wrap=True, markup=False)
-    for node_id, reason in list(result.failures.items())[:5]:
-        stderr.print(f"  {node_id}: {reason}", soft_wrap=True, markup=False)
-    if result.n_failed > 5:
-        stderr.print(f"  … and {result.n_failed - 5} more (label_status in the tree)", soft_wrap=True, markup=False)
-    print(result.map_dir, flush=True)
-    code = label_exit_code(result)
+    for what, reason in list(failures.items())[:5]:
+        stderr.print(f"  {what}: {reason}", soft_wrap=True, markup=False)
+    if len(failures) > 5:
+        stderr.print(more, soft_wrap=True, markup=False)
+    print(map_dir, flush=True)
     if code != 0:
         # Last, so that the line a caller keeps (the TUI's toast) says what went wrong and what to do.
-        stderr.print(f"[bold red]error:[/] {escape(_one_line(label_problem(result)))}", soft_wrap=True)
+        stderr.print(f"[bold red]error:[/] {escape(_one_line(problem()))}", soft_wrap=True)
     return code
 
 
@@ -612,18 +622,9 @@ def cmd_score(args: argparse.Namespace) -> int:
     with rich_reporter() as report:
         result = score.run(cfg, args.map_dir, node_ids=args.nodes, progress=report("score", "score readings"))
     stderr.print(score_table(result, args.map_dir))
-    outcome, *details = result.summary()
-    mark = "[yellow]![/]" if result.n_failed else "[green]✓[/]"
-    stderr.print(f"{mark} {escape(outcome)}", soft_wrap=True)
-    for line in details:
-        stderr.print(f"  {line}", soft_wrap=True, markup=False)
-    for what, reason in list(result.failures.items())[:5]:
-        stderr.print(f"  {what}: {reason}", soft_wrap=True, markup=False)
-    print(result.map_dir, flush=True)
+    more = f"  … and {result.n_failed - 5} more"
     code = score_exit_code(result)
-    if code != 0:
-        stderr.print(f"[bold red]error:[/] {escape(_one_line(score_problem(result)))}", soft_wrap=True)
-    return code
+    return _finish(result.summary(), result.failures, more, result.map_dir, code, lambda: score_problem(result))
 
 
 def score_exit_code(result: ScoreReport) -> int:
