@@ -29,3 +29,14 @@ def add_quantile_arguments(parser: argparse.ArgumentParser | argparse._ArgumentG
     parser.add_argument(
         "--per-quantile", type=int, default=4, metavar="K", help="examples drawn per interval (default: 4)"
     )
+
+
+def add_negatives_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """`--negatives N`: the harvest's non-activating windows per latent, for the explanation scorers."""
+    parser.add_argument(
+        "--negatives",
+        type=int,
+        default=200,
+        metavar="N",
+        help="windows kept per latent where it is 0 on every token, for `vista score` (0: none) (default: 200)",
+    )

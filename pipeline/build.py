@@ -21,6 +21,7 @@ from pipeline.corpus import STDLIB_DOCSTRINGS
 from pipeline.harvest.stats import node_stats
 from pipeline.steps import Progress, StepRun, params_of, reuse_or_run, step_id, step_id_of
 from vista_tui.mapdata import (
+    NEGATIVES_FILE,
     STATS_FILE,
     ClusterNode,
     FidelityCurve,
@@ -30,6 +31,7 @@ from vista_tui.mapdata import (
     SparseCodes,
     Store,
     write_latent_stats,
+    write_negatives,
 )
 
 MIN_CONTEXTS = 10
@@ -345,6 +347,7 @@ def _build_map(
     writer.write_tree(nodes)
     writer.write_fidelity(curve)
     _write_stats(map_dir, latent_harvest, nodes, activations)
+    _write_negatives(map_dir, latent_harvest)
     writer.commit(
         map_id=map_id,
         provenance=result.provenance(latent),
@@ -372,6 +375,15 @@ def _write_stats(
     per_node = node_stats(stats, [node.members for node in nodes], activations, positions)
     nodes_stats = {node.node_id: figures for node, figures in zip(nodes, per_node, strict=True)}
     write_latent_stats(map_dir, replace(stats, nodes=nodes_stats))
+
+
+def _write_negatives(map_dir: Path, latent_harvest: harvest.LatentHarvest) -> None:
+    """`<map>/negatives.parquet`: the harvest's non-activating windows of the latent. Without any (a harvest
+    made before they were drawn, or with `--negatives 0`), no file: a stale one is removed."""
+    if latent_harvest.negatives is None:
+        (map_dir / NEGATIVES_FILE).unlink(missing_ok=True)
+        return
+    write_negatives(map_dir, latent_harvest.negatives)
 
 
 def _step_ids(cfg: BuildConfig, harvest_id: str) -> dict[str, str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,16 +17,19 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
+from rich.table import Table
 from rich.text import Text
 
 from pipeline import interrupts
-from pipeline.argtypes import add_quantile_arguments, int_list
+from pipeline.argtypes import add_negatives_argument, add_quantile_arguments, int_list
 from pipeline.steps import Progress as StepProgress
 from vista_tui.mapdata import MapError, Store, resolve_store
 
 if TYPE_CHECKING:
     from pipeline.build import BuildConfig, BuiltMap, StepReporter
     from pipeline.label import LabelConfig, LabelReport
+    from pipeline.score import ScoreConfig as ScoreConfigType
+    from pipeline.score import ScoreReport
 
 # The codes of vista_tui.cli.console (which the pipeline may not import), as `vista` passes them on.
 EXIT_FAILED = 1
@@ -46,6 +49,17 @@ exit status:
        every node failed
   130  interrupted; the answers that arrived are kept for the next run"""
 """The `label` command's exit codes, as its --help tells them."""
+
+SCORE_EXIT_STATUS = """\
+exit status:
+  0    every reading asked for is scored (answers asked now, or taken from MAP/scores_cache.jsonl)
+  1    some LLM requests failed (their items are counted as n_failed in MAP/scores.json); a
+       rerun asks only for what is missing
+  2    nothing was scored: a bad argument or map (no negatives.parquet: rebuild it or pick
+       --negatives siblings/store); an endpoint that cannot be reached or that refuses; or
+       every request failed
+  130  interrupted; the answers that arrived are kept for the next run"""
+"""The `score` command's exit codes, as its --help tells them."""
 
 stderr = Console(stderr=True, highlight=False)
 
@@ -152,6 +166,7 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
         "--device", default="auto", help="torch device; 'auto' = cuda, else mps, else cpu (default: auto)"
     )
     add_quantile_arguments(harvest)
+    add_negatives_argument(harvest)
     harvest.add_argument(
         "--keep-duplicates",
         action="store_true",
@@ -236,6 +251,7 @@ def build_config_from_args(args: argparse.Namespace) -> BuildConfig:
             dedupe=not args.keep_duplicates,
             quantiles=args.quantiles,
             per_quantile=args.per_quantile,
+            negatives=args.negatives,
         ),
         layout=layout.LayoutConfig(lam=args.lam, n_neighbors=args.n_neighbors, min_dist=args.min_dist, seed=args.seed),
         cluster=cluster.ClusterConfig(
@@ -285,25 +301,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return _announce(built)
 
 
-def add_label_arguments(parser: argparse.ArgumentParser) -> None:
-    """Every option of `label`."""
-    parser.add_argument(
-        "map_dir",
-        metavar="MAP",
-        help="map id, a unique prefix or suffix of one, its latent (702 or L702), or a map directory",
-    )
-    add_cache_argument(parser)
-    parser.add_argument(
-        "--no-agreement", action="store_true", help="skip scoring how far the readings agree (MiniLM; on by default)"
-    )
-    parser.add_argument(
-        "--node",
-        action="append",
-        dest="nodes",
-        metavar="NODE",
-        help="label only this node: its path (1.3), root, or at least 4 characters of its id "
-        "(`vista tree MAP`); repeatable (default: all)",
-    )
+def add_llm_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that name and drive the LLM, shared by `label` and `score`."""
     parser.add_argument(
         "--backend",
         choices=("openai", "transformers"),
@@ -336,7 +335,6 @@ def add_label_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="environment variable holding the API key (default: $VISTA_LLM_API_KEY or $OPENAI_API_KEY)",
     )
-    parser.add_argument("--n-contexts", type=int, default=12, help="contexts quoted per node (default: 12)")
     parser.add_argument("--max-new-tokens", type=int, default=300, help="longest reply, in tokens (default: 300)")
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy, reproducible answers (default: 0)")
     parser.add_argument("--seed", type=int, default=0, help="seed of sampled answers (default: 0)")
@@ -357,6 +355,29 @@ def add_label_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="USD",
         help="USD per million completion tokens (default: $VISTA_LLM_PRICE_OUT)",
     )
+
+
+def add_label_arguments(parser: argparse.ArgumentParser) -> None:
+    """Every option of `label`."""
+    parser.add_argument(
+        "map_dir",
+        metavar="MAP",
+        help="map id, a unique prefix or suffix of one, its latent (702 or L702), or a map directory",
+    )
+    add_cache_argument(parser)
+    parser.add_argument(
+        "--no-agreement", action="store_true", help="skip scoring how far the readings agree (MiniLM; on by default)"
+    )
+    parser.add_argument(
+        "--node",
+        action="append",
+        dest="nodes",
+        metavar="NODE",
+        help="label only this node: its path (1.3), root, or at least 4 characters of its id "
+        "(`vista tree MAP`); repeatable (default: all)",
+    )
+    add_llm_arguments(parser)
+    parser.add_argument("--n-contexts", type=int, default=12, help="contexts quoted per node (default: 12)")
 
 
 def _env(*names: str) -> str | None:
@@ -400,7 +421,7 @@ def label_config(args: argparse.Namespace) -> LabelConfig:
         concurrency=args.concurrency,
         timeout_s=args.timeout,
         retries=args.retries,
-        n_contexts=args.n_contexts,
+        n_contexts=getattr(args, "n_contexts", 12),
         max_new_tokens=args.max_new_tokens,
         temperature=args.temperature,
         seed=args.seed,
@@ -438,20 +459,30 @@ def cmd_label(args: argparse.Namespace) -> int:
             progress = report("agreement", "agreement: LLM label vs visual prompt vs keywords (MiniLM)")
             scored = agreement.run(agreement.Config(), args.map_dir)
             progress(1, 1, f"{scored} nodes")
-    outcome, *details = result.summary()
-    mark = "[yellow]![/]" if result.n_failed else "[green]✓[/]"
+    more = f"  … and {result.n_failed - 5} more (label_status in the tree)"
+    return _finish(
+        result.summary(), result.failures, more, result.map_dir, label_exit_code(result), lambda: label_problem(result)
+    )
+
+
+def _finish(
+    summary: list[str], failures: dict[str, str], more: str, map_dir: Path, code: int, problem: Callable[[], str]
+) -> int:
+    """End a `label` or `score` run: its summary and first failures on stderr, the map's path on stdout, and,
+    when `code` is not 0, one `error:` line saying what went wrong (`problem()`); returns `code`."""
+    outcome, *details = summary
+    mark = "[yellow]![/]" if failures else "[green]✓[/]"
     stderr.print(f"{mark} {escape(outcome)}", soft_wrap=True)
     for line in details:
         stderr.print(f"  {line}", soft_wrap=True, markup=False)
-    for node_id, reason in list(result.failures.items())[:5]:
-        stderr.print(f"  {node_id}: {reason}", soft_wrap=True, markup=False)
-    if result.n_failed > 5:
-        stderr.print(f"  … and {result.n_failed - 5} more (label_status in the tree)", soft_wrap=True, markup=False)
-    print(result.map_dir, flush=True)
-    code = label_exit_code(result)
+    for what, reason in list(failures.items())[:5]:
+        stderr.print(f"  {what}: {reason}", soft_wrap=True, markup=False)
+    if len(failures) > 5:
+        stderr.print(more, soft_wrap=True, markup=False)
+    print(map_dir, flush=True)
     if code != 0:
         # Last, so that the line a caller keeps (the TUI's toast) says what went wrong and what to do.
-        stderr.print(f"[bold red]error:[/] {escape(_one_line(label_problem(result)))}", soft_wrap=True)
+        stderr.print(f"[bold red]error:[/] {escape(_one_line(problem()))}", soft_wrap=True)
     return code
 
 
@@ -473,6 +504,146 @@ def label_problem(result: LabelReport) -> str:
             "run it again to ask for those only"
         )
     return f"no node could be labelled ({result.n_failed} failed, e.g. {first}); see the reasons above"
+
+
+def add_score_arguments(parser: argparse.ArgumentParser) -> None:
+    """Every option of `score`."""
+    from pipeline.score import LLM_SCORERS, NEGATIVE_SOURCES
+
+    parser.add_argument(
+        "map_dir",
+        metavar="MAP",
+        help="map id, a unique prefix or suffix of one, its latent (702 or L702), or a map directory",
+    )
+    add_cache_argument(parser)
+    parser.add_argument(
+        "--scorer",
+        action="append",
+        dest="scorers",
+        choices=(*LLM_SCORERS, "embedding"),
+        help="detection or fuzzing (an LLM: give --base-url or --backend transformers), or embedding (MiniLM, "
+        "offline); repeatable (default: embedding)",
+    )
+    parser.add_argument(
+        "--negatives",
+        choices=NEGATIVE_SOURCES,
+        default="random",
+        help="non-activating items: random (the harvest's all-zero windows), siblings (the parent's other contexts), "
+        "store (other maps' contexts) (default: random)",
+    )
+    parser.add_argument(
+        "--node",
+        action="append",
+        dest="nodes",
+        metavar="NODE",
+        help="score only this node: its path (1.3), root, or at least 4 characters of its id (`vista tree MAP`); "
+        "repeatable (default: every node but noise)",
+    )
+    parser.add_argument(
+        "--n-positive", type=int, default=20, help="held-out contexts per node shown to an LLM scorer (default: 20)"
+    )
+    parser.add_argument(
+        "--n-negative", type=int, default=20, help="non-activating items per node shown to an LLM scorer (default: 20)"
+    )
+    parser.add_argument("--items-per-request", type=int, default=10, help="items quoted per request (default: 10)")
+    parser.add_argument(
+        "--label-contexts",
+        type=int,
+        default=12,
+        help="contexts `vista label` quoted per node (its --n-contexts): not held out (default: 12)",
+    )
+    add_llm_arguments(parser)
+
+
+def score_config(args: argparse.Namespace) -> ScoreConfigType:
+    """The `score` arguments as a ScoreConfig (the LLM's settings only when an LLM scorer is asked for)."""
+    from pipeline.score import LLM_SCORERS, ScoreConfig
+
+    scorers = tuple(args.scorers or ("embedding",))
+    llm = label_config(args) if any(scorer in LLM_SCORERS for scorer in scorers) else None
+    return ScoreConfig(
+        scorers=scorers,
+        negatives=args.negatives,
+        llm=llm,
+        n_positive=args.n_positive,
+        n_negative=args.n_negative,
+        items_per_request=args.items_per_request,
+        label_contexts=args.label_contexts,
+        seed=args.seed,
+    )
+
+
+def score_table(report: ScoreReport, map_dir: Path) -> Table:
+    """This run's scores as a table: one row per node and reading, one column per scorer."""
+    from vista_tui.core.node_names import NodeNames
+    from vista_tui.core.sanitize import sanitize
+    from vista_tui.mapdata import READING_KINDS, SCORERS, MapReader
+
+    tree = MapReader(map_dir).tree
+    names = NodeNames(tree, map_dir.name)
+    scorers = [
+        scorer
+        for scorer in SCORERS
+        if any(scorer in r for n in report.scores.nodes.values() for r in n.readings.values())
+    ]
+    table = Table(box=None, pad_edge=False)
+    table.add_column("node")
+    table.add_column("reading")
+    table.add_column("text", max_width=48, no_wrap=True, overflow="ellipsis")
+    for scorer in scorers:
+        table.add_column(scorer, justify="right")
+    for node_id in names.walk():
+        scores = report.scores.nodes.get(node_id)
+        if scores is None:
+            continue
+        first = True
+        for kind in READING_KINDS:
+            by_scorer = scores.readings.get(kind)
+            if not by_scorer:
+                continue
+            text = next(iter(by_scorer.values())).explanation
+            cells = []
+            for scorer in scorers:
+                found = by_scorer.get(scorer)
+                cells.append("" if found is None else "–" if found.score != found.score else f"{found.score:.2f}")
+            table.add_row(names.paths[node_id] if first else "", kind, Text(sanitize(text, 48)), *cells)
+            first = False
+    return table
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    """`score`: score every reading of the map's nodes; prints the table on stderr and the map's path on stdout."""
+    from pipeline import score
+
+    args.map_dir = Store(resolve_store(args.cache)).find_map(args.map_dir)
+    if args.nodes:
+        args.nodes = label_targets(args.map_dir, args.nodes)
+    cfg = score_config(args)
+    with rich_reporter() as report:
+        result = score.run(cfg, args.map_dir, node_ids=args.nodes, progress=report("score", "score readings"))
+    stderr.print(score_table(result, args.map_dir))
+    more = f"  … and {result.n_failed - 5} more"
+    code = score_exit_code(result)
+    return _finish(result.summary(), result.failures, more, result.map_dir, code, lambda: score_problem(result))
+
+
+def score_exit_code(result: ScoreReport) -> int:
+    """0 when no request failed; EXIT_FAILED when some did and something was scored; EXIT_BAD_INPUT when nothing was."""
+    if not result.n_scored:
+        return EXIT_BAD_INPUT
+    return EXIT_FAILED if result.failures else 0
+
+
+def score_problem(result: ScoreReport) -> str:
+    """What went wrong in a run that failed in part or whole, and what to do, for the one `error:` line."""
+    if result.stopped:
+        return result.stopped
+    if not result.failures:
+        return "nothing could be scored: no node has both held-out contexts and negatives"
+    first = next(iter(result.failures.values()))
+    if result.n_scored:
+        return f"{result.n_failed} requests failed (e.g. {first}); run it again to ask for those only"
+    return f"nothing could be scored ({result.n_failed} requests failed, e.g. {first}); see the reasons above"
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -508,6 +679,20 @@ def make_parser() -> argparse.ArgumentParser:
     )
     add_label_arguments(label_parser)
     label_parser.set_defaults(run=cmd_label)
+    score_parser = commands.add_parser(
+        "score",
+        help="score every reading of every node (LLM label, explanation, visual prompt, keywords, focus tokens, "
+        "published explanation) against the contexts",
+        description="Score how well each reading of a node predicts where the latent fires: detection and fuzzing\n"
+        "(an LLM, balanced accuracy) and embedding (MiniLM, ROC AUC), on the node's held-out contexts and\n"
+        "non-activating items. Writes MAP/scores.json (merged: scorers run apart accumulate), with the\n"
+        "published explanation's coverage of the first-level clusters. LLM answers are cached in\n"
+        "MAP/scores_cache.jsonl as they arrive, so a rerun asks only for what is missing.",
+        epilog=SCORE_EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_score_arguments(score_parser)
+    score_parser.set_defaults(run=cmd_score)
     return parser
 
 

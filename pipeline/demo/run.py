@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field, replace
 
-from pipeline.argtypes import add_quantile_arguments, int_list
+from pipeline.argtypes import add_negatives_argument, add_quantile_arguments, int_list
 from pipeline.build import BuildConfig, BuiltMap, StepReporter, build
 from pipeline.demo import sae as demo_sae
 from pipeline.demo.latents import pick_latents
@@ -37,6 +37,8 @@ class DemoConfig:
     """Equal-width activation intervals the harvest draws random examples from (0: none)."""
     per_quantile: int = 4
     """Random examples per interval."""
+    negatives: int = 200
+    """Non-activating windows kept per latent, for the explanation scorers (0: none)."""
     force: bool = False
 
     def __post_init__(self) -> None:
@@ -48,6 +50,8 @@ class DemoConfig:
         if self.max_tokens is not None and self.max_tokens < 1:
             raise ValueError(f"max_tokens must be positive, got {self.max_tokens}")
         check_quantiles(self.quantiles, self.per_quantile)
+        if self.negatives < 0:
+            raise ValueError(f"negatives must be at least 0, got {self.negatives}")
         bad = [latent for latent in self.latents if not 0 <= latent < self.sae.d_sae]
         if bad:
             raise ValueError(f"latents {bad} are outside the demo SAE's 0..{self.sae.d_sae - 1}")
@@ -68,6 +72,7 @@ class DemoConfig:
             max_tokens=args.max_tokens,
             quantiles=args.quantiles,
             per_quantile=args.per_quantile,
+            negatives=args.negatives,
             force=args.force,
         )
 
@@ -79,6 +84,7 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-n", type=int, default=2000, help="contexts per map (default: 2000)")
     parser.add_argument("--max-tokens", type=int, default=None, help="corpus tokens to harvest (default: all)")
     add_quantile_arguments(parser)
+    add_negatives_argument(parser)
     parser.add_argument("--d-sae", type=int, default=None, help="latents of the demo SAE (default: 2048)")
     parser.add_argument(
         "--train-tokens", type=int, default=None, help="tokens the demo SAE trains on (default: 150000)"
@@ -107,6 +113,7 @@ def run_demo(cfg: DemoConfig, store: Store, report: StepReporter) -> list[BuiltM
             max_tokens=cfg.max_tokens,
             quantiles=cfg.quantiles,
             per_quantile=cfg.per_quantile,
+            negatives=cfg.negatives,
         ),
         map_prefix=f"{DEMO_PREFIX}d{cfg.sae.d_sae}_",
         force=cfg.force,

@@ -9,6 +9,8 @@ The step, along its seams (models and SAEs are loaded by `pipeline.models`):
   (streamed, bounded memory), and `node_stats` for a map's nodes;
 - `quantiles`: `QuantileSampler`, per latent K random examples from each of Q equal-width activation intervals
   (one pass, bounded memory), kept apart from the top-N;
+- `negatives`: `NegativeSampler`, per latent a bounded random sample of windows where it is 0 on every token
+  (one pass, independent of batching), the scorers' non-activating examples;
 - `windows`: the display window around a kept token and the context built from it;
 - `logits`: the decoder direction's top and bottom logits through the model's unembedding (or why none);
 - `preflight`: `check` — the corpus, the model's config.json and the SAE's config, before anything loads;

@@ -1,4 +1,4 @@
-"""A harvest on disk: per latent a contexts parquet and a codes npz, then harvest.json naming them.
+"""A harvest on disk: per latent a contexts parquet, a codes npz (and its negatives), then harvest.json naming them.
 
 `build` caches a harvest under the store, keyed by its step id, so that a rebuild with other
 layout or cluster settings does not run the model again. harvest.json is written last, with
@@ -20,7 +20,14 @@ import pyarrow.parquet as pq
 from pipeline.harvest.config import HarvestError
 from pipeline.harvest.result import HarvestResult, LatentHarvest
 from pipeline.models import first_line
-from vista_tui.mapdata import LatentStats, SparseCodes, StepRecord, atomic_write, atomic_write_json
+from vista_tui.mapdata import (
+    LatentStats,
+    SparseCodes,
+    StepRecord,
+    atomic_write,
+    atomic_write_json,
+    negatives_schema,
+)
 from vista_tui.mapdata.writer import CONTEXTS_SCHEMA
 
 HARVEST_FILE = "harvest.json"
@@ -33,6 +40,11 @@ HARVEST_FORMAT_VERSION = 1
 def _contexts_name(latent: int) -> str:
     """File name of one latent's contexts in a harvest folder."""
     return f"latent_{latent}.contexts.parquet"
+
+
+def _negatives_name(latent: int) -> str:
+    """File name of one latent's non-activating windows in a harvest folder."""
+    return f"latent_{latent}.negatives.parquet"
 
 
 def _codes_name(latent: int) -> str:
@@ -65,6 +77,14 @@ def save(result: HarvestResult, out_dir: Path | str) -> Path:
             )
 
         codes_size = atomic_write(out / _codes_name(latent), write_codes)
+        negatives = None
+        if harvest.negatives is not None:
+            drawn = harvest.negatives.cast(negatives_schema())
+            size = atomic_write(
+                out / _negatives_name(latent),
+                lambda handle, drawn=drawn: pq.write_table(drawn, handle, compression="zstd"),
+            )
+            negatives = {"name": _negatives_name(latent), "size": size}
         latents.append(
             {
                 "latent": latent,
@@ -74,6 +94,7 @@ def save(result: HarvestResult, out_dir: Path | str) -> Path:
                 "codes": {"name": _codes_name(latent), "size": codes_size},
                 "stats": harvest.stats.to_dict() if harvest.stats is not None else None,
                 "focus_positions": harvest.focus_positions.tolist(),
+                "negatives": negatives,
             }
         )
     atomic_write_json(
@@ -129,6 +150,7 @@ def load(out_dir: Path | str) -> HarvestResult:
                     n_latents=int(archive["n_latents"]),
                 )
             stats = entry.get("stats")
+            negatives = entry.get("negatives")
             harvests[latent] = LatentHarvest(
                 latent=latent,
                 table=table,
@@ -136,6 +158,7 @@ def load(out_dir: Path | str) -> HarvestResult:
                 n_fired=int(entry["n_fired"]),
                 stats=LatentStats.from_dict(stats) if stats is not None else None,
                 focus_positions=np.asarray(entry.get("focus_positions", []), dtype=np.int64),
+                negatives=pq.read_table(_checked(out, negatives)).cast(negatives_schema()) if negatives else None,
             )
         return HarvestResult(
             latents=harvests,

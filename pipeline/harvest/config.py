@@ -17,7 +17,7 @@ from pipeline.harvest.stats import BINS
 from pipeline.models import MINILM, ModelError
 
 STEP = "harvest"
-VERSION = 3
+VERSION = 4
 
 DISTRIBUTIONS = ("torch", "transformers", "sae-lens", "numpy", "pyarrow")
 """Distributions whose versions the harvest's record names (plus the MiniLM package when it is the model)."""
@@ -65,6 +65,8 @@ class HarvestConfig:
     """Intervals of equal width over (0, max activation] to draw random examples from (0: none)."""
     per_quantile: int = 4
     """Random examples drawn from each interval (fewer where it holds fewer firings)."""
+    negatives: int = 200
+    """Windows kept where the latent is 0 on every token, for the explanation scorers (0: none)."""
 
     def __post_init__(self) -> None:
         """Coerce the forgiving spellings, then raise ValueError naming the first bad field."""
@@ -123,6 +125,8 @@ class HarvestConfig:
         if not isinstance(self.dedupe, bool):
             raise ValueError(f"dedupe must be true or false, got {self.dedupe!r}")
         check_quantiles(self.quantiles, self.per_quantile)
+        if not isinstance(self.negatives, int) or isinstance(self.negatives, bool) or self.negatives < 0:
+            raise ValueError(f"negatives must be a non-negative integer (0: none), got {self.negatives!r}")
 
     @property
     def sae_description(self) -> str:

@@ -27,6 +27,8 @@ class LatentHarvest:
     """Density, the histogram of all firings and their positions (None: a harvest made without)."""
     focus_positions: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     """Row i's focus token position in its model input (empty: not recorded)."""
+    negatives: pa.Table | None = None
+    """Windows where the latent is 0 on every token (`negatives.parquet`'s schema); None: none drawn."""
 
     @property
     def n_contexts(self) -> int:

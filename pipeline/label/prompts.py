@@ -97,31 +97,40 @@ def representative_rows(
     return picked
 
 
-def _quote(token: str) -> str:
-    """A token or label as it may appear in the prompt: printable, without the prompt's delimiters."""
+def quote_text(token: str) -> str:
+    """A token or label as it may appear in a prompt: printable, without the prompts' delimiters."""
     # The delimiters of the prompt may not appear in quoted text, or a context could close its own tag.
     text = sanitize_token(token).replace("\u23ce", " ")
     return text.replace("<", "‹").replace(">", "›").replace("«", "‹‹").replace("»", "››")
 
 
-def format_context(tokens: list[str], focus: int, max_chars: int) -> str:
-    """One context as a line: the focus token marked «like this», cut around it to `max_chars`."""
+def quote_window(tokens: Sequence[str], focus: int, max_chars: int, mark: tuple[str, str] | None = None) -> str:
+    """A window as one line of a prompt, cut around `focus` to `max_chars`; `mark` wraps the focus token.
+
+    Every token is quoted (`quote_text`), so the marks are the only delimiters in the line.
+    """
     if not tokens:
         return ""
     focus = min(max(focus, 0), len(tokens) - 1)
-    left = "".join(_quote(t) for t in tokens[:focus])
-    right = "".join(_quote(t) for t in tokens[focus + 1 :])
-    middle = _quote(tokens[focus])
-    lead = len(middle) - len(middle.lstrip())
-    marked = f"{middle[:lead]}«{middle[lead:].strip()}»"
-    room = max(0, max_chars - len(marked))
+    left = "".join(quote_text(t) for t in tokens[:focus])
+    right = "".join(quote_text(t) for t in tokens[focus + 1 :])
+    middle = quote_text(tokens[focus])
+    if mark is not None:
+        lead = len(middle) - len(middle.lstrip())
+        middle = f"{middle[:lead]}{mark[0]}{middle[lead:].strip()}{mark[1]}"
+    room = max(0, max_chars - len(middle))
     keep_left = min(len(left), room // 2 + max(0, room // 2 - len(right)))
     keep_right = room - keep_left
     if len(left) > keep_left:
         left = "…" + left[len(left) - keep_left + 1 :] if keep_left > 0 else ""
     if len(right) > keep_right:
         right = right[: max(0, keep_right - 1)] + "…" if keep_right > 0 else ""
-    return " ".join((left + marked + right).split())
+    return " ".join((left + middle + right).split())
+
+
+def format_context(tokens: list[str], focus: int, max_chars: int) -> str:
+    """One context as a line: the focus token marked «like this», cut around it to `max_chars`."""
+    return quote_window(tokens, focus, max_chars, ("«", "»"))
 
 
 PROMPT_FOCUS_TOKENS = 8
@@ -137,7 +146,7 @@ def focus_token_line(focus_tokens: Sequence[FocusToken], size: int, n: int = PRO
     entries = sorted(focus_tokens, key=lambda entry: (-entry.count, entry.token))[:n]
     if not entries or size <= 0:
         return ""
-    listed = ", ".join(f"{_quote(quote_token(entry.token))} ({entry.count:,})" for entry in entries)
+    listed = ", ".join(f"{quote_text(quote_token(entry.token))} ({entry.count:,})" for entry in entries)
     return f"Across all {size:,} contexts of this group, the marked tokens most often are: {listed}."
 
 
@@ -159,13 +168,13 @@ def build_prompt(
         lines += [
             "",
             "This group splits into sub-groups already named:",
-            *(f"- {_quote(label)}" for label in child_labels),
+            *(f"- {quote_text(label)}" for label in child_labels),
             "Give a label that covers all of them, broader than each, and distinct from any one of them.",
         ]
     if sibling_labels:
         lines += [
             "",
-            "Neighbouring groups are named: " + "; ".join(_quote(label) for label in sibling_labels),
+            "Neighbouring groups are named: " + "; ".join(quote_text(label) for label in sibling_labels),
             "Keep your label distinct from these.",
         ]
     lines += ["", "Answer with the JSON object only."]

@@ -16,7 +16,7 @@ import pytest
 from tests.helpers.cli import assert_one_line_error, vista, vista_writing_to
 from tests.helpers.synthetic_map import build_synthetic_map
 from vista_tui.cli.explanations import mismatch
-from vista_tui.cli.export import EXPORT_COLUMNS, LIST_COLUMNS
+from vista_tui.cli.export import EXPORT_COLUMNS, LIST_COLUMNS, SCORE_COLUMNS
 from vista_tui.core.titles import node_title
 from vista_tui.core.triage_config import DEFAULT_STATUSES
 from vista_tui.mapdata import MapReader, Provenance
@@ -63,6 +63,8 @@ def _exported(path: Path, fmt: str) -> list[dict[str, object]]:
                 parsed[key] = json.loads(row[key])
             for key in ("depth", "size"):
                 parsed[key] = int(row[key]) if row[key] else None
+            for key in SCORE_COLUMNS:
+                parsed[key] = float(row[key]) if row[key] else None
             parsed["parent_id"] = row["parent_id"] or None
             out.append(parsed)
         return out

@@ -1,4 +1,4 @@
-"""`vista export`: every node of a map with its labels and annotation, as JSONL, CSV or Parquet.
+"""`vista export`: every node of a map with its labels, scores and annotation, as JSONL, CSV or Parquet.
 
 The map and its annotations are opened as `vista triage-status` opens them (`triage.reading`):
 the same checks, the same reconcile, the same one-line errors. The schema is `EXPORT_FIELDS`,
@@ -11,6 +11,7 @@ import argparse
 import csv
 import io
 import json
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,12 +19,20 @@ from typing import TYPE_CHECKING, Any
 from vista_tui.cli.console import fail
 from vista_tui.cli.triage import add_triage_arguments, reading
 from vista_tui.core.annotations import AnnotationError, AnnotationStore
-from vista_tui.mapdata import MapError, atomic_write
+from vista_tui.mapdata import READING_KINDS, SCORERS, MapError, atomic_write, map_scores
 
 if TYPE_CHECKING:
-    from vista_tui.mapdata import MapReader
+    from vista_tui.mapdata import MapReader, MapScores
 
-EXPORT_SCHEMA_VERSION = 1
+EXPORT_SCHEMA_VERSION = 2
+"""2 added the score columns."""
+SCORE_COLUMNS = tuple(f"score_{kind}_{scorer}" for kind in READING_KINDS for scorer in SCORERS)
+"""One column per reading and scorer: `score_<reading>_<scorer>`."""
+_SCORE_MEANING = {
+    "detection": "an LLM's balanced accuracy",
+    "fuzzing": "an LLM's balanced accuracy",
+    "embedding": "MiniLM cosine's ROC AUC",
+}
 EXPORT_FIELDS = (
     ("node_id", "string", "stable node id (hash of the sorted member context ids)"),
     ("parent_id", "string/null", "parent's node id; null for the root and for orphans"),
@@ -39,6 +48,11 @@ EXPORT_FIELDS = (
     ("author", "string", 'who made the latest change ("" when not annotated)'),
     ("updated", "string", 'ISO-8601 UTC time of the latest change ("" when not annotated)'),
     ("member_context_ids", "list[string]", "the member context ids, sorted"),
+    *(
+        (f"score_{kind}_{scorer}", "float/null", f"{kind} scored by {scorer}: {_SCORE_MEANING[scorer]}")
+        for kind in READING_KINDS
+        for scorer in SCORERS
+    ),
 )
 """The export's columns, in order: name, type, meaning (schema version `EXPORT_SCHEMA_VERSION`)."""
 EXPORT_COLUMNS = tuple(name for name, _, _ in EXPORT_FIELDS)
@@ -52,8 +66,10 @@ def schema_help() -> str:
     columns = "\n".join(f"  {name:<{width}}  {kind:<{type_width}}  {meaning}" for name, kind, meaning in EXPORT_FIELDS)
     return (
         f"columns (export schema version {EXPORT_SCHEMA_VERSION}):\n{columns}\n\n"
+        "A score column is null where `vista score` has not scored that reading with that scorer\n"
+        "(0.5 is chance for every scorer).\n"
         "JSONL writes lists as JSON arrays and null as null; CSV writes lists as JSON arrays in one\n"
-        "cell and null as an empty cell; Parquet uses list<string> and nullable int64 columns (its\n"
+        "cell and null as an empty cell; Parquet uses list<string>, nullable int64 and float64 columns (its\n"
         f"schema metadata holds vista_export_schema={EXPORT_SCHEMA_VERSION})."
     )
 
@@ -62,7 +78,7 @@ def add_export_parser(subparsers: Any) -> None:
     """Add `export` to `vista`'s subcommands (sets `run=cmd_export`)."""
     export = subparsers.add_parser(
         "export",
-        help="write every node with its labels and annotation as JSONL, CSV or Parquet",
+        help="write every node with its labels, scores and annotation as JSONL, CSV or Parquet",
         description="One row per node of the map's current tree, parents before children, then one row per\n"
         'annotation whose node is no longer in the tree (kind "orphan").',
         epilog=schema_help(),
@@ -85,6 +101,7 @@ def export_rows(reader: MapReader, store: AnnotationStore, statuses: tuple[str, 
     """The export's rows (columns: `EXPORT_FIELDS`)."""
     ids = reader.context_ids
     annotations = store.all()
+    scores = map_scores(reader.path)
     rows: list[dict[str, Any]] = []
     seen: set[str] = set()
     for node in reader.tree:
@@ -106,6 +123,7 @@ def export_rows(reader: MapReader, store: AnnotationStore, statuses: tuple[str, 
                 "author": note.author if note else "",
                 "updated": note.updated if note else "",
                 "member_context_ids": sorted(ids[int(i)] for i in node.members),
+                **score_cells(scores, node.node_id),
             }
         )
     for node_id in sorted(set(annotations) - seen):
@@ -127,16 +145,28 @@ def export_rows(reader: MapReader, store: AnnotationStore, statuses: tuple[str, 
                 "author": note.author,
                 "updated": note.updated,
                 "member_context_ids": member_ids,
+                **dict.fromkeys(SCORE_COLUMNS),
             }
         )
     return rows
+
+
+def score_cells(scores: MapScores, node_id: str) -> dict[str, float | None]:
+    """A node's `score_<reading>_<scorer>` cells: the score, None where there is none (or it is NaN)."""
+    cells: dict[str, float | None] = {}
+    for kind in READING_KINDS:
+        for scorer in SCORERS:
+            found = scores.get(node_id, kind, scorer)
+            value = None if found is None else found.score
+            cells[f"score_{kind}_{scorer}"] = value if value is not None and math.isfinite(value) else None
+    return cells
 
 
 def export_schema() -> Any:
     """The Parquet schema of the export."""
     import pyarrow as pa
 
-    types = {"depth": pa.int64(), "size": pa.int64()}
+    types = {"depth": pa.int64(), "size": pa.int64()} | dict.fromkeys(SCORE_COLUMNS, pa.float64())
     fields = [
         pa.field(name, pa.list_(pa.string()) if name in LIST_COLUMNS else types.get(name, pa.string()))
         for name in EXPORT_COLUMNS

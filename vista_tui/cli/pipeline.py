@@ -1,4 +1,4 @@
-"""`vista build`, `vista demo`, `vista label`: passed through to `python -m pipeline` in a child process.
+"""`vista build`, `vista demo`, `vista label`, `vista score`: passed through to `python -m pipeline` in a child process.
 
 A child process, so that this one never imports torch or the pipeline (the explorer that
 `demo` opens afterwards starts as light as `vista explore`). The child prints the paths of
@@ -28,6 +28,7 @@ PIPELINE_COMMANDS = {
     "build": "harvest contexts of latents and build their maps (see `vista build --help`)",
     "demo": "build the offline demo maps (MiniLM + a small SAE over stdlib docstrings) and open them",
     "label": "name every node with an LLM (OpenAI-compatible endpoint or local model): label, explanation, visual prompt",
+    "score": "score every reading of every node against the contexts (detection, fuzzing: an LLM; embedding: offline)",
 }
 """The commands the pipeline's own parser handles, with their one-line help for `vista --help`."""
 
@@ -107,8 +108,8 @@ def cmd_pipeline(command: str, args: Sequence[str]) -> int:
         code, paths = run_pipeline(command, args)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    if code != 0 or any(arg in ("-h", "--help") for arg in args):
-        return code
+    if code != 0 or any(arg in ("-h", "--help") for arg in args) or command == "score":
+        return code  # `score` said what it scored, on stderr
     code = print_summaries(paths)
     if code == 0 and command in ("build", "demo") and paths:
         for line in open_hint(paths):

@@ -14,7 +14,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from vista_tui.mapdata.atomic import append_line
+from vista_tui.mapdata.atomic import append_line, jsonl_objects
 from vista_tui.mapdata.errors import MapCorruptError
 
 LABEL_CACHE_FILE = "labels.jsonl"
@@ -46,22 +46,20 @@ def read_label_cache(map_dir: Path) -> dict[str, CachedLabel]:
     if not path.is_file():
         return found
     try:
-        with path.open(encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                try:
-                    raw = json.loads(line)
-                    entry = CachedLabel(
-                        node_id=str(raw["node_id"]),
-                        key=str(raw["key"]),
-                        label=str(raw["label"]),
-                        explanation=str(raw["explanation"]),
-                        visual_prompt=str(raw["visual_prompt"]),
-                        model=str(raw.get("model", "")),
-                        at=str(raw.get("at", "")),
-                    )
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    continue
-                found[entry.key] = entry
+        for raw in jsonl_objects(path):
+            try:
+                entry = CachedLabel(
+                    node_id=str(raw["node_id"]),
+                    key=str(raw["key"]),
+                    label=str(raw["label"]),
+                    explanation=str(raw["explanation"]),
+                    visual_prompt=str(raw["visual_prompt"]),
+                    model=str(raw.get("model", "")),
+                    at=str(raw.get("at", "")),
+                )
+            except (KeyError, TypeError, AttributeError):
+                continue
+            found[entry.key] = entry
     except OSError as error:
         raise MapCorruptError(f"{path} is unreadable ({error}): move it aside to label from scratch") from None
     return found

@@ -14,7 +14,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from vista_tui.mapdata.atomic import append_line
+from vista_tui.mapdata.atomic import append_line, jsonl_objects
 from vista_tui.mapdata.errors import MapCorruptError
 
 SCORE_CACHE_FILE = "scores_cache.jsonl"
@@ -44,23 +44,21 @@ def read_score_cache(map_dir: Path) -> dict[str, CachedAnswer]:
     if not path.is_file():
         return found
     try:
-        with path.open(encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                try:
-                    raw = json.loads(line)
-                    answers = raw["answers"]
-                    if not isinstance(answers, list) or not all(isinstance(a, bool) for a in answers):
-                        continue
-                    entry = CachedAnswer(
-                        key=str(raw["key"]),
-                        scorer=str(raw["scorer"]),
-                        answers=tuple(answers),
-                        model=str(raw.get("model", "")),
-                        at=str(raw.get("at", "")),
-                    )
-                except (json.JSONDecodeError, KeyError, TypeError):
+        for raw in jsonl_objects(path):
+            try:
+                answers = raw["answers"]
+                if not isinstance(answers, list) or not all(isinstance(a, bool) for a in answers):
                     continue
-                found[entry.key] = entry
+                entry = CachedAnswer(
+                    key=str(raw["key"]),
+                    scorer=str(raw["scorer"]),
+                    answers=tuple(answers),
+                    model=str(raw.get("model", "")),
+                    at=str(raw.get("at", "")),
+                )
+            except (KeyError, TypeError, AttributeError):
+                continue
+            found[entry.key] = entry
     except OSError as error:
         raise MapCorruptError(f"{path} is unreadable ({error}): move it aside to score from scratch") from None
     return found
