@@ -91,7 +91,7 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument(
         "--model",
         required=True,
-        help="Hugging Face model id (local cache) or directory; 'minilm' = the bundled all-MiniLM-L6-v2",
+        help="Hugging Face model id (downloaded unless --offline) or directory; 'minilm' = the bundled all-MiniLM-L6-v2",
     )
     what.add_argument(
         "--hook", required=True, help="layer index (output of that block) or a module path, e.g. 'model.layers.20'"
@@ -99,7 +99,7 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument(
         "--sae",
         metavar="RELEASE/SAE_ID",
-        help="sae-lens release and SAE id from the local HF cache, e.g. 'gemma-scope-2b-pt-res-canonical/layer_20/width_16k/canonical'",
+        help="sae-lens release and SAE id (downloaded unless --offline), e.g. 'gemma-scope-2b-pt-res-canonical/layer_20/width_16k/canonical'",
     )
     what.add_argument("--sae-path", metavar="DIR", help="an SAE saved by sae-lens (cfg.json + weights)")
     what.add_argument(
@@ -168,6 +168,17 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     )
     out.add_argument("--force", action="store_true", help="recompute every step, even those already done")
     add_cache_argument(out)
+    add_offline_argument(out)
+
+
+def add_offline_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """`--offline`: models and SAEs only from the local Hugging Face cache (as HF_HUB_OFFLINE=1)."""
+    parser.add_argument(
+        "--offline",
+        action="store_true",
+        help="load models and SAEs only from the local Hugging Face cache, never download "
+        "(default: download what is missing, unless HF_HUB_OFFLINE=1)",
+    )
 
 
 def add_cache_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
@@ -485,9 +496,28 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+OFFLINE_COMMANDS = ("demo", "label")
+"""Commands that keep the Hugging Face hub off unless the user set HF_HUB_OFFLINE: the demo runs on what the
+project ships, and `label` loads a chat model from a directory. `build` and `atlas build` download models
+and SAEs as transformers and sae-lens do, unless `--offline`."""
+
+
+def argv_command(argv: Sequence[str] | None) -> str | None:
+    """The subcommand of a `python -m pipeline` command line (its first word), None when there is none."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    return words[0] if words else None
+
+
+def apply_offline(args: argparse.Namespace) -> None:
+    """`--offline`: the hub stays off for this process (models and SAEs only from the local cache)."""
+    if getattr(args, "offline", False):
+        os.environ["HF_HUB_OFFLINE"] = "1"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: one line on stderr and a non-zero exit for anything the user can fix."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if argv_command(argv) in OFFLINE_COMMANDS:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     # Our rich bars report progress; the libraries' own tqdm bars would tear them.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -496,6 +526,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Spinning OpenMP threads starve each other when the cores are shared (3x slower forward).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = make_parser().parse_args(argv)
+    apply_offline(args)
     with interrupts.installed(args.command, say):
         try:
             return int(args.run(args))

@@ -44,10 +44,11 @@ def run_pipeline(command: str, args: Sequence[str]) -> tuple[int, list[Path]]:
     """Run `python -m pipeline COMMAND ARGS`; returns its exit code and the map paths it printed."""
     if any(arg in ("-h", "--help") for arg in args):
         return subprocess.call([sys.executable, "-m", "pipeline", command, *args]), []
-    env = dict(os.environ, HF_HUB_OFFLINE=os.environ.get("HF_HUB_OFFLINE", "1"))
+    # The environment as it is: the child decides whether the hub is on (`build` downloads unless --offline or
+    # HF_HUB_OFFLINE, `demo` and `label` stay offline).
     with (
         subprocess.Popen(
-            [sys.executable, "-m", "pipeline", command, *args], stdout=subprocess.PIPE, text=True, env=env
+            [sys.executable, "-m", "pipeline", command, *args], stdout=subprocess.PIPE, text=True
         ) as child,
         interrupts_passed_on(child),
     ):
