@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from vista_tui.mapdata.atlas import ATLASES_DIR, AtlasEntry, find_atlas, list_atlases
 from vista_tui.mapdata.errors import MapCorruptError, MapError, MapNotFoundError, SchemaVersionError
 from vista_tui.mapdata.schema import SCHEMA_VERSION, Manifest
 
@@ -120,7 +121,7 @@ class MapEntry:
 
 
 class Store:
-    """A store directory: `maps/<map_id>/` plus heavy shared artefacts in their own folders."""
+    """A store directory: `maps/<map_id>/`, `atlases/<atlas_id>/`, plus heavy shared artefacts in their own folders."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -131,6 +132,23 @@ class Store:
 
     def map_path(self, map_id: str) -> Path:
         return self.maps_dir / map_id
+
+    @property
+    def atlases_dir(self) -> Path:
+        """Where the store's atlases are (`<store>/atlases/`)."""
+        return self.root / ATLASES_DIR
+
+    def atlas_path(self, atlas_id: str) -> Path:
+        """The directory of an atlas (itself a store root for its latents' maps)."""
+        return self.atlases_dir / atlas_id
+
+    def list_atlases(self) -> list[AtlasEntry]:
+        """Every atlas, newest first, from its manifest alone (cheap); unreadable ones carry their error."""
+        return list_atlases(self.atlases_dir)
+
+    def find_atlas(self, name: str) -> Path:
+        """An atlas by its directory, its id, or a unique prefix or suffix of the id (one-line MapNotFoundError)."""
+        return find_atlas(self.atlases_dir, name)
 
     def artefact_dir(self, kind: str, key: str) -> Path:
         """Folder for a shared artefact (`saes`, `harvests`, ...) keyed by what made it."""
