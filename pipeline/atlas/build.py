@@ -202,4 +202,3 @@ def _save_harvest(cfg: AtlasConfig, atlas_dir: Path, result: harvest.HarvestResu
 def pending_row(result: harvest.HarvestResult, latent: int) -> LatentRow:
     """A latent's row before its map is built: pass 1's figures, no map yet."""
     return unbuilt_row(result.latents[latent], result.n_tokens_seen, "")
-

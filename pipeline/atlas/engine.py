@@ -341,7 +341,9 @@ class RayEngine:
 
         size = max(1, min(self.workers, len(shards)))
         threads = 0 if self.gpus else max(1, self.cpus // size)
-        dataset = ray.data.from_items([{"shard": pickle.dumps(shard)} for shard in shards], override_num_blocks=len(shards))
+        dataset = ray.data.from_items(
+            [{"shard": pickle.dumps(shard)} for shard in shards], override_num_blocks=len(shards)
+        )
         mapped = dataset.map_batches(
             _PassActor,
             fn_constructor_args=(cfg, stage, extra, threads, self.fail_once_dir),
@@ -380,7 +382,9 @@ class RayEngine:
         wanted = set(selection(first.top))
         second = pass2_shards(shards, wanted)
         extra = pickle.dumps((first.top, first.end_key))
-        parts = [result for *_, result in self._run_pass(cfg, "pass2", second, extra, report("pass2", PASS2), "documents")]
+        parts = [
+            result for *_, result in self._run_pass(cfg, "pass2", second, extra, report("pass2", PASS2), "documents")
+        ]
         return assemble(cfg, first, join(*parts), model, sae, started=started)
 
     # -- the map builds ---------------------------------------------------------------------
@@ -393,9 +397,7 @@ class RayEngine:
             return
         # Whole CPUs per build, so that `workers` builds run at once; at most what the cluster has.
         cpus = max(0.5, min(1.0, self.cpus / self.workers))
-        remote = ray.remote(build_latent).options(
-            num_cpus=cpus, max_retries=self.max_retries, retry_exceptions=False
-        )
+        remote = ray.remote(build_latent).options(num_cpus=cpus, max_retries=self.max_retries, retry_exceptions=False)
         pending = {remote.remote(replace(job, fail_once=self.fail_once_dir)): job for job in jobs}
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
@@ -537,4 +539,3 @@ def ray_available() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("ray") is not None
-

@@ -77,7 +77,9 @@ def build_latent(job: MapJob) -> MapOutcome:
     result = harvest.load(job.harvest_dir)
     latent_harvest = result.latents[job.latent]
     if job.latent in result.never_fired or latent_harvest.n_fired == 0:
-        return MapOutcome(unbuilt_row(latent_harvest, result.n_tokens_seen, f"never fired on {result.n_tokens_seen:,} tokens"))
+        return MapOutcome(
+            unbuilt_row(latent_harvest, result.n_tokens_seen, f"never fired on {result.n_tokens_seen:,} tokens")
+        )
     if latent_harvest.n_contexts < MIN_CONTEXTS:
         why = f"too few contexts for a map ({latent_harvest.n_contexts}; at least {MIN_CONTEXTS} needed)"
         return MapOutcome(unbuilt_row(latent_harvest, result.n_tokens_seen, why))
