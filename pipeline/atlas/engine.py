@@ -18,8 +18,9 @@ Both engines run the same three stages through the same functions, only placed d
    `HarvestResult`.
 3. **Per-latent map builds** (`pipeline.atlas.maps.build_latent`): in process one after another; on
    Ray as tasks. Ray reuses worker processes between tasks, so each worker pays UMAP's numba JIT
-   (15-45 s) once, not once per latent. A task whose worker dies is retried (`max_retries`), as is a
-   pass-1 or pass-2 shard whose actor dies (`max_restarts` / `max_task_retries`).
+   (15-45 s) once, not once per latent. A task whose worker dies is retried (`max_retries`), and a
+   pass-1 or pass-2 shard whose actor dies is run again on a restarted actor (Ray Data's defaults for
+   actor pools: `max_restarts=-1`, `max_task_retries=-1`).
 
 Ray's logs stay out of the terminal: `log_to_driver=False`, the `ray` and `ray.data` loggers at
 WARNING with Ray Data's console handler removed and its progress bars off, and the driver's own C++
@@ -46,6 +47,7 @@ from typing import Any, Protocol
 from pipeline.atlas.config import AtlasHarvestConfig
 from pipeline.atlas.maps import MapJob, MapOutcome, build_latent, fail_once, unbuilt_row, with_error
 from pipeline.corpus import Document, iter_documents
+from pipeline.harvest.batches import sort_window
 from pipeline.harvest.config import HarvestError
 from pipeline.harvest.result import HarvestResult
 from pipeline.models import LoadedModel, first_line
@@ -191,52 +193,71 @@ def failed_outcome(job: MapJob, error: str) -> MapOutcome:
 # -- sharding ---------------------------------------------------------------------------------
 
 
-def plan_shards(cfg: AtlasHarvestConfig, tokenizer: Any, n_shards: int) -> list[Shard]:
-    """The corpus cut at `max_tokens` into up to `n_shards` contiguous runs of documents of about equal tokens.
+@dataclass(frozen=True)
+class CorpusPlan:
+    """The corpus as pass 1 will read it: its documents up to the `max_tokens` cut, each one's real tokens and
+    model inputs (chunks), and whether the cut fell inside it."""
 
-    Each document's real tokens are counted by the harvest's own chunker (`iter_chunks`, tokenizer only),
-    so the cut falls on the very token the unsharded pass 1 would stop at: the shard holding it gets the
-    rest of the cap, the shards before it none, and the documents after it are dropped.
-    """
+    documents: tuple[tuple[int, Document], ...]
+    tokens: tuple[int, ...]
+    chunks: tuple[int, ...]
+    cut: bool
+    """`max_tokens` stopped the corpus (the last document's shard gets the cap)."""
+
+    @property
+    def n_tokens(self) -> int:
+        """Real tokens pass 1 harvests."""
+        return sum(self.tokens)
+
+
+def plan_corpus(cfg: AtlasHarvestConfig, tokenizer: Any) -> CorpusPlan:
+    """Read the corpus and count each document's real tokens and chunks with the harvest's own chunker
+    (`iter_chunks`, the tokenizer alone: cheap next to the model), up to the token `max_tokens` stops at."""
     from pipeline.atlas.ordinals import indexed
     from pipeline.harvest.batches import iter_chunks
 
     documents = list(enumerate(iter_documents(cfg.corpus, cfg.text_field)))
-    per_document = [0] * len(documents)
+    tokens, chunks = [0] * len(documents), [0] * len(documents)
     counts: dict[str, int] = {}
     last = -1
     for chunk in iter_chunks(indexed(documents), tokenizer, cfg.max_length, cfg.max_tokens, counts):
-        n_real = int(chunk.real.sum())
-        per_document[chunk.document.index] += n_real
+        tokens[chunk.document.index] += int(chunk.real.sum())
+        chunks[chunk.document.index] += 1
         last = chunk.document.index
-    total = sum(per_document)
-    if total == 0:
-        return []
-    documents, per_document = documents[: last + 1], per_document[: last + 1]
-    n_shards = max(1, min(n_shards, sum(1 for n in per_document if n)))
+    cut = cfg.max_tokens is not None and counts.get("tokens", 0) >= cfg.max_tokens
+    end = last + 1 if cut else len(documents)
+    return CorpusPlan(tuple(documents[:end]), tuple(tokens[:end]), tuple(chunks[:end]), cut)
+
+
+def split(plan: CorpusPlan, keep: set[int] | None, window: int, n_shards: int, cap_last: bool) -> list[Shard]:
+    """The plan's documents (those in `keep`, or all) as up to `n_shards` contiguous shards of about equal tokens.
+
+    A shard ends only where the chunks before it fill whole sorting windows (`batches.sort_window`), so
+    each shard is batched exactly as the unsharded stream is, and a sharded pass sees bitwise the same
+    activations as one in this process. A small corpus has few such places, hence fewer shards.
+    `cap_last`: the last shard gets `max_tokens`' cap (its own token count), the others none.
+    """
+    rows = [
+        (document, n_tokens, n_chunks)
+        for document, n_tokens, n_chunks in zip(plan.documents, plan.tokens, plan.chunks, strict=True)
+        if keep is None or document[0] in keep
+    ]
+    total = sum(n_tokens for _, n_tokens, _ in rows)
     shards: list[Shard] = []
-    start, running, before = 0, 0, 0
-    for i, n_tokens in enumerate(per_document):
+    start, running, before, chunk_count = 0, 0, 0, 0
+    for i, (_, n_tokens, n_chunks) in enumerate(rows):
         running += n_tokens
-        if len(shards) < n_shards - 1 and running >= total * (len(shards) + 1) / n_shards:
-            shards.append(Shard(len(shards), tuple(documents[start : i + 1]), running - before))
+        chunk_count += n_chunks
+        aligned = chunk_count % window == 0
+        if aligned and len(shards) < n_shards - 1 and running >= total * (len(shards) + 1) / n_shards:
+            shards.append(Shard(len(shards), tuple(row[0] for row in rows[start : i + 1]), running - before))
             start, before = i + 1, running
-    if start < len(documents):
-        shards.append(Shard(len(shards), tuple(documents[start:]), total - before))
-    if cfg.max_tokens is not None and counts.get("tokens", 0) >= cfg.max_tokens:
-        # The cut: the last shard stops where the whole corpus would, the others are read whole.
+    if start < len(rows):
+        shards.append(Shard(len(shards), tuple(row[0] for row in rows[start:]), total - before))
+    shards = [shard for shard in shards if shard.n_tokens]
+    if cap_last and shards:
         shards[-1] = replace(shards[-1], max_tokens=shards[-1].n_tokens)
-    return [shard for shard in shards if shard.n_tokens]
-
-
-def pass2_shards(shards: Sequence[Shard], wanted: set[int]) -> list[Shard]:
-    """Pass 1's shards cut down to the documents that hold a selected token (empty shards dropped)."""
-    out = []
-    for shard in shards:
-        kept = tuple((index, document) for index, document in shard.documents if index in wanted)
-        if kept:
-            out.append(Shard(len(out), kept, shard.n_tokens, shard.max_tokens))
-    return out
+    return shards
 
 
 # -- Ray ----------------------------------------------------------------------------------------
@@ -349,8 +370,8 @@ class RayEngine:
             fn_constructor_args=(cfg, stage, extra, threads, self.fail_once_dir),
             batch_size=1,
             compute=ray.data.ActorPoolStrategy(size=size),
-            max_restarts=self.max_retries,
-            max_task_retries=self.max_retries,
+            # A lost actor is restarted and its shard run again: Ray Data's own defaults for actor pools
+            # (max_restarts=-1, max_task_retries=-1); its remote-args knobs are deprecated in 2.60.
             **self._actor_resources(),
         )
         total = sum(shard.n_tokens if unit == "tokens" else len(shard.documents) for shard in shards)
@@ -370,17 +391,18 @@ class RayEngine:
 
         started = time.perf_counter()
         model, sae = load_pair(cfg)  # one-line errors (hook, d_in, latents) before any worker starts
-        shards = plan_shards(cfg, model.tokenizer, self.workers * SHARDS_PER_WORKER)
-        if not shards:
+        plan = plan_corpus(cfg, model.tokenizer)
+        if plan.n_tokens == 0:
             raise no_tokens(cfg)
+        window, n_shards = sort_window(cfg.batch_size), self.workers * SHARDS_PER_WORKER
+        shards = split(plan, None, window, n_shards, cap_last=plan.cut)
         first = None
         for _, _, _, result in self._run_pass(cfg, "pass1", shards, b"", report("pass1", PASS1), "tokens"):
             first = result if first is None else merge_results(first, result)
         assert first is not None
         if first.n_tokens == 0:
             raise no_tokens(cfg)
-        wanted = set(selection(first.top))
-        second = pass2_shards(shards, wanted)
+        second = split(plan, set(selection(first.top)), window, n_shards, cap_last=False)
         extra = pickle.dumps((first.top, first.end_key))
         parts = [
             result for *_, result in self._run_pass(cfg, "pass2", second, extra, report("pass2", PASS2), "documents")
