@@ -242,18 +242,34 @@ def split(plan: CorpusPlan, keep: set[int] | None, window: int, n_shards: int, c
         for document, n_tokens, n_chunks in zip(plan.documents, plan.tokens, plan.chunks, strict=True)
         if keep is None or document[0] in keep
     ]
-    total = sum(n_tokens for _, n_tokens, _ in rows)
-    shards: list[Shard] = []
-    start, running, before, chunk_count = 0, 0, 0, 0
-    for i, (_, n_tokens, n_chunks) in enumerate(rows):
+    if not rows:
+        return []
+    cumulative_tokens, cumulative_chunks, running, chunk_count = [], [], 0, 0
+    for _, n_tokens, n_chunks in rows:
         running += n_tokens
         chunk_count += n_chunks
-        aligned = chunk_count % window == 0
-        if aligned and len(shards) < n_shards - 1 and running >= total * (len(shards) + 1) / n_shards:
-            shards.append(Shard(len(shards), tuple(row[0] for row in rows[start : i + 1]), running - before))
-            start, before = i + 1, running
-    if start < len(rows):
-        shards.append(Shard(len(shards), tuple(row[0] for row in rows[start:]), total - before))
+        cumulative_tokens.append(running)
+        cumulative_chunks.append(chunk_count)
+    total = running
+    # Where a shard may end: after a document that closes a whole number of sorting windows.
+    candidates = [
+        i for i in range(len(rows) - 1) if cumulative_chunks[i] % window == 0 and 0 < cumulative_tokens[i] < total
+    ]
+    ends = sorted(
+        {
+            min(candidates, key=lambda i, target=total * k / n_shards: (abs(cumulative_tokens[i] - target), i))
+            for k in range(1, n_shards)
+        }
+        if candidates
+        else set()
+    )
+    shards: list[Shard] = []
+    start, before = 0, 0
+    for end in [*ends, len(rows) - 1]:
+        shards.append(
+            Shard(len(shards), tuple(row[0] for row in rows[start : end + 1]), cumulative_tokens[end] - before)
+        )
+        start, before = end + 1, cumulative_tokens[end]
     shards = [shard for shard in shards if shard.n_tokens]
     if cap_last and shards:
         shards[-1] = replace(shards[-1], max_tokens=shards[-1].n_tokens)

@@ -167,7 +167,7 @@ def test_the_atlas_id_is_stable_and_names_what_it_is_of(corpus: Path, sae_dir: P
 # -- sharding: bitwise the unsharded pass 1 -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("max_tokens", [None, 1500])
+@pytest.mark.parametrize("max_tokens", [None, 3000])
 @pytest.mark.parametrize("n_shards", [2, 3])
 def test_aligned_shards_give_bitwise_the_unsharded_pass1(
     corpus: Path, sae_dir: Path, max_tokens: int | None, n_shards: int
@@ -176,7 +176,7 @@ def test_aligned_shards_give_bitwise_the_unsharded_pass1(
     from pipeline.atlas.pass1 import merge_results, scan
     from pipeline.corpus import iter_documents
 
-    cfg = atlas_cfg(corpus, sae_dir, max_tokens=max_tokens).harvest
+    cfg = atlas_cfg(corpus, sae_dir, max_tokens=max_tokens, batch_size=2).harvest  # windows of 32 chunks
     model, sae = prepare(cfg)
     whole = scan(cfg, enumerate(iter_documents(cfg.corpus)), model, sae)
     plan = plan_corpus(cfg, model.tokenizer)
