@@ -2,7 +2,7 @@
 process and on Ray, and peak memory of pass 1's buffer.
 
     .venv/bin/python -m benchmarks.atlas [--tokens 40000] [--repeats 3] [--d-sae 2048,16384] [--top-n 4000]
-                                         [--maps 8] [--map-n 300] [--skip-ray]
+                                         [--maps 8] [--map-n 300] [--skip-ray] [--skip-passes]
 
 MiniLM, hook 3, seeded random TopK SAEs, the stdlib docstrings. Prints medians of --repeats runs and
 ratios against baselines measured in the same run; asserts nothing. Peak device memory is CUDA's
@@ -130,13 +130,12 @@ def bench_maps(n_maps: int, map_n: int, workers: int, skip_ray: bool) -> dict[st
     from pipeline.atlas.build import AtlasConfig
     from pipeline.atlas.engine import InProcess, RayEngine
     from pipeline.atlas.maps import MapJob
-    from pipeline.models import random_topk_sae
+    from tests.helpers.build_inputs import save_sae
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        sae_dir = root / "sae"
-        random_topk_sae(384, 256, k=16, seed=0).save_inference_model(str(sae_dir))
-        cfg = AtlasConfig(harvest=replace_latents(atlas_cfg(256, 60_000, map_n, str(sae_dir)), n_maps))
+        sae_dir = save_sae(root / "sae", 384)
+        cfg = AtlasConfig(harvest=replace_latents(atlas_cfg(64, 60_000, map_n, str(sae_dir)), n_maps))
         result = InProcess().harvest(cfg.harvest, lambda step, description: no_progress)
         for latent in result.latents:
             alone = replace(
@@ -186,19 +185,21 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="Ray workers (default: 2)")
     parser.add_argument("--skip-ray", action="store_true")
     parser.add_argument("--skip-maps", action="store_true")
+    parser.add_argument("--skip-passes", action="store_true", help="only the maps figure")
     args = parser.parse_args()
     import torch
 
     print(f"cores={os.cpu_count()} torch threads={torch.get_num_threads()} load={os.getloadavg()[0]:.2f}")
-    for d_sae in [int(part) for part in args.d_sae.split(",") if part]:
+    for d_sae in [] if args.skip_passes else [int(part) for part in args.d_sae.split(",") if part]:
         figures = bench_pass1(d_sae, args.tokens, args.top_n, args.repeats)
         print(f"\npass 1, d_sae={d_sae}, N={args.top_n} (candidates {2 * args.top_n}), median of {args.repeats}")
         for name, value in figures.items():
             print(f"  {name:<28} {value:12.2f}")
-    figures = bench_pass2(2048, args.tokens, args.pass2_top_n, args.repeats)
-    print(f"\npass 2, d_sae=2048, N={args.pass2_top_n}, median of {args.repeats}")
-    for name, value in figures.items():
-        print(f"  {name:<28} {value:12.3f}")
+    if not args.skip_passes:
+        figures = bench_pass2(2048, args.tokens, args.pass2_top_n, args.repeats)
+        print(f"\npass 2, d_sae=2048, N={args.pass2_top_n}, median of {args.repeats}")
+        for name, value in figures.items():
+            print(f"  {name:<28} {value:12.3f}")
     if not args.skip_maps:
         figures = bench_maps(args.maps, args.map_n, args.workers, args.skip_ray)
         print(f"\nmaps: {args.maps} maps of N={args.map_n}, in process vs Ray with {args.workers} workers")
