@@ -130,6 +130,22 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
         help="latents to map, comma separated; repeatable",
     )
 
+    harvest = add_harvest_arguments(parser)
+    add_quantile_arguments(harvest)
+
+    add_shape_arguments(parser)
+
+    out = parser.add_argument_group("output")
+    out.add_argument(
+        "--map-prefix", default="", help="map ids are PREFIX + 'L<latent>' (default: from model, hook, SAE)"
+    )
+    out.add_argument("--force", action="store_true", help="recompute every step, even those already done")
+    add_cache_argument(out)
+    add_offline_argument(out)
+
+
+def add_harvest_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """The harvest's options shared by `build` and `atlas build`; returns their group."""
     harvest = parser.add_argument_group("harvest")
     harvest.add_argument("--top-n", type=int, default=4000, help="contexts kept per latent (default: 4000)")
     harvest.add_argument(
@@ -143,22 +159,12 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     harvest.add_argument(
         "--device", default="auto", help="torch device; 'auto' = cuda, else mps, else cpu (default: auto)"
     )
-    add_quantile_arguments(harvest)
     harvest.add_argument(
         "--keep-duplicates",
         action="store_true",
         help="keep every copy of a repeated context window (default: each window once, its highest activation)",
     )
-
-    add_shape_arguments(parser)
-
-    out = parser.add_argument_group("output")
-    out.add_argument(
-        "--map-prefix", default="", help="map ids are PREFIX + 'L<latent>' (default: from model, hook, SAE)"
-    )
-    out.add_argument("--force", action="store_true", help="recompute every step, even those already done")
-    add_cache_argument(out)
-    add_offline_argument(out)
+    return harvest
 
 
 def add_shape_arguments(parser: argparse.ArgumentParser) -> None:
@@ -314,24 +320,7 @@ def add_atlas_arguments(parser: argparse.ArgumentParser) -> None:
         help="every latent, a range (both ends included) or a list (default: all)",
     )
 
-    harvest = parser.add_argument_group("harvest")
-    harvest.add_argument("--top-n", type=int, default=4000, help="contexts kept per latent (default: 4000)")
-    harvest.add_argument(
-        "--window", type=int, default=12, help="tokens kept each side of the focus token (default: 12)"
-    )
-    harvest.add_argument("--max-length", type=int, default=128, help="tokens per model input (default: 128)")
-    harvest.add_argument("--batch-size", type=int, default=32, help="inputs per forward pass (default: 32)")
-    harvest.add_argument(
-        "--max-tokens", type=int, default=None, help="stop after this many corpus tokens (default: all)"
-    )
-    harvest.add_argument(
-        "--device", default="auto", help="torch device; 'auto' = cuda, else mps, else cpu (default: auto)"
-    )
-    harvest.add_argument(
-        "--keep-duplicates",
-        action="store_true",
-        help="keep every copy of a repeated context window (default: each once)",
-    )
+    add_harvest_arguments(parser)
     add_shape_arguments(parser)
 
     run = parser.add_argument_group("where it runs")
