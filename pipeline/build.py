@@ -241,7 +241,7 @@ def build(cfg: BuildConfig, store: Store, report: StepReporter, notice: Notice =
         if latent not in never and result.latents[latent].n_contexts < MIN_CONTEXTS
     }
     built = [
-        _build_map(cfg, store, result, latent, report)
+        build_map(cfg, store, result, latent, report)
         for latent in cfg.harvest.latents
         if latent not in never and latent not in few
     ]
@@ -266,9 +266,11 @@ def _existing(map_dir: Path) -> MapReader | None:
         return None
 
 
-def _build_map(
+def build_map(
     cfg: BuildConfig, store: Store, result: harvest.HarvestResult, latent: int, report: StepReporter
 ) -> BuiltMap:
+    """Build (or bring up to date) the map of one harvested latent in `store`: layout, cluster, keywords,
+    fidelity, each reused when the map already records its id. The atlas calls it once per latent."""
     map_id = map_id_for(cfg, latent)
     map_dir = store.map_path(map_id)
     latent_harvest = result.latents[latent]

@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
@@ -26,6 +34,7 @@ from pipeline.steps import Progress as StepProgress
 from vista_tui.mapdata import MapError, Store, resolve_store
 
 if TYPE_CHECKING:
+    from pipeline.atlas.build import AtlasConfig, AtlasReport
     from pipeline.build import BuildConfig, BuiltMap, StepReporter
     from pipeline.label import LabelConfig, LabelReport
     from pipeline.score import ScoreConfig as ScoreConfigType
@@ -79,14 +88,15 @@ class DoneOfTotalColumn(ProgressColumn):
 
 
 @contextmanager
-def rich_reporter() -> Iterator[StepReporter]:
-    """A StepReporter drawing one rich progress bar per step (on stderr)."""
+def rich_reporter(eta: bool = False) -> Iterator[StepReporter]:
+    """A StepReporter drawing one rich progress bar per step (on stderr); `eta` adds the time left."""
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         DoneOfTotalColumn(),
         TextColumn("{task.fields[note]}"),
         TimeElapsedColumn(),
+        *((TimeRemainingColumn(),) if eta else ()),
     )
     with Progress(*columns, console=stderr, transient=False) as bars, interrupts.live_display(bars.stop):
 
@@ -115,7 +125,7 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument(
         "--model",
         required=True,
-        help="Hugging Face model id (local cache) or directory; 'minilm' = the bundled all-MiniLM-L6-v2",
+        help="Hugging Face model id (downloaded unless --offline) or directory; 'minilm' = the bundled all-MiniLM-L6-v2",
     )
     what.add_argument(
         "--hook",
@@ -130,7 +140,7 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument(
         "--sae",
         metavar="RELEASE/SAE_ID",
-        help="sae-lens release and SAE id from the local HF cache, e.g. 'gemma-scope-2b-pt-res-canonical/layer_20/width_16k/canonical'",
+        help="sae-lens release and SAE id (downloaded unless --offline), e.g. 'gemma-scope-2b-pt-res-canonical/layer_20/width_16k/canonical'",
     )
     what.add_argument("--sae-path", metavar="DIR", help="an SAE saved by sae-lens (cfg.json + weights)")
     what.add_argument(
@@ -152,6 +162,23 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
         help="latents to map, comma separated; repeatable",
     )
 
+    harvest = add_harvest_arguments(parser)
+    add_quantile_arguments(harvest)
+    add_negatives_argument(harvest)
+
+    add_shape_arguments(parser)
+
+    out = parser.add_argument_group("output")
+    out.add_argument(
+        "--map-prefix", default="", help="map ids are PREFIX + 'L<latent>' (default: from model, hook, SAE)"
+    )
+    out.add_argument("--force", action="store_true", help="recompute every step, even those already done")
+    add_cache_argument(out)
+    add_offline_argument(out)
+
+
+def add_harvest_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """The harvest's options shared by `build` and `atlas build`; returns their group."""
     harvest = parser.add_argument_group("harvest")
     harvest.add_argument("--top-n", type=int, default=4000, help="contexts kept per latent (default: 4000)")
     harvest.add_argument(
@@ -165,14 +192,16 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     harvest.add_argument(
         "--device", default="auto", help="torch device; 'auto' = cuda, else mps, else cpu (default: auto)"
     )
-    add_quantile_arguments(harvest)
-    add_negatives_argument(harvest)
     harvest.add_argument(
         "--keep-duplicates",
         action="store_true",
         help="keep every copy of a repeated context window (default: each window once, its highest activation)",
     )
+    return harvest
 
+
+def add_shape_arguments(parser: argparse.ArgumentParser) -> None:
+    """The map steps' options (layout, clusters, keywords), shared by `build` and `atlas build`."""
     shape = parser.add_argument_group("layout, clusters, labels")
     shape.add_argument(
         "--lam", type=float, default=1.0, help="weight of the activation gap in the VISTA distance (default: 1)"
@@ -194,12 +223,15 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     )
     shape.add_argument("--n-keywords", type=int, default=8, help="keywords per node (default: 8)")
 
-    out = parser.add_argument_group("output")
-    out.add_argument(
-        "--map-prefix", default="", help="map ids are PREFIX + 'L<latent>' (default: from model, hook, SAE)"
+
+def add_offline_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """`--offline`: models and SAEs only from the local Hugging Face cache (as HF_HUB_OFFLINE=1)."""
+    parser.add_argument(
+        "--offline",
+        action="store_true",
+        help="load models and SAEs only from the local Hugging Face cache, never download "
+        "(default: download what is missing, unless HF_HUB_OFFLINE=1)",
     )
-    out.add_argument("--force", action="store_true", help="recompute every step, even those already done")
-    add_cache_argument(out)
 
 
 def add_cache_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
@@ -299,6 +331,141 @@ def cmd_demo(args: argparse.Namespace) -> int:
     with rich_reporter() as report:
         built = run_demo(cfg, store, report)
     return _announce(built)
+
+
+def add_atlas_arguments(parser: argparse.ArgumentParser) -> None:
+    """Every option of `atlas build`."""
+    what = parser.add_argument_group("what to map")
+    what.add_argument(
+        "--model", required=True, help="Hugging Face model id (downloaded unless --offline), directory, or 'minilm'"
+    )
+    what.add_argument("--hook", required=True, help="layer index (output of that block) or a module path")
+    what.add_argument(
+        "--sae", metavar="RELEASE/SAE_ID", help="sae-lens release and SAE id (downloaded unless --offline)"
+    )
+    what.add_argument("--sae-release", metavar="R", help="sae-lens release (with --sae-id)")
+    what.add_argument("--sae-id", metavar="I", help="SAE id within --sae-release")
+    what.add_argument("--sae-path", metavar="DIR", help="an SAE saved by sae-lens (cfg.json + weights)")
+    what.add_argument(
+        "--corpus",
+        action="append",
+        required=True,
+        metavar="PATH",
+        help="text / JSONL / parquet file, or 'python-stdlib-docstrings'; repeatable",
+    )
+    what.add_argument(
+        "--text-field", default="text", help="JSONL key / parquet column holding the text (default: text)"
+    )
+    what.add_argument(
+        "--latents",
+        default="all",
+        metavar="all|A-B|a,b,c",
+        help="every latent, a range (both ends included) or a list (default: all)",
+    )
+
+    add_harvest_arguments(parser)
+    add_shape_arguments(parser)
+
+    run = parser.add_argument_group("where it runs")
+    run.add_argument("--ray", action="store_true", help="run on a local Ray instance (passes sharded, maps as tasks)")
+    run.add_argument("--ray-address", metavar="HOST:PORT", help="join the Ray cluster whose head is at HOST:PORT")
+    out = parser.add_argument_group("output")
+    out.add_argument("--force", action="store_true", help="harvest again and rebuild every map")
+    add_cache_argument(out)
+    add_offline_argument(out)
+
+
+def atlas_config_from_args(args: argparse.Namespace) -> AtlasConfig:
+    """An AtlasConfig from parsed `atlas build` options (configs validate themselves)."""
+    from pipeline import cluster, fidelity, keywords, layout
+    from pipeline.atlas.build import AtlasConfig
+    from pipeline.atlas.config import AtlasHarvestConfig
+
+    given = [bool(args.sae), bool(args.sae_release or args.sae_id), bool(args.sae_path)]
+    if sum(given) != 1:
+        raise ValueError("give exactly one of --sae RELEASE/SAE_ID, --sae-release R --sae-id I, and --sae-path DIR")
+    release, sae_id = args.sae_release, args.sae_id
+    if args.sae:
+        release, _, sae_id = args.sae.partition("/")
+    if not args.sae_path and (not release or not sae_id):
+        raise ValueError("an SAE by name needs both a release and an id: --sae-release R --sae-id I")
+    return AtlasConfig(
+        harvest=AtlasHarvestConfig(
+            model=args.model,
+            hook=args.hook,
+            corpus=tuple(args.corpus),
+            latents=args.latents,
+            sae_release=release if not args.sae_path else None,
+            sae_id=sae_id if not args.sae_path else None,
+            sae_path=args.sae_path,
+            top_n=args.top_n,
+            window=args.window,
+            max_length=args.max_length,
+            batch_size=args.batch_size,
+            text_field=args.text_field,
+            device=args.device,
+            max_tokens=args.max_tokens,
+            dedupe=not args.keep_duplicates,
+        ),
+        layout=layout.LayoutConfig(lam=args.lam, n_neighbors=args.n_neighbors, min_dist=args.min_dist, seed=args.seed),
+        cluster=cluster.ClusterConfig(
+            min_cluster_size=args.min_cluster_size,
+            min_samples=args.min_samples,
+            max_depth=args.max_depth,
+            lift_share=args.lift_share,
+            seed=args.seed,
+        ),
+        keywords=keywords.KeywordsConfig(n_keywords=args.n_keywords),
+        fidelity=fidelity.FidelityConfig(lam=args.lam),
+        force=args.force,
+    )
+
+
+def cmd_atlas_build(args: argparse.Namespace) -> int:
+    """`atlas build`: the atlas's maps and files; says what was built on stderr, prints the atlas's path."""
+    from pipeline.atlas.build import build_atlas
+    from pipeline.atlas.engine import open_engine
+    from pipeline.atlas.maps import FAIL_ONCE_ENV
+
+    cfg = atlas_config_from_args(args)
+    store = Store(resolve_store(args.cache))
+    engine = open_engine(args.ray, args.ray_address, fail_once_dir=os.environ.get(FAIL_ONCE_ENV) or None)
+    try:
+        with interrupts.live_display(engine.close), rich_reporter(eta=True) as report:
+            outcome = build_atlas(cfg, store, engine, report)
+    finally:
+        engine.close()
+    return announce_atlas(outcome)
+
+
+def announce_atlas(outcome: AtlasReport) -> int:
+    """Say on stderr what the atlas build did; print the atlas's path on stdout (read by `vista`).
+
+    Exit status 1 when some maps failed to build (a rerun builds only those), else 0.
+    """
+    built = outcome.built_now + outcome.up_to_date
+    stderr.print(
+        f"[green]✓[/] atlas {escape(outcome.atlas_dir.name)}: {built} of {outcome.n_latents} latents mapped "
+        f"({outcome.built_now} built now, {outcome.up_to_date} up to date)",
+        soft_wrap=True,
+    )
+    if outcome.unbuildable:
+        reasons: dict[str, list[int]] = {}
+        for latent, why in outcome.unbuildable.items():
+            reasons.setdefault(why.split(" (")[0].split(" on ")[0], []).append(latent)
+        for why, latents in reasons.items():
+            shown = ", ".join(map(str, latents[:8])) + (f" … ({len(latents)} in all)" if len(latents) > 8 else "")
+            say(f"  no map, {why}: {shown}")
+    print(outcome.atlas_dir, flush=True)
+    if outcome.failed:
+        latent, why = next(iter(outcome.failed.items()))
+        stderr.print(
+            f"[bold red]error:[/] {len(outcome.failed)} map build(s) failed (latent {latent}: {escape(why)}); "
+            "run the same command again to build only those",
+            soft_wrap=True,
+        )
+        return EXIT_FAILED
+    return 0
 
 
 def add_llm_arguments(parser: argparse.ArgumentParser) -> None:
@@ -693,12 +860,42 @@ def make_parser() -> argparse.ArgumentParser:
     )
     add_score_arguments(score_parser)
     score_parser.set_defaults(run=cmd_score)
+    atlas = commands.add_parser("atlas", help="an atlas: every latent of an SAE, harvested once, a map each")
+    atlas_commands = atlas.add_subparsers(dest="atlas_command", required=True, metavar="COMMAND")
+    atlas_build = atlas_commands.add_parser(
+        "build",
+        help="harvest every requested latent in two passes and build a map per latent",
+        description="Pass 1 keeps every requested latent's top-N tokens and statistics in one sweep of the corpus; "
+        "pass 2 materialises the selected contexts; then one map per latent. In this process, or on Ray "
+        "(--ray, --ray-address). A rerun skips the harvest and every map already built.",
+    )
+    add_atlas_arguments(atlas_build)
+    atlas_build.set_defaults(run=cmd_atlas_build)
     return parser
+
+
+OFFLINE_COMMANDS = ("demo", "label")
+"""Commands that keep the Hugging Face hub off unless the user set HF_HUB_OFFLINE: the demo runs on what the
+project ships, and `label` loads a chat model from a directory. `build` and `atlas build` download models
+and SAEs as transformers and sae-lens do, unless `--offline`."""
+
+
+def argv_command(argv: Sequence[str] | None) -> str | None:
+    """The subcommand of a `python -m pipeline` command line (its first word), None when there is none."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    return words[0] if words else None
+
+
+def apply_offline(args: argparse.Namespace) -> None:
+    """`--offline`: the hub stays off for this process (models and SAEs only from the local cache)."""
+    if getattr(args, "offline", False):
+        os.environ["HF_HUB_OFFLINE"] = "1"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: one line on stderr and a non-zero exit for anything the user can fix."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if argv_command(argv) in OFFLINE_COMMANDS:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     # Our rich bars report progress; the libraries' own tqdm bars would tear them.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -707,6 +904,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Spinning OpenMP threads starve each other when the cores are shared (3x slower forward).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = make_parser().parse_args(argv)
+    apply_offline(args)
     with interrupts.installed(args.command, say):
         try:
             return int(args.run(args))

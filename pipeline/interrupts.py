@@ -36,6 +36,8 @@ KEPT = {
     "to go on from there",
     "demo": "the demo SAE (once trained), the harvest (once finished) and every map already written are "
     "kept; rerun the same command to go on from there",
+    "atlas": "the atlas's harvest (once finished) and every latent's map already written are kept; rerun the "
+    "same command to build only the rest",
     "label": "the labels received so far are kept in the map's labels.jsonl; rerun the same command to ask "
     "only for the rest",
 }

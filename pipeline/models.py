@@ -3,8 +3,9 @@
 The one place the pipeline loads a transformers model or an sae-lens SAE and decides which
 torch device runs it: the harvest, the demo SAE's training, the labeller's local chat model,
 the agreement encoder and the render step all go through here, so "auto", "minilm" and
-"hook 3" mean the same thing in every step. Loading is offline: the Hugging Face hub is kept
-to the local cache (`offline`) unless the user says otherwise. A checkpoint with an LM head is
+"hook 3" mean the same thing in every step. Models and SAEs named by a hub id download as
+transformers and sae-lens download them, unless the hub is off (`hub_offline`: `--offline`, or
+HF_HUB_OFFLINE set by the user; the demo, the labeller and the tests set it). A checkpoint with an LM head is
 loaded with it, so that the harvest can read a latent's direction through the unembedding; the
 hooks still see only the base model inside it.
 
@@ -44,14 +45,24 @@ class ModelError(ValueError):
 # -- hub, device, model, SAE ---------------------------------------------------------------
 
 
-def offline() -> None:
-    """Keep the Hugging Face hub to the local cache unless the user has set HF_HUB_OFFLINE."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+OFFLINE_HINT = "downloads are off (--offline or HF_HUB_OFFLINE=1)"
+"""How an error says why nothing was downloaded."""
+
+
+def hub_offline() -> bool:
+    """Whether the Hugging Face hub is off: HF_HUB_OFFLINE is set to a true value (by the user, `--offline`,
+    the demo or the tests). Loaders pass it on as `local_files_only`.
+
+    huggingface_hub reads the variable once, at import: if it was imported before the variable
+    changed (`--offline` sets it after parsing), its copy would disagree and sae-lens, which has no
+    `local_files_only`, would follow the copy; so the copy is set here too. An unset variable leaves
+    the hub on, as transformers and sae-lens have it.
+    """
+    off = os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
     constants = sys.modules.get("huggingface_hub.constants")
-    if constants is not None and os.environ["HF_HUB_OFFLINE"].strip().upper() in {"1", "ON", "YES", "TRUE"}:
-        # huggingface_hub reads the variable once, at import: if another library imported it
-        # before us, its copy still says online and sae-lens would try the network.
-        constants.HF_HUB_OFFLINE = True
+    if constants is not None:
+        constants.HF_HUB_OFFLINE = off
+    return off
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -121,7 +132,7 @@ def load_model(model: str, device: str = "auto") -> LoadedModel:
     weight is kept as `unembedding`. Otherwise, or when the head does not load, AutoModel as
     before and a note saying why there is no unembedding.
     """
-    offline()
+    local_only = hub_offline()
     # torch/transformers take seconds to import: only when a model is really loaded.
     import torch
     from transformers import AutoConfig, AutoModel, AutoTokenizer
@@ -129,22 +140,27 @@ def load_model(model: str, device: str = "auto") -> LoadedModel:
     resolved = resolve_device(device)
     source, name = _model_source(model)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
         # float32 on the CPU (bfloat16 matmuls are slow there); the checkpoint's dtype on a GPU.
         dtype = torch.float32 if resolved == "cpu" else "auto"
-        config = AutoConfig.from_pretrained(source, local_files_only=True)
-        network, unembedding, note = _load_with_head(source, name, config, dtype)
+        config = AutoConfig.from_pretrained(source, local_files_only=local_only)
+        network, unembedding, note = _load_with_head(source, name, config, dtype, local_only)
         if network is None:
-            network = AutoModel.from_pretrained(source, config=config, local_files_only=True, dtype=dtype)
+            network = AutoModel.from_pretrained(source, config=config, local_files_only=local_only, dtype=dtype)
     except (OSError, ValueError, KeyError) as error:
         if Path(source).is_dir():
             raise ModelError(
                 f"model directory {source} could not be loaded ({first_line(error)}); it must hold a transformers"
                 " model (config.json, weights, tokenizer files)"
             ) from None
+        if local_only:
+            raise ModelError(
+                f"model {model} was not found locally ({first_line(error)}); {OFFLINE_HINT}: run without --offline"
+                " and with HF_HUB_OFFLINE unset to download it, or pass a local directory"
+            ) from None
         raise ModelError(
-            f"model {model} was not found locally ({first_line(error)}); download it once with `hf download"
-            f" {model}` on a machine with internet (HF_HUB_OFFLINE=1 here), or pass a local directory"
+            f"model {model} could not be downloaded ({first_line(error)}); check the model id, the network and,"
+            " for a gated model, `hf auth login`, or pass a local directory"
         ) from None
     if not getattr(tokenizer, "is_fast", False):
         raise ModelError(
@@ -165,7 +181,7 @@ _HEAD_SUFFIXES = ("ForCausalLM", "LMHeadModel", "ForMaskedLM", "ForConditionalGe
 """Class names of transformers models whose head maps the last hidden state onto the vocabulary."""
 
 
-def _load_with_head(source: str, name: str, config: Any, dtype: Any) -> tuple[Any, Any, str]:
+def _load_with_head(source: str, name: str, config: Any, dtype: Any, local_only: bool) -> tuple[Any, Any, str]:
     """(base model, LM head weight (vocab, d_model), note) from the checkpoint's head class.
 
     The base model is None when the checkpoint names no head class or the head model does not
@@ -186,7 +202,7 @@ def _load_with_head(source: str, name: str, config: Any, dtype: Any) -> tuple[An
             return None, None, f"no unembedding: {name}'s {heads[0]} is not a transformers model class"
         base_class = MODEL_MAPPING.get(type(config), None)
         head_model, info = head_class.from_pretrained(
-            source, config=config, local_files_only=True, dtype=dtype, output_loading_info=True
+            source, config=config, local_files_only=local_only, dtype=dtype, output_loading_info=True
         )
     except Exception as error:  # whatever the head class fails on, AutoModel loads the model as before
         return None, None, f"no unembedding: {name}'s {heads[0]} did not load ({first_line(error)})"
@@ -209,8 +225,9 @@ def _load_with_head(source: str, name: str, config: Any, dtype: Any) -> tuple[An
 def load_sae(
     *, sae_release: str | None = None, sae_id: str | None = None, sae_path: str | None = None, device: str = "cpu"
 ) -> Any:
-    """An sae-lens SAE: `SAE.from_pretrained(release, sae_id)` from the local HF cache, or `load_from_disk(path)`."""
-    offline()
+    """An sae-lens SAE: `SAE.from_pretrained(release, sae_id)` (downloaded unless the hub is off), or
+    `load_from_disk(path)`."""
+    local_only = hub_offline()
     # sae-lens imports torch and transformer-lens: seconds, so only when an SAE is loaded.
     from sae_lens import SAE
 
@@ -227,13 +244,13 @@ def load_sae(
         return SAE.from_pretrained(sae_release, sae_id, device=device)
     except ValueError as error:
         raise _release_unreadable(sae_release, sae_id, error) from None
-    except OSError as error:  # LocalEntryNotFoundError, OfflineModeIsEnabled, a torn cache file
-        raise _release_not_cached(sae_release, sae_id, error) from None
+    except OSError as error:  # LocalEntryNotFoundError, OfflineModeIsEnabled, a network error, a torn cache file
+        raise _release_not_cached(sae_release, sae_id, error, local_only) from None
 
 
 def check_sae_release(sae_release: str, sae_id: str) -> None:
     """ModelError unless sae-lens's pretrained directory knows the release and its SAE id (a hub repo id passes)."""
-    offline()
+    hub_offline()
     # sae-lens imports torch and transformer-lens: seconds, but no weights are read here.
     from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
 
@@ -279,12 +296,17 @@ def _release_unreadable(sae_release: str, sae_id: str, error: BaseException) -> 
     )
 
 
-def _release_not_cached(sae_release: str, sae_id: str, error: BaseException) -> ModelError:
-    """The error of a hub SAE that is not in the local Hugging Face cache."""
+def _release_not_cached(sae_release: str, sae_id: str, error: BaseException, local_only: bool = True) -> ModelError:
+    """The error of a hub SAE that is not in the local Hugging Face cache (hub off) or did not download."""
+    if local_only:
+        return ModelError(
+            f"SAE {sae_release}/{sae_id} is not in the local Hugging Face cache ({first_line(error)});"
+            f" {OFFLINE_HINT}: run without --offline and with HF_HUB_OFFLINE unset to download it, or pass"
+            " --sae-path"
+        )
     return ModelError(
-        f"SAE {sae_release}/{sae_id} is not in the local Hugging Face cache ({first_line(error)}); download it"
-        f" once with internet (python -c \"from sae_lens import SAE; SAE.from_pretrained('{sae_release}',"
-        f" '{sae_id}')\") and copy ~/.cache/huggingface here, or pass --sae-path"
+        f"SAE {sae_release}/{sae_id} could not be downloaded ({first_line(error)}); check the network and"
+        " --sae-release / --sae-id, or pass --sae-path"
     )
 
 
@@ -340,7 +362,7 @@ def read_model_shape(model: str) -> ModelShape:
 
 def _hub_config_file(model: str) -> Path | None:
     """A hub model's config.json in the local cache; None when the hub is online (it would be downloaded)."""
-    offline()
+    hub_offline()
     # huggingface_hub only (no torch): a file lookup in the cache.
     import huggingface_hub.constants as constants
     from huggingface_hub import try_to_load_from_cache
@@ -354,8 +376,8 @@ def _hub_config_file(model: str) -> Path | None:
     if not constants.HF_HUB_OFFLINE:
         return None
     raise ModelError(
-        f"model {model} was not found locally (no config.json in the Hugging Face cache); download it once with"
-        f" `hf download {model}` on a machine with internet (HF_HUB_OFFLINE=1 here), or pass a local directory"
+        f"model {model} was not found locally (no config.json in the Hugging Face cache); {OFFLINE_HINT}: run"
+        " without --offline and with HF_HUB_OFFLINE unset to download it, or pass a local directory"
     )
 
 

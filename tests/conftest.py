@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -59,3 +60,21 @@ def snapshot_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     build_synthetic_map(root / "maps" / "syn-plain", n=240, seed=0, latent=42)
     build_synthetic_map(root / "maps" / "syn-labelled", n=180, seed=1, latent=7, llm_labels=True)
     return root
+
+
+@pytest.fixture(scope="session")
+def ray_local() -> Iterator[None]:
+    """A local Ray instance with 2 CPUs, started once per test session (about 6 s) and shut down at its end.
+
+    Engines opened while it runs join it instead of starting their own. Its worker processes inherit
+    this environment (PYTHONPATH, HF_HUB_OFFLINE) from the moment it starts.
+    """
+    ray = pytest.importorskip("ray")
+    import logging
+
+    logging.getLogger("ray").setLevel(logging.ERROR)
+    ray.init(num_cpus=2, log_to_driver=False, logging_level=logging.WARNING, include_dashboard=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()

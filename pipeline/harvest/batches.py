@@ -20,6 +20,14 @@ from pipeline.corpus import Document
 
 _SORT_WINDOW = 16
 """Chunks are sorted by length within windows of this many batches, so that batches pad little."""
+
+
+def sort_window(batch_size: int) -> int:
+    """Chunks per sorting window: a run of chunks cut at a multiple of it is batched exactly as in the whole
+    stream (the atlas's engines shard the corpus there, so every shard sees bitwise the same batches)."""
+    return batch_size * _SORT_WINDOW
+
+
 _DOCS_PER_TOKENIZER_CALL = 64
 
 

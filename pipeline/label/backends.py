@@ -248,13 +248,13 @@ def check_local_model(cfg: LabelConfig) -> None:
 
 
 def load_chat_model(cfg: LabelConfig) -> _LoadedChatModel:
-    """The tokenizer and causal LM in the directory `cfg.model`, from local files only; LabelError otherwise."""
+    """The tokenizer and causal LM in the directory `cfg.model`; LabelError otherwise."""
     check_local_model(cfg)
     path = Path(cfg.model or "").expanduser()
     # torch/transformers take seconds to import: only when a local model is really used.
-    from pipeline.models import ModelError, offline, resolve_device
+    from pipeline.models import ModelError, hub_offline, resolve_device
 
-    offline()
+    local_only = hub_offline()
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -263,10 +263,10 @@ def load_chat_model(cfg: LabelConfig) -> _LoadedChatModel:
     except ModelError as error:
         raise LabelError(str(error)) from None
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local_only)
         # float32 on the CPU (bfloat16 matmuls are slow there); the checkpoint's dtype on a GPU.
         dtype = torch.float32 if device == "cpu" else "auto"
-        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=local_only, dtype=dtype)
         model.eval()
         model.to(device)
     except Exception as error:  # transformers raises many kinds here; the user needs one line

@@ -489,7 +489,10 @@ def test_sae_directory_missing(tmp_path: Path) -> None:
 
 
 def test_model_not_found_locally() -> None:
-    with pytest.raises(H.HarvestError, match=r"^model no-such-org/no-such-model was not found locally .*hf download"):
+    with pytest.raises(
+        H.HarvestError,
+        match=r"^model no-such-org/no-such-model was not found locally .*downloads are off .*HF_HUB_OFFLINE unset",
+    ):
         M.load_model("no-such-org/no-such-model", "cpu")
     with pytest.raises(H.HarvestError, match=r"model directory /no/such/dir does not exist"):
         M.load_model("/no/such/dir", "cpu")
