@@ -8,6 +8,8 @@ model does, which our loaders turn into one line.
 
 from __future__ import annotations
 
+import json
+
 import os
 from pathlib import Path
 from typing import Any
@@ -77,6 +79,12 @@ def _build_argv(tmp_path: Path, *extra: str) -> list[str]:
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("one small document\n", encoding="utf-8")
     sae_dir = tmp_path / "sae"
+    # A folder the pre-load checks accept (they read cfg.json only), so that the build reaches the loaders.
+    sae_dir.mkdir(exist_ok=True)
+    (sae_dir / "cfg.json").write_text(
+        json.dumps({"d_in": 8, "d_sae": 16, "metadata": {"hook_name": "blocks.0.hook_resid_post"}}), encoding="utf-8"
+    )
+    (sae_dir / "sae_weights.safetensors").touch()  # never read: the model's loader refuses first
     return [
         "build",
         "--model",
@@ -105,7 +113,9 @@ def test_build_downloads_by_default_and_not_with_offline(
     assert "HF_HUB_OFFLINE" not in os.environ
     assert cli.main(_build_argv(tmp_path, "--offline")) == cli.EXIT_BAD_INPUT
     assert os.environ["HF_HUB_OFFLINE"] == "1"
-    assert [call["local_files_only"] for call in hub] == [False, True]
+    # Online, the loader was asked to download; offline, the pre-load check found no config.json in the
+    # cache and stopped before any loader ran.
+    assert [call["local_files_only"] for call in hub] == [False]
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert "could not be downloaded" in errors[0]
     assert "downloads are off (--offline or HF_HUB_OFFLINE=1)" in errors[1]

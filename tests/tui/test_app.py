@@ -129,7 +129,7 @@ async def test_context_opens_in_full(plain: VistaApp) -> None:
 
 
 async def test_help_lists_every_key(plain: VistaApp) -> None:
-    async with plain.run_test(size=(120, 64)) as pilot:  # tall enough for every row, triage keys included
+    async with plain.run_test(size=(120, 120)) as pilot:  # tall enough for every row, triage keys included
         await open_map(pilot, plain)
         await pilot.press("question_mark")
         assert isinstance(plain.screen, HelpScreen)
