@@ -9,7 +9,6 @@ model does, which our loaders turn into one line.
 from __future__ import annotations
 
 import json
-
 import os
 from pathlib import Path
 from typing import Any
