@@ -32,7 +32,7 @@ ATLAS_LATENTS = 64
 """Latents in the demo's atlas."""
 ATLAS_TOP_N = 300
 """Contexts per map of the demo's atlas."""
-ATLAS_MAX_TOKENS = 120_000
+ATLAS_MAX_TOKENS = 60_000
 """Corpus tokens the atlas's harvest reads (fewer when --max-tokens says so)."""
 
 
