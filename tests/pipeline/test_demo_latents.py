@@ -174,3 +174,24 @@ def test_token_masks_wordpiece_and_bpe() -> None:
     punctuation, continuation = token_masks(bpe)
     assert punctuation.tolist() == [False, False, False, True, True, False]
     assert continuation.tolist() == [False, False, True, False, False, False]
+
+
+def test_the_demo_atlas_is_the_maps_latents_then_the_most_varied(tmp_path: Path) -> None:
+    from pipeline.cli import make_parser
+    from pipeline.demo.run import ATLAS_MAX_TOKENS, DemoConfig, atlas_config
+
+    parser = make_parser()
+    default = DemoConfig.from_args(parser.parse_args(["demo"]))
+    assert (default.atlas_latents, default.atlas_top_n) == (64, 300)
+    stats = _stats(CASES)
+    cfg = DemoConfig.from_args(parser.parse_args(["demo", "--atlas-latents", "5", "--atlas-top-n", "50"]))
+    atlas = atlas_config(cfg, tmp_path, stats, first=(9,))
+    assert atlas is not None
+    assert atlas.first == (9, 6, 5, 8, 1)  # built in this order
+    assert atlas.harvest.latents == (1, 5, 6, 8, 9) and atlas.harvest.top_n == 50
+    assert atlas.harvest.sae_path == str(tmp_path) and atlas.harvest.max_tokens == ATLAS_MAX_TOKENS
+    small = DemoConfig.from_args(parser.parse_args(["demo", "--max-tokens", "2000"]))
+    assert atlas_config(small, tmp_path, stats, first=()).harvest.max_tokens == 2000  # never more than the maps read
+    assert atlas_config(DemoConfig(atlas_latents=0), tmp_path, stats, first=(9,)) is None
+    with pytest.raises(ValueError, match="atlas_latents must be at least 0, got -1"):
+        DemoConfig(atlas_latents=-1)
