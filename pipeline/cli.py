@@ -324,13 +324,26 @@ def _announce(built: Sequence[BuiltMap]) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """`demo`: the SAE and the maps (their paths printed first), then the atlas on local Ray when installed
+    (unless --no-ray), else in this process; its path printed last."""
+    from pipeline.atlas.build import build_atlas
+    from pipeline.atlas.engine import open_engine, ray_available
     from pipeline.demo.run import DemoConfig, run_demo
 
     cfg = DemoConfig.from_args(args)
     store = Store(resolve_store(args.cache))
     with rich_reporter() as report:
-        built = run_demo(cfg, store, report)
-    return _announce(built)
+        demo = run_demo(cfg, store, report)
+    code = _announce(demo.maps)
+    if demo.atlas is None:
+        return code
+    engine = open_engine(ray_available() and not args.no_ray, None)
+    try:
+        with interrupts.live_display(engine.close), rich_reporter(eta=True) as report:
+            outcome = build_atlas(demo.atlas, store, engine, report)
+    finally:
+        engine.close()
+    return announce_atlas(outcome)
 
 
 def add_atlas_arguments(parser: argparse.ArgumentParser) -> None:
@@ -829,7 +842,8 @@ def make_parser() -> argparse.ArgumentParser:
         "demo",
         help="build the offline demo maps (MiniLM + a small SAE over stdlib docstrings)",
         description="Offline demo: trains (once) a TopK SAE on all-MiniLM-L6-v2 activations over the Python "
-        "standard library's docstrings, picks latents with rich structure and builds their maps.",
+        "standard library's docstrings, picks latents with rich structure and builds their maps, then a small "
+        "atlas of its most varied latents (on local Ray when installed).",
     )
     from pipeline.demo.run import add_demo_arguments
 

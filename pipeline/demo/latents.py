@@ -22,6 +22,10 @@ index — and walks down that ranking, skipping a latent whose most common token
 than n pass, the rest is filled from the other latents that fired, in the same order.
 Everything is deterministic: the same statistics give the same picks.
 
+The demo's atlas takes more latents than the rule passes, so `most_varied` orders them in tiers:
+the demo's maps, the rule's picks, then the rest of the density band (neither dead nor dense) by
+focus-token entropy, then any latent that fired.
+
 Only numpy at import; torch is used through the SAE object the caller passes.
 """
 
@@ -239,10 +243,12 @@ def pick_latents(
     max_punct_share: float = 0.2,
     max_continuation_share: float = 0.25,
     max_overlap: float = 0.25,
+    strict: bool = False,
 ) -> list[int]:
     """Up to `n` latents with rich structure, best first (the rule is in the module docstring).
 
-    Fewer than `n` only when fewer than `n` latents fired at all.
+    Fewer than `n` only when fewer than `n` latents fired at all, or, with `strict`, when fewer than `n`
+    pass the rule (no filling).
     """
     if n < 1:
         raise ValueError(f"n must be positive, got {n}")
@@ -266,10 +272,43 @@ def pick_latents(
             break
         if all(_overlap(stats.top_tokens[latent], stats.top_tokens[other]) <= max_overlap for other in picked):
             picked.append(latent)
-    if len(picked) < n:
+    if len(picked) < n and not strict:
         fired = ranking[(stats.fire_count[ranking] > 0) & ~np.isin(ranking, picked)]
         picked += fired[: n - len(picked)].tolist()
     return picked
+
+
+def most_varied(
+    stats: LatentStats,
+    n: int,
+    first: tuple[int, ...] = (),
+    *,
+    min_fire_rate: float = 0.002,
+    max_fire_rate: float = 0.03,
+    min_fires: int = 30,
+) -> list[int]:
+    """Up to `n` latents for the demo's atlas, most varied first: `first` (the demo's maps), then
+
+    1. `pick_latents`' rich latents (its rule, lookalikes skipped),
+    2. the other latents in the density band (not dead, not firing everywhere: as `pick_latents`' band),
+       by the entropy of their focus tokens,
+    3. any other latent that fired, in the same order.
+
+    Fewer than `n` only when fewer than `n` latents fired (or are in `first`).
+    """
+    if n < 1:
+        raise ValueError(f"n must be positive, got {n}")
+    rich = pick_latents(
+        stats, n, min_fire_rate=min_fire_rate, max_fire_rate=max_fire_rate, min_fires=min_fires, strict=True
+    )
+    rate = stats.fire_rate
+    in_band = (stats.fire_count >= min_fires) & (rate >= min_fire_rate) & (rate <= max_fire_rate)
+    index = np.arange(stats.d_sae)
+    ranking = np.lexsort((index, -stats.fire_count, -stats.entropy))
+    banded = ranking[in_band[ranking]].tolist()
+    fired = ranking[(stats.fire_count[ranking] > 0) & ~in_band[ranking]].tolist()
+    chosen = dict.fromkeys([*first, *rich, *banded, *fired])
+    return list(chosen)[: max(n, len(first))]
 
 
 def _overlap(a: np.ndarray, b: np.ndarray) -> float:

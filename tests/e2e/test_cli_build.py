@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.build_inputs import D_SAE, docstring_corpus, save_sae
-from vista_tui.mapdata import MapReader, Store, read_latent_stats
+from vista_tui.mapdata import MapReader, Store, read_atlas, read_latent_stats
 
 pytestmark = pytest.mark.slow
 
@@ -170,7 +170,9 @@ def test_build_help_documents_every_option() -> None:
 
 
 def test_demo_end_to_end(tmp_path: Path, umap_warm: None) -> None:
-    """The real demo path, small: train an SAE on MiniLM over stdlib docstrings, pick latents, build maps."""
+    """The real demo path, small: train an SAE on MiniLM over stdlib docstrings, pick latents, build maps, then
+    the atlas of 64 latents (in process: a local Ray instance would add its start and a numba JIT per worker,
+    and the atlas on Ray is tested in tests/pipeline)."""
     small = [
         "--cache",
         str(tmp_path),
@@ -184,10 +186,14 @@ def test_demo_end_to_end(tmp_path: Path, umap_warm: None) -> None:
         "200",
         "--n-latents",
         "2",
+        "--atlas-top-n",
+        "60",
+        "--no-ray",
     ]
     result = vista("demo", *small)
     assert result.returncode == 0, result.stderr
-    maps = Store(tmp_path).list_maps()
+    store = Store(tmp_path)
+    maps = store.list_maps()
     assert len(maps) == 2
     for entry in maps:
         reader = MapReader(entry.path)
@@ -203,6 +209,28 @@ def test_demo_end_to_end(tmp_path: Path, umap_warm: None) -> None:
         assert f"vista explore {entry.map_id} --cache {tmp_path}" in result.stdout
     assert list((tmp_path / "saes").iterdir())  # the SAE is cached
 
-    again = vista("demo", *small)  # second run: cached SAE and maps, only opens them
+    # The atlas: 64 latents, the maps' latents among them, each row's map opens; its line comes after the maps'.
+    (entry,) = store.list_atlases()
+    atlas = read_atlas(entry.path)
+    rows = atlas.rows()
+    assert len(rows) == 64 and len(atlas.manifest.latents) == 64
+    assert {reader_latent(m.path) for m in maps} <= set(atlas.manifest.latents)
+    built = [row for row in rows if row.built]
+    assert len(built) >= 60, [row.error for row in rows if not row.built]
+    for row in built:
+        reader = MapReader(Store(entry.path).map_path(row.map_id))
+        assert reader.manifest.provenance.latent == row.latent and reader.n_contexts == row.n_contexts
+    lines = result.stdout.splitlines()
+    atlas_line = f"open with: vista explore {entry.atlas_id} --cache {tmp_path}"
+    assert atlas_line in lines
+    assert lines.index(atlas_line) > max(i for i, line in enumerate(lines) if maps[0].map_id in line)
+
+    again = vista("demo", *small)  # second run: cached SAE, maps and atlas, only opens them
     assert again.returncode == 0, again.stderr
-    assert again.stderr.count("up to date") == 2
+    assert again.stderr.count("up to date") == 3
+    assert "(0 built now" in again.stderr and atlas_line in again.stdout.splitlines()
+
+
+def reader_latent(map_dir: Path) -> int:
+    """The latent a map is of."""
+    return MapReader(map_dir).manifest.provenance.latent

@@ -11,6 +11,7 @@ from pipeline.demo.latents import (
     LatentStats,
     latent_stats_from_firings,
     load_latent_stats,
+    most_varied,
     pick_latents,
     save_latent_stats,
     token_masks,
@@ -73,6 +74,23 @@ def test_fills_up_from_the_other_latents_that_fired() -> None:
     assert 0 not in picked  # a dead latent is never picked
     # The fill keeps the ranking: highest entropy first, more firings first, then the lower index.
     assert picked[3:] == [4, 1, 2, 9, 10]
+
+
+def test_strict_does_not_fill() -> None:
+    assert pick_latents(_stats(CASES), n=8, strict=True) == [6, 5, 8]
+
+
+def test_most_varied_for_the_atlas_in_tiers() -> None:
+    stats = _stats(CASES)
+    # The rule's picks; the rest of the density band by entropy (1, 2, 9, 10 at 9 bits; then the lookalike 7);
+    # then the others that fired, dense before rare at equal entropy (4, 3); never the dead latent 0.
+    assert most_varied(stats, 20) == [6, 5, 8, 1, 2, 9, 10, 7, 4, 3]
+    assert most_varied(stats, 4) == [6, 5, 8, 1]
+    # The demo's maps come first, in their order, and count towards n.
+    assert most_varied(stats, 5, first=(9, 6)) == [9, 6, 5, 8, 1]
+    assert most_varied(stats, 1, first=(9, 6)) == [9, 6]  # `first` is never cut
+    with pytest.raises(ValueError, match="n must be positive"):
+        most_varied(stats, 0)
 
 
 def test_thresholds_are_parameters() -> None:
@@ -156,3 +174,24 @@ def test_token_masks_wordpiece_and_bpe() -> None:
     punctuation, continuation = token_masks(bpe)
     assert punctuation.tolist() == [False, False, False, True, True, False]
     assert continuation.tolist() == [False, False, True, False, False, False]
+
+
+def test_the_demo_atlas_is_the_maps_latents_then_the_most_varied(tmp_path: Path) -> None:
+    from pipeline.cli import make_parser
+    from pipeline.demo.run import ATLAS_MAX_TOKENS, DemoConfig, atlas_config
+
+    parser = make_parser()
+    default = DemoConfig.from_args(parser.parse_args(["demo"]))
+    assert (default.atlas_latents, default.atlas_top_n) == (64, 300)
+    stats = _stats(CASES)
+    cfg = DemoConfig.from_args(parser.parse_args(["demo", "--atlas-latents", "5", "--atlas-top-n", "50"]))
+    atlas = atlas_config(cfg, tmp_path, stats, first=(9,))
+    assert atlas is not None
+    assert atlas.first == (9, 6, 5, 8, 1)  # built in this order
+    assert atlas.harvest.latents == (1, 5, 6, 8, 9) and atlas.harvest.top_n == 50
+    assert atlas.harvest.sae_path == str(tmp_path) and atlas.harvest.max_tokens == ATLAS_MAX_TOKENS
+    small = DemoConfig.from_args(parser.parse_args(["demo", "--max-tokens", "2000"]))
+    assert atlas_config(small, tmp_path, stats, first=()).harvest.max_tokens == 2000  # never more than the maps read
+    assert atlas_config(DemoConfig(atlas_latents=0), tmp_path, stats, first=(9,)) is None
+    with pytest.raises(ValueError, match="atlas_latents must be at least 0, got -1"):
+        DemoConfig(atlas_latents=-1)

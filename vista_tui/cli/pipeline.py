@@ -26,7 +26,7 @@ from vista_tui.mapdata import ATLASES_DIR, Store, resolve_store
 
 PIPELINE_COMMANDS = {
     "build": "harvest contexts of latents and build their maps (see `vista build --help`)",
-    "demo": "build the offline demo maps (MiniLM + a small SAE over stdlib docstrings) and open them",
+    "demo": "build the offline demo maps and atlas (MiniLM + a small SAE over stdlib docstrings) and open the atlas",
     "label": "name every node with an LLM (OpenAI-compatible endpoint or local model): label, explanation, visual prompt",
     "score": "score every reading of every node against the contexts (detection, fuzzing: an LLM; embedding: offline)",
     "atlas": "an atlas of every latent of an SAE: `vista atlas build …` (see its --help), `vista atlas list`",
@@ -141,7 +141,8 @@ def interrupts_passed_on(child: subprocess.Popen[str]) -> Iterator[None]:
 
 def cmd_pipeline(command: str, args: Sequence[str]) -> int:
     """`vista build|demo|label`: run the pipeline, print what it built (and, for build and demo, the store and
-    how to open each map); the demo then opens its first map."""
+    how to open each map and the demo's atlas); in a terminal the demo then opens its atlas's latent browser (its
+    first map when it built no atlas)."""
     if command == "atlas" and list(args[:1]) == ["list"]:
         return list_atlases(args[1:])  # reads manifests only: no pipeline, no child
     missing = pipeline_missing()
