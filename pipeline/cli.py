@@ -323,9 +323,22 @@ def _announce(built: Sequence[BuiltMap]) -> int:
     return 0
 
 
+DEMO_RAY_MIN_CPUS = 3
+"""The demo's atlas goes on Ray from this many cores: on two, Ray's start, one model load per actor and
+a UMAP warm-up per worker cost more than they save (measured: a fresh demo took 4:19 in process and
+5:17–7:30 on Ray), and the first demo must end within five minutes."""
+
+
+def demo_on_ray(no_ray: bool, ray_installed: bool, cpus: int | None = None) -> bool:
+    """Whether the demo builds its atlas on local Ray: when Ray is installed, not --no-ray, and the
+    machine has at least DEMO_RAY_MIN_CPUS cores."""
+    cores = cpus if cpus is not None else (os.cpu_count() or 1)
+    return ray_installed and not no_ray and cores >= DEMO_RAY_MIN_CPUS
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    """`demo`: the SAE and the maps (their paths printed first), then the atlas on local Ray when installed
-    (unless --no-ray), else in this process; its path printed last."""
+    """`demo`: the SAE and the maps (their paths printed first), then the atlas on local Ray when
+    `demo_on_ray` says so, else in this process; its path printed last."""
     from pipeline.atlas.build import build_atlas
     from pipeline.atlas.engine import open_engine, ray_available
     from pipeline.demo.run import DemoConfig, run_demo
@@ -337,7 +350,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     code = _announce(demo.maps)
     if demo.atlas is None:
         return code
-    engine = open_engine(ray_available() and not args.no_ray, None)
+    engine = open_engine(demo_on_ray(args.no_ray, ray_available()), None)
     try:
         with interrupts.live_display(engine.close), rich_reporter(eta=True) as report:
             outcome = build_atlas(demo.atlas, store, engine, report)

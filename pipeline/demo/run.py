@@ -125,7 +125,10 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         "--atlas-top-n", type=int, default=ATLAS_TOP_N, help=f"contexts per atlas map (default: {ATLAS_TOP_N})"
     )
     parser.add_argument(
-        "--no-ray", action="store_true", help="build the atlas in this process even when Ray is installed"
+        "--no-ray",
+        action="store_true",
+        help="build the atlas in this process (default: on local Ray when installed and the machine has 3 or"
+        " more cores)",
     )
     parser.add_argument("--force", action="store_true", help="retrain the SAE and rebuild every map")
     parser.add_argument("--no-open", action="store_true", help="only build and summarise; do not open the explorer")

@@ -84,3 +84,17 @@ def test_hostile_text_reaches_the_terminal_inert(hostile_terminal: Tmux) -> None
     assert "owned" not in tmux.run("display-message", "-p", "#{pane_title}")
     assert "latent 9" in tmux.screen()
     tmux.keys("q")
+
+
+def test_keys_typed_right_after_q_do_not_crash_the_exit(store: Path) -> None:
+    """`q` then `s`, `t`, `c`, `?` in one burst: the app leaves cleanly (before, `s` opened the statistics
+    screen during the teardown, or `t` read the closed annotation store, and the terminal showed a traceback)."""
+    app = f"{sys.executable} -m vista_tui.cli explore syn-plain --cache {store}"
+    tmux = Tmux(["sh", "-c", f"'{app}; echo EXIT=$?; sleep 60'"], store)
+    try:
+        tmux.wait_for("clusters")
+        tmux.run("send-keys", "qstc?")  # one burst, as a fast typist would
+        screen = tmux.wait_for("EXIT=")
+        assert "EXIT=0" in screen and "Traceback" not in screen and "Error" not in screen
+    finally:
+        tmux.kill()

@@ -195,3 +195,13 @@ def test_the_demo_atlas_is_the_maps_latents_then_the_most_varied(tmp_path: Path)
     assert atlas_config(DemoConfig(atlas_latents=0), tmp_path, stats, first=(9,)) is None
     with pytest.raises(ValueError, match="atlas_latents must be at least 0, got -1"):
         DemoConfig(atlas_latents=-1)
+
+
+@pytest.mark.parametrize(
+    ("no_ray", "installed", "cpus", "on_ray"),
+    [(False, True, 16, True), (True, True, 16, False), (False, False, 16, False), (False, True, 2, False)],
+)
+def test_the_demo_atlas_goes_on_ray_only_where_it_pays(no_ray: bool, installed: bool, cpus: int, on_ray: bool) -> None:
+    from pipeline.cli import demo_on_ray
+
+    assert demo_on_ray(no_ray, installed, cpus) is on_ray

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.message import Message
@@ -307,6 +307,15 @@ class VistaApp(App[None]):
         """`o`: the selected node's render in an external viewer, else its path copied (OSC 52)."""
         if self.map_screen is not None:
             self.map_screen.action_open_render()
+
+    # -- input -------------------------------------------------------------------------------
+
+    async def on_event(self, event: events.Event) -> None:
+        """Drop keys once the app is quitting: a key typed right after `q` (the `s` of "qs") would run its
+        action while the teardown closes the map's stores and empties screens, and crash into a traceback."""
+        if self._exit and isinstance(event, events.Key):
+            return
+        await super().on_event(event)
 
     # -- help ----------------------------------------------------------------------------------
 
