@@ -60,11 +60,12 @@ def atlas_terminal(big_store: Path) -> Iterator[Tmux]:
 @pytest.mark.skipif(TMUX is None, reason="tmux not installed")
 def test_a_16k_atlas_opens_and_walks_in_a_real_terminal(atlas_terminal: Tmux) -> None:
     tmux = atlas_terminal
-    screen = tmux.wait_for("16,384 latents")
+    tmux.wait_for("16,384 latents")  # the atlas's header, at once; the table follows from a worker
+    screen = tmux.wait_for("1 of 16,384")  # the table's position line: the table is drawn
     lines = screen.splitlines()
+    assert "16,384 latents" in screen
     assert lines[2].split()[:4] == ["latent", "density", "max", "ctx"]
     assert [line.split()[0] for line in lines[3:8]] == ["▸", "1", "2", "3", "4"]  # the cursor marks latent 0
-    tmux.wait_for("1 of 16,384")
     tmux.keys("G")
     tmux.wait_for("16,384 of 16,384")
     assert "16383" in tmux.screen()
