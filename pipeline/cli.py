@@ -119,14 +119,33 @@ def rich_reporter(eta: bool = False) -> Iterator[StepReporter]:
             raise
 
 
-def add_build_arguments(parser: argparse.ArgumentParser) -> None:
-    """Every option of `vista build`."""
-    what = parser.add_argument_group("what to map")
+def add_model_argument(what: argparse._ArgumentGroup) -> None:
+    """`--model`, as `build` and `atlas build` take it."""
     what.add_argument(
         "--model",
         required=True,
         help="Hugging Face model id (downloaded unless --offline) or directory; 'minilm' = the bundled all-MiniLM-L6-v2",
     )
+
+
+def add_corpus_arguments(what: argparse._ArgumentGroup) -> None:
+    """`--corpus` and `--text-field`, as `build` and `atlas build` take them."""
+    what.add_argument(
+        "--corpus",
+        action="append",
+        required=True,
+        metavar="PATH",
+        help="text / JSONL / parquet file, or 'python-stdlib-docstrings'; repeat for several",
+    )
+    what.add_argument(
+        "--text-field", default="text", help="JSONL key / parquet column holding the text (default: text)"
+    )
+
+
+def add_build_arguments(parser: argparse.ArgumentParser) -> None:
+    """Every option of `vista build`."""
+    what = parser.add_argument_group("what to map")
+    add_model_argument(what)
     what.add_argument(
         "--hook",
         help="layer index (output of that block) or a module path, e.g. 'model.layers.20' (default: the hook the"
@@ -143,16 +162,7 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
         help="sae-lens release and SAE id (downloaded unless --offline), e.g. 'gemma-scope-2b-pt-res-canonical/layer_20/width_16k/canonical'",
     )
     what.add_argument("--sae-path", metavar="DIR", help="an SAE saved by sae-lens (cfg.json + weights)")
-    what.add_argument(
-        "--corpus",
-        action="append",
-        required=True,
-        metavar="PATH",
-        help="text / JSONL / parquet file, or 'python-stdlib-docstrings'; repeat for several",
-    )
-    what.add_argument(
-        "--text-field", default="text", help="JSONL key / parquet column holding the text (default: text)"
-    )
+    add_corpus_arguments(what)
     what.add_argument(
         "--latents",
         type=int_list,
@@ -362,9 +372,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def add_atlas_arguments(parser: argparse.ArgumentParser) -> None:
     """Every option of `atlas build`."""
     what = parser.add_argument_group("what to map")
-    what.add_argument(
-        "--model", required=True, help="Hugging Face model id (downloaded unless --offline), directory, or 'minilm'"
-    )
+    add_model_argument(what)
     what.add_argument("--hook", required=True, help="layer index (output of that block) or a module path")
     what.add_argument(
         "--sae", metavar="RELEASE/SAE_ID", help="sae-lens release and SAE id (downloaded unless --offline)"
@@ -372,16 +380,7 @@ def add_atlas_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--sae-release", metavar="R", help="sae-lens release (with --sae-id)")
     what.add_argument("--sae-id", metavar="I", help="SAE id within --sae-release")
     what.add_argument("--sae-path", metavar="DIR", help="an SAE saved by sae-lens (cfg.json + weights)")
-    what.add_argument(
-        "--corpus",
-        action="append",
-        required=True,
-        metavar="PATH",
-        help="text / JSONL / parquet file, or 'python-stdlib-docstrings'; repeatable",
-    )
-    what.add_argument(
-        "--text-field", default="text", help="JSONL key / parquet column holding the text (default: text)"
-    )
+    add_corpus_arguments(what)
     what.add_argument(
         "--latents",
         default="all",
