@@ -36,6 +36,7 @@ from pipeline.corpus import Document
 from pipeline.harvest.config import DISTRIBUTIONS, STEP, VERSION
 from pipeline.harvest.logits import decoder_logits, with_logits
 from pipeline.harvest.result import HarvestResult, LatentHarvest
+from pipeline.harvest.step import sparse_codes
 from pipeline.harvest.topn import TokenContext
 from pipeline.harvest.windows import Windows
 from pipeline.models import LoadedModel
@@ -148,24 +149,6 @@ def materialise(
             done += chosen.size
             progress(done, int(selected.size), f"pass 2: {read.get('documents', 0)} documents")
     return out
-
-
-def sparse_codes(dense: Any, rows: np.ndarray, offset: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """The non-zero entries (indices int32, values float32) of some rows of a dense code block, by batch token index."""
-    import torch  # heavy; the caller's tensors are torch's
-
-    picked = dense.index_select(0, torch.as_tensor(rows, dtype=torch.long, device=dense.device))
-    nonzero = picked.nonzero()
-    values = picked[nonzero[:, 0], nonzero[:, 1]].float().cpu().numpy()
-    nonzero = nonzero.cpu().numpy()
-    bounds = np.searchsorted(nonzero[:, 0], np.arange(len(rows) + 1))
-    return {
-        int(offset + row): (
-            nonzero[bounds[i] : bounds[i + 1], 1].astype(np.int32),
-            values[bounds[i] : bounds[i + 1]].astype(np.float32),
-        )
-        for i, row in enumerate(rows.tolist())
-    }
 
 
 def join(*parts: dict[int, list[Materialised]]) -> dict[int, list[Materialised]]:

@@ -167,7 +167,7 @@ def harvest_documents(
                 entered = [tops[latent].offer(block[:, j], n_seen + start, key) for j, latent in enumerate(cfg.latents)]
                 new_rows = np.unique(np.concatenate(entered))
                 if new_rows.size:
-                    codes.update(_sparse_rows(dense, new_rows, start))
+                    codes.update(sparse_codes(dense, new_rows, start))
             # Shared by every latent's negatives: where each token's window lies, and its key's document part.
             bounds, keys = (window_bounds(windows), token_keys(windows)) if negatives else (None, None)
             for j, latent in enumerate(cfg.latents):
@@ -261,8 +261,9 @@ def _probe_width(forward: HookedForward, tokenizer: Any, device: str) -> int:
     return int(hidden.shape[-1])
 
 
-def _sparse_rows(dense: Any, rows: np.ndarray, offset: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """The non-zero entries of some rows of a dense code block, by batch token index."""
+def sparse_codes(dense: Any, rows: np.ndarray, offset: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """The non-zero entries (indices int32, values float32) of some rows of a dense code block, by batch token
+    index; also pass 2 of the atlas's harvest."""
     import torch  # heavy; already loaded by the caller
 
     selected = dense.index_select(0, torch.as_tensor(rows, dtype=torch.long, device=dense.device))
