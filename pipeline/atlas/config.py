@@ -61,7 +61,7 @@ class AtlasHarvestConfig:
     """The all-latent harvest: `HarvestConfig`'s fields, with latents as "all" / a range / a list, and the slack."""
 
     model: str
-    """A Hugging Face model id (local cache only), a local directory, or `minilm` (bundled)."""
+    """A Hugging Face model id (downloaded unless the hub is off), a local directory, or `minilm` (bundled)."""
     hook: str
     """A block index, `blocks.N.hook_resid_post`, or a module path inside the model."""
     corpus: tuple[str, ...]

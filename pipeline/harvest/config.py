@@ -39,7 +39,7 @@ class HarvestConfig:
     """What to harvest: model and hook, SAE, latents, corpus, and how many contexts per latent."""
 
     model: str
-    """A Hugging Face model id (local cache only), a local directory, or `minilm` (bundled)."""
+    """A Hugging Face model id (downloaded unless the hub is off), a local directory, or `minilm` (bundled)."""
     hook: str
     """A block index ("3": the residual stream after block 3), `blocks.3.hook_resid_post`,
     or a module path inside the model ("encoder.layer.3", "model.layers.20")."""
