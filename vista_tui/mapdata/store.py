@@ -14,6 +14,7 @@ from pathlib import Path
 
 from vista_tui.mapdata.atlas import ATLASES_DIR, AtlasEntry, find_atlas, list_atlases
 from vista_tui.mapdata.errors import MapCorruptError, MapError, MapNotFoundError, SchemaVersionError
+from vista_tui.mapdata.matches import MATCHES_DIR, MatchEntry, list_match_tables, sae_key, tables_for_sae
 from vista_tui.mapdata.schema import SCHEMA_VERSION, Manifest
 
 ENV_CACHE = "VISTA_CACHE"
@@ -149,6 +150,36 @@ class Store:
     def find_atlas(self, name: str) -> Path:
         """An atlas by its directory, its id, or a unique prefix or suffix of the id (one-line MapNotFoundError)."""
         return find_atlas(self.atlases_dir, name)
+
+    @property
+    def matches_dir(self) -> Path:
+        """Where the store's match tables are (`<store>/matches/`)."""
+        return self.root / MATCHES_DIR
+
+    def match_path(self, match_id: str) -> Path:
+        """The directory of a match table."""
+        return self.matches_dir / match_id
+
+    def list_matches(self) -> list[MatchEntry]:
+        """Every match table, newest first, from its manifest alone; unreadable ones carry their error."""
+        return list_match_tables(self.matches_dir)
+
+    def matches_for(self, sae: str) -> list[MatchEntry]:
+        """The readable match tables with `sae` (as a map's provenance names it) on either side."""
+        return tables_for_sae(self.matches_dir, sae)
+
+    def map_of(self, sae: str, latent: int) -> Path | None:
+        """The newest readable map of `latent` of `sae` in this store, or None."""
+        key = sae_key(sae)
+        for entry in self.list_maps():
+            manifest = entry.manifest
+            if (
+                manifest is not None
+                and manifest.provenance.latent == latent
+                and sae_key(manifest.provenance.sae) == key
+            ):
+                return entry.path
+        return None
 
     def artefact_dir(self, kind: str, key: str) -> Path:
         """Folder for a shared artefact (`saes`, `harvests`, ...) keyed by what made it."""
