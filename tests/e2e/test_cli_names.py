@@ -19,7 +19,7 @@ from tests.helpers.small_map import small_map
 from tests.helpers.synthetic_map import build_synthetic_map
 from vista_tui.cli import pipeline as cli_pipeline
 from vista_tui.core.node_names import NodeNames
-from vista_tui.core.titles import node_title
+from vista_tui.core.titles import latent_title, node_title
 from vista_tui.mapdata import MapReader
 
 MAP = "minilm_h3_demo-sae_L702"
@@ -63,7 +63,8 @@ def test_tree_prints_every_node_with_its_path_id_size_and_title(store: Path) -> 
         line = next(line for line in lines if line.split()[:2] == [names.paths[node_id], names.short[node_id]])
         assert line.split()[2] == f"{node.size:,}" and line.split()[3] == f"{node.mean_activation:.2f}"
         assert str(len(names.children[node_id])) == line.split()[4]
-        assert node_title(node, 6)[:20] in line
+        # The root is titled as `vista summary` titles the latent (focus tokens first), the rest as in the explorer.
+        assert (latent_title(node) if node_id == names.root_id else node_title(node, 6))[:20] in line
     assert "1.3 " in done.stdout and "│  └─ " in done.stdout  # the tree's guides, by depth
 
     shallow = at_80("tree", MAP, "--depth", "1", "--cache", str(store))

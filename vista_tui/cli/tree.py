@@ -16,7 +16,7 @@ from rich.text import Text
 
 from vista_tui.core.node_names import NodeNames
 from vista_tui.core.sanitize import sanitize
-from vista_tui.core.titles import node_title
+from vista_tui.core.titles import latent_title, node_title
 
 if TYPE_CHECKING:
     from vista_tui.mapdata import MapReader
@@ -70,7 +70,7 @@ def tree_view(reader: MapReader, max_depth: int | None = None) -> Group:
     for node_id in shown:
         node = names.nodes[node_id]
         if node_id == names.root_id:
-            title = Text(f"latent {manifest.provenance.latent} · {node_title(node, 6)}", style="bold")
+            title = Text(f"latent {manifest.provenance.latent} · {latent_title(node)}", style="bold")
         else:
             title = Text.assemble((guides(names, node_id), "dim"), node_title(node, 6))
         title.no_wrap, title.overflow = True, "ellipsis"

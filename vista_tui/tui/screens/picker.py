@@ -54,7 +54,8 @@ class PickerScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        title = Text.assemble(("VISTA maps", "bold"), f" in {sanitize(str(self.store_path))}")
+        heading = "VISTA maps and atlases" if any(isinstance(e, AtlasEntry) for e in self.entries) else "VISTA maps"
+        title = Text.assemble((heading, "bold"), f" in {sanitize(str(self.store_path))}")
         self.query_one("#picker-title", Static).update(title)
         self.triaged = triaged_counts([entry for entry in self.entries if isinstance(entry, MapEntry)])
         self._fill()
