@@ -3,6 +3,7 @@ split view following the matched node (|), the child overlay (C), and the toasts
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +16,11 @@ from vista_tui.core.cross_sae import NO_CHILDREN, NO_MATCH_TABLE
 from vista_tui.core.model import MapModel
 from vista_tui.mapdata import Store
 from vista_tui.tui.app import VistaApp
+from vista_tui.tui.screens.error import ErrorScreen
 from vista_tui.tui.screens.help import HelpScreen
 from vista_tui.tui.screens.map import MapScreen
 from vista_tui.tui.screens.matches import MatchesScreen
+from vista_tui.tui.screens.picker import PickerScreen
 from vista_tui.tui.screens.split import SplitScreen
 from vista_tui.tui.widgets.contexts import ContextList
 from vista_tui.tui.widgets.minimap import CHILD_BASE, CHILD_NONE, SELECTED, Minimap
@@ -74,6 +77,32 @@ async def test_matches_list_enter_opens_the_matched_map_and_back(store: CrossSae
         await pilot.pause()
         await pilot.press("backspace")  # the tree's cursor is on the root: Backspace goes back too
         await until(pilot, lambda: app.screen is narrow)
+        # The picker from a map opened over another: both maps go, and the maps below are forgotten.
+        await highlight_match(pilot, app, 1234)
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, MapScreen) and app.screen is not narrow)
+        app.action_pick_map()
+        await until(pilot, lambda: isinstance(app.screen, PickerScreen))
+        assert not app._maps_below and not any(isinstance(s, MapScreen) for s in app.screen_stack)
+
+
+async def test_a_matched_map_that_cannot_be_opened_leaves_the_first_one_as_it_was(
+    store: CrossSaeStore, tmp_path: Path
+) -> None:
+    shutil.copytree(store.root, tmp_path / "store")
+    broken = CrossSaeStore(tmp_path / "store")
+    (broken.map_dir("wide-1234") / "contexts.parquet").write_bytes(b"torn")
+    app = app_on(broken, "narrow")
+    async with app.run_test(size=(120, 40)) as pilot:
+        narrow = await open_map(pilot, app)
+        triage = app.triage
+        await highlight_match(pilot, app, 1234)
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, ErrorScreen))
+        assert "contexts.parquet" in screen_text(app)
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is narrow)
+        assert app.map_screen is narrow and app.triage is triage and not app._maps_below
 
 
 async def test_the_other_side_of_a_match_table_lists_the_narrow_latent(store: CrossSaeStore) -> None:
