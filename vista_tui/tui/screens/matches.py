@@ -50,7 +50,7 @@ class MatchesScreen(ModalScreen[tuple[str, LatentMatch] | None]):
             "vertical_line",
             "side_by_side",
             "Side by side",
-            tooltip="This map and the matched latent's map side by side, the other following the matched node",
+            tooltip="This map and the matched latent's map side by side",
         ),
         Binding("escape,q", "close", "Close"),
     ]
