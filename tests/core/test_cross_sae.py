@@ -26,7 +26,6 @@ from vista_tui.core.model import MapModel
 from vista_tui.mapdata import MapCorruptError, Store
 from vista_tui.mapdata.children import read_children
 from vista_tui.mapdata.matches import match_id_for
-from vista_tui.tui.widgets.minimap import CHILD_BASE, CHILD_NONE, _colour_children
 
 
 @pytest.fixture(scope="module")
@@ -175,16 +174,3 @@ def test_overlay_refuses_a_children_file_of_another_map(store: CrossSaeStore) ->
     assert children is not None
     with pytest.raises(MapCorruptError, match=r"children\.json has 240 contexts but the map has 200"):
         child_overlay(children, model.n_contexts, model.root.node_id, model.walk())
-
-
-def test_minimap_cell_takes_its_commonest_child() -> None:
-    kinds = np.zeros(4, dtype=np.uint8)
-    dots = np.array([0, 1, 2, 8, 9, 16, 17, 18, 24, 25, -1])  # cells 0, 1, 2, 3; the last point is off the map
-    ranks = np.array([1, 1, 0, 2, 0, -1, -1, 3, -1, 0, 0])
-    _colour_children(kinds, dots, ranks)
-    assert kinds.tolist() == [
-        CHILD_BASE + 1,  # two of rank 1 beat one of rank 0
-        CHILD_BASE + 0,  # a tie goes to the better rank
-        CHILD_NONE,  # most have no child
-        CHILD_BASE + 0,  # a tie between none and a child goes to the child
-    ]

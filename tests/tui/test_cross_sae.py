@@ -23,7 +23,7 @@ from vista_tui.tui.screens.matches import MatchesScreen
 from vista_tui.tui.screens.picker import PickerScreen
 from vista_tui.tui.screens.split import SplitScreen
 from vista_tui.tui.widgets.contexts import ContextList
-from vista_tui.tui.widgets.minimap import CHILD_BASE, CHILD_NONE, SELECTED, Minimap
+from vista_tui.tui.widgets.minimap import CHILD_BASE, CHILD_NONE, SELECTED, Minimap, colour_children
 
 
 @pytest.fixture(scope="module")
@@ -257,3 +257,16 @@ def test_store_fixture_shares_context_ids(store: CrossSaeStore, tmp_path: Path) 
     narrow = MapModel.open(store.map_dir("narrow")).reader.context_ids
     wide = MapModel.open(store.map_dir("wide-1234")).reader.context_ids
     assert wide == narrow[:200]
+
+
+def test_minimap_cell_takes_its_commonest_child() -> None:
+    kinds = np.zeros(4, dtype=np.uint8)
+    dots = np.array([0, 1, 2, 8, 9, 16, 17, 18, 24, 25, -1])  # cells 0, 1, 2, 3; the last point is off the map
+    ranks = np.array([1, 1, 0, 2, 0, -1, -1, 3, -1, 0, 0])
+    colour_children(kinds, dots, ranks)
+    assert kinds.tolist() == [
+        CHILD_BASE + 1,  # two of rank 1 beat one of rank 0
+        CHILD_BASE + 0,  # a tie goes to the better rank
+        CHILD_NONE,  # most have no child
+        CHILD_BASE + 0,  # a tie between none and a child goes to the child
+    ]

@@ -254,7 +254,7 @@ class Minimap(Widget):
                 kinds[outline // 8] = OUTLINE
             member_dots = background.dots[node.members]
             if self.child_ranks is not None:
-                _colour_children(kinds, member_dots, self.child_ranks[node.members])
+                colour_children(kinds, member_dots, self.child_ranks[node.members])
             else:
                 kinds[member_dots[member_dots >= 0] // 8] = SELECTED
         if self.marked_row is not None and viewport.side:
@@ -314,7 +314,7 @@ class Minimap(Widget):
         return max(1, (width + 1) // 2)
 
 
-def _colour_children(kinds: np.ndarray, dots: np.ndarray, ranks: np.ndarray) -> None:
+def colour_children(kinds: np.ndarray, dots: np.ndarray, ranks: np.ndarray) -> None:
     """Each cell holding members gets the kind of their commonest child (ties to the better rank; a cell
     where most have none: CHILD_NONE). Ranks past the palette share its last colour."""
     valid = dots >= 0
