@@ -19,7 +19,7 @@ from vista_tui.mapdata import (
 )
 
 
-def small_map(map_dir: Path, n: int = 12) -> None:
+def small_map(map_dir: Path, n: int = 12, sae: str = "s", latent: int = 7) -> None:
     """Writes a tiny, fully specified map (two clusters under a root)."""
     rng = np.random.default_rng(0)
     ids = [context_id_for("corpus", f"doc{i}", i) for i in range(n)]
@@ -69,6 +69,6 @@ def small_map(map_dir: Path, n: int = 12) -> None:
     writer.write_fidelity(curve)
     writer.commit(
         map_id=map_dir.name,
-        provenance=Provenance(model="m", hook="3", sae="s", latent=7, corpus="c", n_contexts=n),
+        provenance=Provenance(model="m", hook="3", sae=sae, latent=latent, corpus="c", n_contexts=n),
         steps={},
     )

@@ -91,6 +91,8 @@ def build_synthetic_map(
     width: int = 13,
     llm_labels: bool = False,
     agreement: bool = False,
+    sae: str = "synthetic-sae",
+    d_sae: int = 512,
 ) -> Path:
     """Write a map of `n` contexts to `map_dir` (deterministic for a given seed) and return it.
 
@@ -251,12 +253,12 @@ def build_synthetic_map(
         provenance=Provenance(
             model="synthetic-model",
             hook="layer.3",
-            sae="synthetic-sae",
+            sae=sae,
             latent=latent,
             corpus="synthetic",
             n_contexts=n,
             n_tokens_seen=n * 50,
-            d_sae=512,
+            d_sae=d_sae,
             d_model=64,
         ),
         steps={"synthetic": step},

@@ -347,7 +347,7 @@ async def test_the_palette_finds_coverage_and_worst_covered(store: Path) -> None
 
 async def test_help_lists_w_and_c_and_the_scores_legend(store: Path) -> None:
     app = app_for(store)
-    async with app.run_test(size=(120, 90)) as pilot:
+    async with app.run_test(size=(120, 110)) as pilot:  # tall enough for every key, the legend last
         await open_scored(pilot)
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)

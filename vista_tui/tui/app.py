@@ -108,6 +108,8 @@ class VistaApp(App[None]):
         """Statuses and author for triage; None reads `load_config()` (VISTA_CONFIG, the user config) per map."""
         self.triage: TriageSession | None = None
         """The open map's triage session (its annotation store over its tree)."""
+        self._maps_below: list[tuple[MapScreen, MapModel | None, TriageSession | None]] = []
+        """Maps under the one on screen, each with its model and triage session (a match opened over a map)."""
         self.label_command: list[str] = [sys.executable, "-m", "pipeline", "label"]
         """What `L` runs to relabel a node, before `MAP_DIR --node ID` (a child process: the TUI never imports the pipeline)."""
 
@@ -134,6 +136,10 @@ class VistaApp(App[None]):
         if self.triage is not None:
             self.triage.close()
             self.triage = None
+        while self._maps_below:
+            _, _, triage = self._maps_below.pop()
+            if triage is not None:
+                triage.close()
         self.exit()
 
     def on_mount(self) -> None:
@@ -158,6 +164,8 @@ class VistaApp(App[None]):
 
     def action_pick_map(self) -> None:
         picker = PickerScreen(self.store_entries(refresh=True), self.store.maps_dir, atlases=self.store_atlases())
+        while self.map_screen is not None and self.map_screen is self.screen and self._map_below():
+            self.action_back_to_atlas()  # the maps opened over maps go, down to the first
         if self.map_screen is not None and self.map_screen is self.screen and self._atlas_below():
             self._leave_map()  # the browser under the map goes too: the picker replaces both
             self.pop_screen()
@@ -220,19 +228,51 @@ class VistaApp(App[None]):
         stack = self.screen_stack
         return len(stack) >= 2 and isinstance(stack[-2], AtlasScreen)
 
+    def _map_below(self) -> bool:
+        """Whether the screen under the current one is a map this one was opened over (a match)."""
+        stack = self.screen_stack
+        return bool(self._maps_below) and len(stack) >= 2 and stack[-2] is self._maps_below[-1][0]
+
     def can_go_back(self) -> bool:
-        """Whether the map on screen was opened from a latent browser (Backspace goes back to it)."""
-        return self.map_screen is not None and self.screen is self.map_screen and self._atlas_below()
+        """Whether the map on screen was opened from a latent browser or over another map (Backspace goes back)."""
+        return (
+            self.map_screen is not None
+            and self.screen is self.map_screen
+            and (self._atlas_below() or self._map_below())
+        )
 
     def action_back_to_atlas(self) -> None:
-        """Backspace or Esc in a map opened from an atlas: back to the browser, on the same row."""
+        """Backspace or Esc in a map opened from an atlas or over another map: back to it, as it was."""
         from vista_tui.tui.screens.atlas import AtlasScreen
 
         if self.can_go_back():
+            over_map = self._map_below()
             self._leave_map()
             self.pop_screen()
-            if isinstance(self.screen, AtlasScreen):
+            if over_map:
+                self._restore_map_below()
+            elif isinstance(self.screen, AtlasScreen):
                 self.sub_title = self.screen.view.manifest.atlas_id
+
+    def open_matched_map(self, path: Path) -> None:
+        """Open another map over the one on screen (a latent matched in another SAE); Backspace or Esc there
+        comes back to this one, its triage session still open."""
+        try:
+            manifest = read_manifest(path)
+        except MapError as error:
+            self.notify(sanitize(str(error), 400), severity="error", timeout=8, markup=False)
+            return
+        if self.map_screen is not None:
+            self._maps_below.append((self.map_screen, self.model, self.triage))
+            self.map_screen, self.model, self.triage = None, None, None
+        self.push_screen(LoadingScreen(manifest))
+        self._load_map(path)
+
+    def _restore_map_below(self) -> None:
+        """The map under the one that went is the open map again."""
+        self.map_screen, self.model, self.triage = self._maps_below.pop()
+        if self.model is not None:
+            self.sub_title = self.model.map_id
 
     def _leave_map(self) -> None:
         """The open map's triage session closes; its screen goes."""
@@ -330,10 +370,15 @@ class VistaApp(App[None]):
 
         if isinstance(self.screen, HelpScreen):
             return
+        from vista_tui.tui.screens.matches import MatchesScreen
+        from vista_tui.tui.screens.split import SplitScreen
+
         map_sections: list[tuple[str, type]] = [
             ("tree", ClusterTreeView),
             ("map", MapScreen),
             ("contexts", ContextList),
+            ("matches", MatchesScreen),
+            ("split", SplitScreen),
             ("stats", StatsScreen),
             ("coverage", CoverageScreen),
         ]
@@ -362,7 +407,10 @@ class VistaApp(App[None]):
         message = str(error) if isinstance(error, MapError) else f"{type(error).__name__}: {error}"
         if worker.group == "open":
             if isinstance(self.screen, LoadingScreen):
-                if self._atlas_below():
+                if self._map_below():
+                    self.pop_screen()  # back to the map it was opened over
+                    self._restore_map_below()
+                elif self._atlas_below():
                     self.pop_screen()  # back to the latent browser it was opened from
                 else:
                     self.action_pick_map()  # under the error: what to open instead

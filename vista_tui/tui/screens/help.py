@@ -50,7 +50,15 @@ def binding_rows(sections: list[tuple[str, type]]) -> list[tuple[str, str, str]]
 
 
 def _key_display(key: str) -> str:
-    names = {"slash": "/", "question_mark": "?", "space": "space", "backspace": "⌫", "escape": "esc", "enter": "⏎"}
+    names = {
+        "slash": "/",
+        "question_mark": "?",
+        "space": "space",
+        "backspace": "⌫",
+        "escape": "esc",
+        "enter": "⏎",
+        "vertical_line": "|",
+    }
     return names.get(key, key)
 
 

@@ -24,11 +24,21 @@ from textual.screen import Screen
 from textual.widgets import Input, Static
 from textual.worker import Worker, get_current_worker
 
+from vista_tui.core.cross_sae import (
+    NO_CHILDREN,
+    MatchesReading,
+    NodeMatch,
+    build_command,
+    match_nodes,
+    read_latent_matches,
+    tree_side,
+)
 from vista_tui.core.model import MapModel
 from vista_tui.core.render_protocol import RenderEvent
 from vista_tui.core.sanitize import sanitize
 from vista_tui.core.score_figures import SCORER_ABBREVIATIONS, ScoresReading, no_coverage_hint, worst_covered_order
 from vista_tui.core.triage import TriageSession, next_in_tree_order
+from vista_tui.tui.controllers.children import ChildrenController
 from vista_tui.tui.controllers.relabel import RelabelController
 from vista_tui.tui.controllers.renders import RenderController
 from vista_tui.tui.controllers.triage import TriageController
@@ -38,6 +48,8 @@ from vista_tui.tui.screens.context_detail import ContextScreen
 from vista_tui.tui.screens.coverage import CoverageScreen
 from vista_tui.tui.screens.image import ImageScreen
 from vista_tui.tui.screens.loading import map_header
+from vista_tui.tui.screens.matches import OPEN, MatchesScreen
+from vista_tui.tui.screens.split import SplitScreen
 from vista_tui.tui.screens.stats import StatsScreen
 from vista_tui.tui.widgets.cluster_tree import ClusterTreeView
 from vista_tui.tui.widgets.contexts import ContextList
@@ -147,6 +159,27 @@ class MapScreen(Screen[None]):
         ),
         Binding("L", "relabel", "Relabel", show=False, tooltip="Relabel the selected node with the LLM labeller"),
         Binding(
+            "M",
+            "matches",
+            "Matches",
+            show=False,
+            tooltip="The latent's matches in other SAEs (vista match); Enter opens a map",
+        ),
+        Binding(
+            "C",
+            "children",
+            "Children",
+            show=False,
+            tooltip="Colour the map and contexts by child latent (--also-sae)",
+        ),
+        Binding(
+            "vertical_line",
+            "split",
+            "Side by side",
+            show=False,
+            tooltip="This map beside its dominant child's map (--also-sae)",
+        ),
+        Binding(
             "backspace",
             "app.back_to_atlas",
             "Back",
@@ -176,6 +209,29 @@ class MapScreen(Screen[None]):
             self.node_ids = node_ids
             super().__init__()
 
+    class MatchesRead(Message):
+        """A worker read the latent's matches in the store's match tables."""
+
+        def __init__(self, reading: MatchesReading) -> None:
+            self.reading = reading
+            super().__init__()
+
+    class SplitReady(Message):
+        """A worker opened the second map and matched the two trees' nodes."""
+
+        def __init__(self, other: MapModel, forward: dict[str, NodeMatch], backward: dict[str, NodeMatch]) -> None:
+            self.other = other
+            self.forward = forward
+            self.backward = backward
+            super().__init__()
+
+    class SplitRefused(Message):
+        """There is no second map to open side by side; the reason, for a toast."""
+
+        def __init__(self, reason: str) -> None:
+            self.reason = reason
+            super().__init__()
+
     def __init__(self, model: MapModel, triage: TriageSession | None = None) -> None:
         super().__init__()
         self.model = model
@@ -186,6 +242,7 @@ class MapScreen(Screen[None]):
         self.triage_controller = TriageController(self, triage)
         self.render_controller = RenderController(self)
         self.relabel_controller = RelabelController(self)
+        self.children_controller = ChildrenController(self)
 
     @property
     def render_jobs(self) -> dict[str, str | None]:
@@ -208,6 +265,7 @@ class MapScreen(Screen[None]):
                 yield FidelityPanel(self.model.reader.fidelity, id="fidelity")
             with Vertical(id="right"):
                 yield LabelsPanel(self.model, id="labels")
+                yield Static(id="children-legend")
                 yield Static(id="triage-note")
                 yield ContextList(self.model, id="contexts")
         yield Static(id="render-status")
@@ -247,6 +305,7 @@ class MapScreen(Screen[None]):
         contexts.border_title = f"contexts · {node.size:,} · highest activation first"
         self.query_one("#minimap", Minimap).show_node(node_id)
         self.triage_controller.show_annotation()
+        self.children_controller.show_node(node_id)
 
     def _follow_tree(self, node_id: str) -> None:
         if node_id != self.selected:
@@ -511,3 +570,88 @@ class MapScreen(Screen[None]):
     @on(RelabelController.Done)
     def _relabel_done(self, event: RelabelController.Done) -> None:
         self.relabel_controller.done(event)
+
+    # -- across SAEs: matches, side by side, children --------------------------------------------
+
+    def action_matches(self) -> None:
+        """`M`: the latent's matches in the store's match tables (read in a worker)."""
+        self._read_matches()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="matches", description="read the match tables")
+    def _read_matches(self) -> None:
+        provenance = self.model.manifest.provenance
+        reading = read_latent_matches(self.app.store, provenance.sae, provenance.latent)  # type: ignore[attr-defined]
+        if not get_current_worker().is_cancelled:
+            self.post_message(self.MatchesRead(reading))
+
+    @on(MatchesRead)
+    def _matches_read(self, event: MatchesRead) -> None:
+        """List the matches, or say why there are none (no match table: the command that makes one)."""
+        message = event.reading.message
+        if message is not None:
+            self.notify(sanitize(message, 400), severity="warning", timeout=10, markup=False)
+            return
+        self.app.push_screen(MatchesScreen(event.reading), self._match_chosen)
+
+    def _match_chosen(self, choice: tuple[str, Any] | None) -> None:
+        """Back from the matches: open the chosen latent's map over this one, or side by side with it."""
+        if choice is None:
+            return
+        how, match = choice
+        if how == OPEN:
+            self.app.open_matched_map(match.map_path)  # type: ignore[attr-defined]
+        else:
+            self.notify(f"opening latent {match.latent} side by side…", timeout=2)
+            self._load_split(match.map_path)
+
+    def action_split(self) -> None:
+        """`|`: this map beside its dominant child's map (a map built with --also-sae)."""
+        self._load_split(None)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="split", description="open the maps side by side")
+    def _load_split(self, path: Path | None) -> None:
+        """Open the second map (given, else the map of the root's dominant child) and match the nodes."""
+        from vista_tui.mapdata.children import read_children
+
+        if path is None:
+            children = read_children(self.model.reader.path)
+            if children is None:
+                self.post_message(
+                    self.SplitRefused(f"{NO_CHILDREN}; or press M and | on a match to open its map side by side")
+                )
+                return
+            root = children.nodes.get(self.model.root.node_id)
+            dominant = root.dominant if root is not None else None
+            if dominant is None:
+                self.post_message(self.SplitRefused(f"no child latent of {children.sae} fires on this map"))
+                return
+            path = self.app.store.map_of(children.sae, dominant.latent)  # type: ignore[attr-defined]
+            if path is None:
+                self.post_message(
+                    self.SplitRefused(
+                        f"no map of latent {dominant.latent} of {children.sae} (this map's dominant child): run "
+                        f"`{build_command(children.sae, dominant.latent)}`"
+                    )
+                )
+                return
+        other = MapModel.open(path)
+        _ = other.nodes, other.layout
+        forward, backward = match_nodes(tree_side(self.model), tree_side(other))
+        if not get_current_worker().is_cancelled:
+            self.post_message(self.SplitReady(other, forward, backward))
+
+    @on(SplitRefused)
+    def _split_refused(self, event: SplitRefused) -> None:
+        self.notify(sanitize(event.reason, 400), severity="warning", timeout=10, markup=False)
+
+    @on(SplitReady)
+    def _split_ready(self, event: SplitReady) -> None:
+        self.app.push_screen(SplitScreen(self.model, event.other, event.forward, event.backward, self.selected))
+
+    def action_children(self) -> None:
+        """`C`: colour the minimap and contexts by each context's dominant child latent, with a legend."""
+        self.children_controller.toggle()
+
+    @on(ChildrenController.Read)
+    def _children_read(self, event: ChildrenController.Read) -> None:
+        self.children_controller.read(event)

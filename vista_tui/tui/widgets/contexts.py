@@ -183,6 +183,8 @@ class ContextList(ScrollView, can_focus=True):
         self._load_scheduled = False
         self.follow: Callable[[int], None] | None = None
         """Called with the highlighted row whenever it changes, before the next frame."""
+        self.row_tint: Callable[[int], Style | None] | None = None
+        """When set: a style over a row's activation (the colour of its dominant child, `C`)."""
 
     # -- content ---------------------------------------------------------------------------------
 
@@ -221,6 +223,12 @@ class ContextList(ScrollView, can_focus=True):
         if self.follow is not None:
             self.follow(row)
         self.post_message(self.Highlighted(self, row))
+
+    def set_row_tint(self, tint: Callable[[int], Style | None] | None) -> None:
+        """Colour each row's activation by `tint(row)` (None: no tint); every line is redrawn."""
+        self.row_tint = tint
+        self._lines.clear()
+        self.refresh()
 
     def move_to_row(self, row: int) -> bool:
         """Put the cursor on context `row` if the list holds it (e.g. picked on the minimap)."""
@@ -319,8 +327,12 @@ class ContextList(ScrollView, can_focus=True):
     def _render_row(self, row: int, context: PreparedContext | None, width: int, is_cursor: bool) -> Strip:
         styles = self._line_styles(is_cursor)
         marker = CURSOR_MARKER if is_cursor else " "
+        tint = self.row_tint(row) if self.row_tint is not None else None
         segments = [
-            Segment(marker + format_activation(float(self.model.activations[row])), styles.activation),
+            Segment(
+                marker + format_activation(float(self.model.activations[row])),
+                styles.activation if tint is None else styles.activation + tint,
+            ),
             Segment(" ", styles.base),
         ]
         window = width - PREFIX_WIDTH

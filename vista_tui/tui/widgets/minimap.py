@@ -26,6 +26,7 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from vista_tui.core.model import MapModel
+from vista_tui.tui.widgets.child_palette import CHILD_COLOURS, child_style
 
 BRAILLE_BASE = 0x2800
 """Code point of the empty braille pattern; a cell's dot bits are added to it."""
@@ -40,6 +41,10 @@ FULL_CELL = 0xFF
 
 # Kinds of cell, in drawing priority: a cell shows the highest kind any of its dots has.
 EMPTY, POINT, OUTLINE, SELECTED, MARK = range(5)
+CHILD_NONE = 5
+"""With a child overlay: a cell of the shown node whose members mostly have no child."""
+CHILD_BASE = 6
+"""With a child overlay: kind CHILD_BASE + r is a cell whose members' commonest child has rank r."""
 
 
 @dataclass(frozen=True)
@@ -195,6 +200,8 @@ class Minimap(Widget):
         self._frame: Frame | None = None
         self._frame_key: tuple[Size, str | None, int | None] | None = None
         self._strips: list[Strip] = []
+        self.child_ranks: np.ndarray | None = None
+        """Per context row, the rank of its dominant child in a second SAE (-1: none), or None: no overlay."""
 
     # -- public API -----------------------------------------------------------------------------
 
@@ -209,6 +216,12 @@ class Minimap(Widget):
         if row is not None and not 0 <= row < len(self.model.layout):
             raise IndexError(f"context row {row} outside 0..{len(self.model.layout) - 1}")
         self.marked_row = row
+
+    def set_child_ranks(self, ranks: np.ndarray | None) -> None:
+        """Colour the shown node's members by their dominant child's rank (`C`); None: the plain map."""
+        self.child_ranks = ranks
+        self._frame = None
+        self.refresh()
 
     @property
     def frame(self) -> Frame:
@@ -240,8 +253,10 @@ class Minimap(Widget):
                 bits |= pack_dots(outline, viewport)
                 kinds[outline // 8] = OUTLINE
             member_dots = background.dots[node.members]
-            member_dots = member_dots[member_dots >= 0]
-            kinds[member_dots // 8] = SELECTED
+            if self.child_ranks is not None:
+                colour_children(kinds, member_dots, self.child_ranks[node.members])
+            else:
+                kinds[member_dots[member_dots >= 0] // 8] = SELECTED
         if self.marked_row is not None and viewport.side:
             dot = int(background.dots[self.marked_row])
             if dot >= 0:
@@ -265,7 +280,10 @@ class Minimap(Widget):
             OUTLINE: self.get_component_rich_style("minimap--outline"),
             SELECTED: self.get_component_rich_style("minimap--selected"),
             MARK: self.get_component_rich_style("minimap--mark"),
+            CHILD_NONE: base + RichStyle(color="#808080"),
         }
+        if self.child_ranks is not None:
+            styles.update({CHILD_BASE + rank: base + child_style(rank) for rank in range(len(CHILD_COLOURS))})
         strips: list[Strip] = []
         for text, kinds in zip(frame.lines, frame.kinds, strict=True):
             # Points and spaces of one style in a row become one segment.
@@ -294,3 +312,18 @@ class Minimap(Widget):
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
         """With `height: auto`, as tall as makes the map square (2 dots per column, 4 per row)."""
         return max(1, (width + 1) // 2)
+
+
+def colour_children(kinds: np.ndarray, dots: np.ndarray, ranks: np.ndarray) -> None:
+    """Each cell holding members gets the kind of their commonest child (ties to the better rank; a cell
+    where most have none: CHILD_NONE). Ranks past the palette share its last colour."""
+    valid = dots >= 0
+    cells = dots[valid] // 8
+    n_colours = len(CHILD_COLOURS)
+    # Column n_colours counts the members without a child: argmax picks it only when it is strictly most.
+    column = np.where(ranks[valid] < 0, n_colours, np.minimum(ranks[valid], n_colours - 1)).astype(np.int64)
+    used, cell_index = np.unique(cells, return_inverse=True)
+    counts = np.zeros((len(used), n_colours + 1), dtype=np.int64)
+    np.add.at(counts, (cell_index, column), 1)
+    commonest = counts.argmax(axis=1)
+    kinds[used] = np.where(commonest == n_colours, CHILD_NONE, CHILD_BASE + commonest)
