@@ -840,7 +840,7 @@ def score_problem(result: ScoreReport) -> str:
 
 MATCH_EXIT_STATUS = """\
 exit status:
-  0    the table is written; its path is the last line on stdout
+  0    the table is written (the last line says where)
   2    nothing was written: an SAE that is not there (a missing folder, an unknown release or
        id, not in the local cache with --offline), or two SAEs that read activations of
        different widths
@@ -861,7 +861,10 @@ For every latent of A the table keeps:
   - its partner in the one-to-one (Hungarian) matching that maximises the total decoder
     cosine, as Paulo & Belrose align SAEs across seeds.
 The summary gives the mean matched cosine and the share of A's latents whose partner reaches
---threshold. Up to 2^24 pairs of latents (e.g. 2k x 8k) the matching is solved on the full
+--threshold. A cosine near 1 is the same latent learnt twice; a latent that splits in a wider
+SAE has several neighbours at similar, lower cosines (only one can be its partner).
+
+Up to 2^24 pairs of latents (e.g. 2k x 8k) the matching is solved on the full
 cosine matrix: exact. Wider (e.g. 16k x 16k) the matrix is never built: the matching is the
 best among each latent's top --candidates partners in both directions (solved exactly on that
 sparse graph), and it is compared with an upper bound (each latent's best cosine): the table
@@ -882,12 +885,14 @@ def add_match_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threshold",
         type=float,
+        metavar="COS",
         default=0.7,
         help="a matched pair counts as shared at or above this decoder cosine (default: 0.7)",
     )
     parser.add_argument(
         "--candidates",
         type=int,
+        metavar="C",
         default=32,
         help="above 2^24 pairs: partners considered per latent, in each direction (default: 32); more is "
         "slower and closer to exact",

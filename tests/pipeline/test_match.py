@@ -184,7 +184,7 @@ def test_a_candidate_graph_without_a_full_matching_leaves_latents_out_or_matches
 
 
 def test_shapes_and_names_are_checked_before_weights_load(planted: dict, tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match="reads 32-wide activations and SAE B .* 40-wide"):
+    with pytest.raises(ModelError, match=r"reads 32-wide activations and SAE B .* 40-wide"):
         match_saes(str(planted["a"]), str(planted["d"]), store=Store(tmp_path))
     with pytest.raises(ModelError, match="neither an SAE folder nor RELEASE/SAE_ID"):
         match_saes("just-a-name", str(planted["a"]), store=Store(tmp_path))
@@ -223,8 +223,9 @@ def test_bad_input_is_one_line_and_exit_2(planted: dict, tmp_path: Path, which: 
 
 def test_ctrl_c_says_one_line_exits_130_and_writes_nothing(planted: dict, tmp_path: Path) -> None:
     marker = tmp_path / "held"
+    argv = [sys.executable, "-m", "vista_tui.cli", "match", str(planted["a"]), str(planted["b"])]
     process = subprocess.Popen(
-        [sys.executable, "-m", "vista_tui.cli", "match", str(planted["a"]), str(planted["b"]), "--cache", str(tmp_path)],
+        [*argv, "--cache", str(tmp_path)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -245,3 +246,14 @@ def test_ctrl_c_says_one_line_exits_130_and_writes_nothing(planted: dict, tmp_pa
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr and stderr.rstrip().endswith(interrupted_line("match"))
     assert not (tmp_path / "matches").exists()
+
+
+def test_help_says_how_exact_the_matching_is_and_match_may_download() -> None:
+    from pipeline import cli
+
+    shown = vista("match", "--help")
+    assert shown.returncode == 0
+    text = " ".join(shown.stdout.split())
+    for words in ("RELEASE/SAE_ID", "2^24", "upper bound", "--candidates", "--threshold COS", "130 interrupted"):
+        assert words in text, words
+    assert cli.argv_command(["match"]) not in cli.OFFLINE_COMMANDS  # downloads like `build`, unless --offline
