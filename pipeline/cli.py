@@ -1,6 +1,6 @@
-"""`python -m pipeline build|demo`: the precompute commands behind `vista build` and `vista demo`.
+"""`python -m pipeline build|demo|…`: the precompute commands behind `vista build`, `vista demo`, `vista match`….
 
-Progress and errors go to stderr; the paths of the maps built go to stdout, one per line,
+Progress and errors go to stderr; the paths of the maps (or tables) written go to stdout, one per line,
 so that `vista` (which never imports this package) can show them.
 """
 
@@ -838,6 +838,91 @@ def score_problem(result: ScoreReport) -> str:
     return f"nothing could be scored ({result.n_failed} requests failed, e.g. {first}); see the reasons above"
 
 
+MATCH_EXIT_STATUS = """\
+exit status:
+  0    the table is written (the last line says where)
+  2    nothing was written: an SAE that is not there (a missing folder, an unknown release or
+       id, not in the local cache with --offline), or two SAEs that read activations of
+       different widths
+  130  interrupted; nothing is written until the table is whole"""
+"""The `match` command's exit codes, as its --help tells them."""
+
+MATCH_DESCRIPTION = """\
+Which latent of SAE B is which latent of SAE A, by the directions they write (decoder rows) and
+read (encoder columns): a wider SAE of the same family, another seed, another L0.
+
+SAE_A and SAE_B are named as `vista build` names them in a map: the folder sae-lens saved
+(cfg.json + sae_weights.safetensors), or RELEASE/SAE_ID from sae-lens's pretrained directory,
+e.g. gemma-scope-2b-pt-res-canonical/layer_20/width_16k/canonical (downloaded unless --offline).
+Both must read activations of the same width (one model and hook).
+
+For every latent of A the table keeps:
+  - its top-k latents of B by decoder cosine and by encoder cosine;
+  - its partner in the one-to-one (Hungarian) matching that maximises the total decoder
+    cosine, as Paulo & Belrose align SAEs across seeds.
+The summary gives the mean matched cosine and the share of A's latents whose partner reaches
+--threshold. A cosine near 1 is the same latent learnt twice; a latent that splits in a wider
+SAE has several neighbours at similar, lower cosines (only one can be its partner).
+
+Up to 2^24 pairs of latents (e.g. 2k x 8k) the matching is solved on the full
+cosine matrix: exact. Wider (e.g. 16k x 16k) the matrix is never built: the matching is the
+best among each latent's top --candidates partners in both directions (solved exactly on that
+sparse graph), and it is compared with an upper bound (each latent's best cosine): the table
+says "exact" when it reaches it, else how far below exact its mean cosine can be at most.
+
+The table goes to STORE/matches/<A>__vs__<B>_<hash>/ (manifest.json + matches.parquet, see
+cache/README.md); the explorer lists a map's latent's matches from it."""
+"""The `match` command's --help text."""
+
+
+def add_match_arguments(parser: argparse.ArgumentParser) -> None:
+    """Every option of `match`."""
+    parser.add_argument("sae_a", metavar="SAE_A", help="the SAE whose latents are matched: a folder or RELEASE/SAE_ID")
+    parser.add_argument("sae_b", metavar="SAE_B", help="the SAE they are matched in: a folder or RELEASE/SAE_ID")
+    parser.add_argument(
+        "--k", type=int, default=8, help="neighbours in B kept per latent of A, by decoder and by encoder (default: 8)"
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        metavar="COS",
+        default=0.7,
+        help="a matched pair counts as shared at or above this decoder cosine (default: 0.7)",
+    )
+    parser.add_argument(
+        "--candidates",
+        type=int,
+        metavar="C",
+        default=32,
+        help="above 2^24 pairs: partners considered per latent, in each direction (default: 32); more is "
+        "slower and closer to exact",
+    )
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="torch device for the cosines; 'auto' = cuda, else mps, else cpu (default: auto)",
+    )
+    add_offline_argument(parser)
+    add_cache_argument(parser)
+
+
+def cmd_match(args: argparse.Namespace) -> int:
+    """`match`: the match table of two SAEs; its summary on stderr, the table's path on stdout."""
+    from pipeline.match.run import MatchConfig, check, run
+
+    cfg = MatchConfig(k=args.k, threshold=args.threshold, candidates=args.candidates, device=args.device)
+    check(args.sae_a, args.sae_b)  # a wrong name or width is one line, before any progress bar
+    store = Store(resolve_store(args.cache))
+    with rich_reporter() as report:
+        outcome = run(cfg, args.sae_a, args.sae_b, store, report)
+    first, *rest = outcome.summary()
+    stderr.print(f"[green]✓[/] {escape(first)}", soft_wrap=True)
+    for line in rest:
+        say(f"  {line}")
+    print(outcome.path, flush=True)
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vista", description="VISTA precompute pipeline")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -886,6 +971,15 @@ def make_parser() -> argparse.ArgumentParser:
     )
     add_score_arguments(score_parser)
     score_parser.set_defaults(run=cmd_score)
+    match = commands.add_parser(
+        "match",
+        help="match two SAEs' latents by decoder direction: top-k neighbours and a one-to-one matching",
+        description=MATCH_DESCRIPTION,
+        epilog=MATCH_EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_match_arguments(match)
+    match.set_defaults(run=cmd_match)
     atlas = commands.add_parser("atlas", help="an atlas: every latent of an SAE, harvested once, a map each")
     atlas_commands = atlas.add_subparsers(dest="atlas_command", required=True, metavar="COMMAND")
     atlas_build = atlas_commands.add_parser(

@@ -38,6 +38,7 @@ KEPT = {
     "kept; rerun the same command to go on from there",
     "atlas": "the atlas's harvest (once finished) and every latent's map already written are kept; rerun the "
     "same command to build only the rest",
+    "match": "nothing is written until the match table is whole; rerun the same command",
     "label": "the labels received so far are kept in the map's labels.jsonl; rerun the same command to ask "
     "only for the rest",
 }

@@ -52,6 +52,6 @@ def topk_cosines(a: Any, b: Any, k: int, *, budget: int = BUDGET) -> tuple[np.nd
             index, values = index.gather(1, by_index), values.gather(1, by_index)
             by_cosine = torch.sort(values, dim=1, descending=True, stable=True).indices
             index, values = index.gather(1, by_cosine), values.gather(1, by_cosine)
-            indices[start : start + len(sims)] = index.numpy()
-            cosines[start : start + len(sims)] = values.numpy()
+            indices[start : start + len(sims)] = index.cpu().numpy()
+            cosines[start : start + len(sims)] = values.cpu().numpy()
     return indices, cosines

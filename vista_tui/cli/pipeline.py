@@ -1,4 +1,4 @@
-"""`vista build`, `vista demo`, `vista label`, `vista score`: passed through to `python -m pipeline` in a child process.
+"""`vista build`, `vista demo`, `vista label`, `vista score`, `vista atlas`, `vista match`: passed through to `python -m pipeline` in a child process.
 
 A child process, so that this one never imports torch or the pipeline (the explorer that
 `demo` opens afterwards starts as light as `vista explore`). The child prints the paths of
@@ -30,6 +30,7 @@ PIPELINE_COMMANDS = {
     "label": "name every node with an LLM (OpenAI-compatible endpoint or local model): label, explanation, visual prompt",
     "score": "score every reading of every node against the contexts (detection, fuzzing: an LLM; embedding: offline)",
     "atlas": "an atlas of every latent of an SAE: `vista atlas build …` (see its --help), `vista atlas list`",
+    "match": "match two SAEs' latents by decoder direction (top-k neighbours, one-to-one): `vista match SAE_A SAE_B`",
 }
 """The commands the pipeline's own parser handles, with their one-line help for `vista --help`."""
 
@@ -64,6 +65,11 @@ def atlas_hint(atlas_dir: Path) -> list[str]:
     """The lines an atlas build ends with: the store, and the command that opens the atlas's latent browser."""
     store = atlas_dir.parent.parent.absolute()
     return [f"store: {store}", f"open with: vista explore {shlex.quote(atlas_dir.name)}{_cache_flag(store)}"]
+
+
+def match_hint(table_dir: Path) -> list[str]:
+    """The lines `vista match` ends with: the store, and the match table's folder in it."""
+    return [f"store: {table_dir.parent.parent.absolute()}", f"table: {table_dir.absolute()}"]
 
 
 def _cache_flag(store: Path) -> str:
@@ -163,6 +169,11 @@ def cmd_pipeline(command: str, args: Sequence[str]) -> int:
             for line in atlas_hint(atlas_dir):
                 stdout.print(line, soft_wrap=True, markup=False)
         return code
+    if command == "match":
+        if code == 0 and paths:
+            for line in match_hint(paths[-1]):
+                stdout.print(line, soft_wrap=True, markup=False)
+        return code  # `match` gave its summary on stderr
     if code != 0 or command == "score":
         return code  # `score` said what it scored, on stderr
     code = print_summaries(paths)
