@@ -20,6 +20,7 @@ from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
 from vista_tui.core.model import MapModel
+from vista_tui.tui.widgets.line_styles import BorderedLines
 from vista_tui.tui.widgets.virtual_size import virtual_size_without_relayout
 
 GLYPH_WIDTH = 2
@@ -85,6 +86,7 @@ class ClusterTreeView(OptionList):
 
     def __init__(self, model: MapModel, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
+        self._styles_cache = BorderedLines()  # fewer costs per repainted line (line_styles.py)
         self.model = model
         self.view_root: str = model.root.node_id
         """The node shown at the top (the root, or the subtree zoomed into)."""
