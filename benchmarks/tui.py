@@ -1,11 +1,13 @@
 """TUI figures: cold start in a real terminal, key-to-repaint latency, peak memory.
 
-    .venv/bin/python -m benchmarks.tui [--repeats 5] [--n-big 100000] [--keys 200] [--only abcde] [--profile]
+    .venv/bin/python -m benchmarks.tui [--repeats 5] [--n-big 100000] [--keys 200] [--only abcde] [--profile] [--busy]
 
 Prints medians of --repeats runs and ratios against baselines measured in the same run;
 nothing is asserted. Synthetic maps (tests/helpers/synthetic_map.py) are cached under the temp dir,
 keyed by N and by the generator's source, so reruns skip the ~20 s build of 100k. Every
-figure is wall time on a shared machine: the load average is printed with each part.
+figure is wall time on a shared machine: the load average is printed with each part. --busy runs
+every part beside a one-core busy loop (`while True: pass` in a process of its own), a machine at
+load ≈ 1 more than it had.
 
 (a) Cold start. Each run is a fresh process in its own pseudo-terminal (os.openpty, 80x24
     set with TIOCSWINSZ, TERM=xterm-256color). The clock runs from just before the spawn
@@ -32,8 +34,10 @@ figure is wall time on a shared machine: the load average is printed with each p
     (1/60 s) included. When the key made the contexts list read rows in its worker, the
     latency ends at the last repaint before the first rows were posted (the list drawn
     with placeholder lines), and the time until they are drawn is printed apart as
-    "fill". CPU is the process CPU time per key. Baseline, same method: j/k on a bare
-    OptionList. --profile runs the TUI part under cProfile (UI thread only).
+    "fill". CPU is the process CPU time per key. Keys: tree j/k over the root's children, tree
+    l/h (open a sense, back to it, fold it), then the root's contexts: j and k by line, pagedown
+    and pageup, end and home. Baseline, same method: j/k on a bare OptionList. --profile runs
+    the TUI part under cProfile (UI thread only).
 (c) Peak RSS (ru_maxrss from os.wait4 on a headless run_test child): the minimal Textual
     app; the TUI with the --n-big map just opened; the TUI after `end` on the root's
     contexts, once the last rows are read and drawn (with and without pandas).
@@ -536,7 +540,11 @@ async def latency_vista(store: Path, map_id: str, keys: int, timer: KeyTimer) ->
         for _ in range(keys):
             await press_timed(pilot, timer, "j", "contexts j (line down)")
         for _ in range(keys):
+            await press_timed(pilot, timer, "k", "contexts k (line up)")
+        for _ in range(keys):
             await press_timed(pilot, timer, "pagedown", "contexts pagedown")
+        for _ in range(keys):
+            await press_timed(pilot, timer, "pageup", "contexts pageup")
         await press_timed(pilot, timer, "end", "contexts end (to the last of 100k)")
         await press_timed(pilot, timer, "home", "contexts home")
 
@@ -559,7 +567,7 @@ async def latency_baseline(keys: int, timer: KeyTimer) -> None:
         await settle(app, timer, time.perf_counter())
         for _ in range(0, keys, 5):
             for _ in range(5):
-                await press_timed(pilot, timer, "j", "baseline: bare OptionList j")
+                await press_timed(pilot, timer, "j", BASELINE_ACTION)
             for _ in range(5):
                 await press_timed(pilot, timer, "k", "baseline: bare OptionList k")
 
@@ -593,15 +601,30 @@ def child_latency(store: Path, map_id: str, keys: int, profile: bool) -> None:
     print("RESULT " + json.dumps(result))
 
 
+BASELINE_ACTION = "baseline: bare OptionList j"
+
+
 def print_latencies(figures: dict[str, Any]) -> None:
-    """The latency table of a (b) or (e) child: per action, keys, median, p95, max, CPU, paints per key."""
-    print(f"  {'action':<38} {'keys':>5} {'median':>8} {'p95':>8} {'max':>8} {'CPU':>8} {'paints/key':>10}")
+    """The latency table of a (b) or (e) child: per action, keys, median, p95, max, CPU, paints per key.
+
+    With (b)'s baseline in the figures, also each action's median, p95 and CPU over the bare list's `j`
+    (the same run, so the same load).
+    """
+    base = figures["latency"].get(BASELINE_ACTION)
+    ratios = f" {'x bare: median':>14} {'p95':>5} {'CPU':>5}" if base else ""
+    print(f"  {'action':<38} {'keys':>5} {'median':>8} {'p95':>8} {'max':>8} {'CPU':>8} {'paints/key':>10}{ratios}")
     for action, values in figures["latency"].items():
         ms = [v * 1000 for v in values]
-        print(
+        row = (
             f"  {action:<38} {len(ms):5d} {median(ms):6.1f}ms {p95(ms):6.1f}ms {max(ms):6.1f}ms"
             f" {figures['cpu'][action] * 1000:6.1f}ms {figures['paints_per_key'][action]:10.2f}"
         )
+        if base:
+            row += (
+                f" {median(values) / median(base):14.1f} {p95(values) / p95(base):5.1f}"
+                f" {figures['cpu'][action] / figures['cpu'][BASELINE_ACTION]:5.1f}"
+            )
+        print(row)
     for action, count in figures["no_paint"].items():
         print(f"  {action}: {count} keys painted nothing")
 
@@ -894,9 +917,23 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=200, help="key presses per action in (b) (default: 200)")
     parser.add_argument("--only", default="abcde", help="which parts to run, e.g. 'a' or 'be' (default: abcde)")
     parser.add_argument("--profile", action="store_true", help="(b) under cProfile; prints the top functions")
+    parser.add_argument("--busy", action="store_true", help="run beside a one-core busy loop (load + 1)")
     args = parser.parse_args()
 
     print(f"cores={os.cpu_count()} load={os.getloadavg()[0]:.2f} python={sys.version.split()[0]}", flush=True)
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy else None
+    try:
+        if busy is not None:
+            print(f"busy loop: one core kept busy by process {busy.pid} for the whole run", flush=True)
+        run_parts(args)
+    finally:
+        if busy is not None:
+            busy.kill()
+            busy.wait()
+
+
+def run_parts(args: argparse.Namespace) -> None:
+    """The parts named by --only, in order, each followed by the load average."""
     parts: dict[str, Callable[[], None]] = {}
     if "a" in args.only or "d" in args.only:
         small_store, small_id = bench_store(SMALL_N)

@@ -23,7 +23,6 @@ from vista_tui.core.history import undo_message
 from vista_tui.core.sanitize import sanitize
 from vista_tui.core.triage import TriageFilter, TriageSession, clean_note, next_in_tree_order, parse_filter
 from vista_tui.tui.controllers import MapView
-from vista_tui.tui.dialogs import LineDialog, NoteDialog
 from vista_tui.tui.widgets.cluster_tree import ClusterTreeView
 
 
@@ -129,6 +128,8 @@ class TriageController:
         own = list(annotation.tags) if annotation is not None else []
         suggestions = [*session.tags(), *(f"-{tag}" for tag in own)]
         current = f" (now: {', '.join(own)})" if own else ""
+        from vista_tui.tui.dialogs import LineDialog  # imported after the first frame (MapScreen)
+
         dialog = LineDialog(
             f"Tag {self.view.model.title(node_id)}{current}",
             "Enter adds · -tag removes · → accepts the completion · esc cancels",
@@ -154,6 +155,8 @@ class TriageController:
         if session is None or node_id is None:
             return
         annotation = session.get(node_id)
+        from vista_tui.tui.dialogs import NoteDialog  # imported after the first frame (MapScreen)
+
         dialog = NoteDialog(f"Note on {self.view.model.title(node_id)}", annotation.note if annotation else "")
         self.view.app.push_screen(dialog, lambda value: self._note_entered(node_id, value))
 
@@ -229,6 +232,8 @@ class TriageController:
             self._writable()
             return
         suggestions = [*(f"status:{s}" for s in session.statuses), *(f"tag:{t}" for t in session.tags())]
+        from vista_tui.tui.dialogs import LineDialog  # imported after the first frame (MapScreen)
+
         dialog = LineDialog(
             "Filter the tree",
             "status:<name> or tag:<name> · empty shows every node · esc cancels",

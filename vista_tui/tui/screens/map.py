@@ -44,13 +44,7 @@ from vista_tui.tui.controllers.renders import RenderController
 from vista_tui.tui.controllers.triage import TriageController
 from vista_tui.tui.messages import report_worker_failure
 from vista_tui.tui.palette import NodeCommands
-from vista_tui.tui.screens.context_detail import ContextScreen
-from vista_tui.tui.screens.coverage import CoverageScreen
-from vista_tui.tui.screens.image import ImageScreen
 from vista_tui.tui.screens.loading import map_header
-from vista_tui.tui.screens.matches import OPEN, MatchesScreen
-from vista_tui.tui.screens.split import SplitScreen
-from vista_tui.tui.screens.stats import StatsScreen
 from vista_tui.tui.widgets.cluster_tree import ClusterTreeView
 from vista_tui.tui.widgets.contexts import ContextList
 from vista_tui.tui.widgets.fidelity import FidelityPanel
@@ -288,6 +282,23 @@ class MapScreen(Screen[None]):
             self._read_scores()
         else:
             self.query_one("#labels", LabelsPanel).scores_changed()
+        self.call_after_refresh(self._import_the_rest)
+
+    @work(thread=True, exit_on_error=False, group="imports", description="import the explorer's dialogs")
+    def _import_the_rest(self) -> None:
+        """After the first frame, off the UI thread: the screens and dialogs that keys open.
+
+        The map's first frame does not show them, so the map's worker no longer imports them
+        before it (a fifth of the time from the map's header to the map drawn); imported here,
+        their first key does not wait for them either.
+        """
+        import vista_tui.tui.dialogs
+        import vista_tui.tui.screens.context_detail
+        import vista_tui.tui.screens.coverage
+        import vista_tui.tui.screens.image
+        import vista_tui.tui.screens.matches
+        import vista_tui.tui.screens.split
+        import vista_tui.tui.screens.stats  # noqa: F401
 
     @on(Worker.StateChanged)
     def _worker_state_changed(self, event: Worker.StateChanged) -> None:
@@ -328,10 +339,14 @@ class MapScreen(Screen[None]):
 
     @on(ContextList.Opened)
     def _context_opened(self, event: ContextList.Opened) -> None:
+        from vista_tui.tui.screens.context_detail import ContextScreen  # see _import_the_rest
+
         self.app.push_screen(ContextScreen(self.model, event.row))
 
     def show_image(self, path: Path, sidecar: dict[str, Any]) -> None:
         """A render over the map, drawn with the terminal's best image protocol."""
+        from vista_tui.tui.screens.image import ImageScreen  # see _import_the_rest
+
         self.app.push_screen(ImageScreen(path, sidecar, self.app.image_widget()))
 
     def jump_to(self, node_id: str) -> None:
@@ -356,6 +371,8 @@ class MapScreen(Screen[None]):
 
     def action_coverage(self) -> None:
         """`c`: the published explanation's coverage of the first-level clusters; Enter there selects one."""
+        from vista_tui.tui.screens.coverage import CoverageScreen  # see _import_the_rest
+
         self.app.push_screen(CoverageScreen(self.model), self._coverage_closed)
 
     def _coverage_closed(self, node_id: str | None) -> None:
@@ -366,6 +383,8 @@ class MapScreen(Screen[None]):
 
     def action_stats(self) -> None:
         """`s`: the latent's statistics and the selected node's, in a dialog."""
+        from vista_tui.tui.screens.stats import StatsScreen  # see _import_the_rest
+
         self.app.push_screen(StatsScreen(self.model, self.selected or self.model.root.node_id))
 
     # -- search ------------------------------------------------------------------------------
@@ -591,12 +610,16 @@ class MapScreen(Screen[None]):
         if message is not None:
             self.notify(sanitize(message, 400), severity="warning", timeout=10, markup=False)
             return
+        from vista_tui.tui.screens.matches import MatchesScreen  # see _import_the_rest
+
         self.app.push_screen(MatchesScreen(event.reading), self._match_chosen)
 
     def _match_chosen(self, choice: tuple[str, Any] | None) -> None:
         """Back from the matches: open the chosen latent's map over this one, or side by side with it."""
         if choice is None:
             return
+        from vista_tui.tui.screens.matches import OPEN  # see _import_the_rest
+
         how, match = choice
         if how == OPEN:
             self.app.open_matched_map(match.map_path)  # type: ignore[attr-defined]
@@ -646,6 +669,8 @@ class MapScreen(Screen[None]):
 
     @on(SplitReady)
     def _split_ready(self, event: SplitReady) -> None:
+        from vista_tui.tui.screens.split import SplitScreen  # see _import_the_rest
+
         self.app.push_screen(SplitScreen(self.model, event.other, event.forward, event.backward, self.selected))
 
     def action_children(self) -> None:

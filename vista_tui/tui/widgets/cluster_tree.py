@@ -20,6 +20,7 @@ from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
 from vista_tui.core.model import MapModel
+from vista_tui.tui.widgets.line_styles import BorderedLines
 from vista_tui.tui.widgets.virtual_size import virtual_size_without_relayout
 
 GLYPH_WIDTH = 2
@@ -85,6 +86,7 @@ class ClusterTreeView(OptionList):
 
     def __init__(self, model: MapModel, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
+        self._styles_cache = BorderedLines()  # fewer costs per repainted line (line_styles.py)
         self.model = model
         self.view_root: str = model.root.node_id
         """The node shown at the top (the root, or the subtree zoomed into)."""
@@ -138,9 +140,10 @@ class ClusterTreeView(OptionList):
 
         return sorted(children, key=key)  # stable: ties keep the display order
 
-    def _visible(self) -> list[str]:
+    def _visible(self, top: str | None = None) -> list[str]:
+        """`top` (default: the view's root) and its descendants shown, in tree order."""
         rows: list[str] = []
-        stack = [self.view_root]
+        stack = [top or self.view_root]
         shown = self.shown
         while stack:
             node_id = stack.pop()
@@ -202,6 +205,82 @@ class ClusterTreeView(OptionList):
             keep = next((a for a in reversed(self.model.ancestors(keep)) if a in self._rows), self.view_root)
         self.highlighted = self._rows.index(keep)
 
+    def _splice(self, start: int, stop: int, node_ids: list[str]) -> None:
+        """Replace rows `start:stop` by `node_ids`, as `rebuild` would show them, keeping the other rows' options.
+
+        A fold or an unfold changes the rows below one node only: the rows above keep their
+        options and their painted lines, and only the lines from `start` down are repainted
+        (a full `rebuild` re-made and repainted every row). OptionList has no insert at an index,
+        so its index maps are kept here; its rendered lines are dropped, because they carry
+        each option's index for the mouse.
+        """
+        options = self._options
+        for option in options[start:stop]:
+            del self._id_to_option[option.id]
+            del self._option_to_index[option]
+        new = [Option(self._prompt(node_id, self._width), id=node_id) for node_id in node_ids]
+        options[start:stop] = new
+        self._rows[start:stop] = node_ids
+        for option in new:
+            self._id_to_option[option.id] = option
+        for index in range(start, len(options)):
+            self._option_to_index[options[index]] = index
+        self._mouse_hovering_over = None
+        self._option_render_cache.clear()
+        self._line_cache.clear()
+        self._update_lines()  # the new length: virtual size and scrollbar
+        self._repaint_from(start)
+
+    def _replace_prompt(self, index: int) -> None:
+        """Draw row `index` afresh (its fold marker changed)."""
+        node_id = self._rows[index]
+        option = self._options[index]
+        option._set_prompt(self._prompt(node_id, self._width))
+        self._option_render_cache.clear()
+        self.refresh_line(index)
+
+    def _repaint_from(self, start: int) -> None:
+        """Repaint the lines from row `start` to the bottom of the view (they moved)."""
+        top = round(self.scroll_offset.y)
+        bottom = top + max(1, self.scrollable_content_region.height)
+        first = max(start, top)
+        if first < bottom:
+            self.refresh_lines(first, bottom - first)
+
+    def unfold(self, node_id: str) -> None:
+        """Show `node_id`'s children (and their unfolded descendants) under it; the cursor stays."""
+        if node_id in self.expanded or not self.model.children(node_id):
+            return
+        self.expanded.add(node_id)
+        if node_id not in self._rows:
+            return
+        index = self._rows.index(node_id)
+        cursor = self.highlighted
+        below = self._visible(node_id)[1:]
+        self._replace_prompt(index)
+        self._splice(index + 1, index + 1, below)
+        if cursor is not None and cursor > index:
+            self.highlighted = cursor + len(below)  # the same node, moved down
+
+    def fold(self, node_id: str) -> None:
+        """Hide `node_id`'s descendants; a cursor among them moves to `node_id`."""
+        if node_id not in self.expanded:
+            return
+        shown = len(self._visible(node_id)) - 1 if node_id in self._rows else 0
+        self.expanded.discard(node_id)
+        if node_id not in self._rows:
+            return
+        index = self._rows.index(node_id)
+        cursor = self.highlighted
+        self._replace_prompt(index)
+        self._splice(index + 1, index + 1 + shown, [])
+        if cursor is not None and cursor > index:
+            self.highlighted = index if cursor <= index + shown else cursor - shown
+
+    def move_to(self, node_id: str) -> None:
+        """Put the cursor on a shown node (the rows stay as they are)."""
+        self.highlighted = self._rows.index(node_id)
+
     def select_node(self, node_id: str) -> None:
         """Move the cursor to a node, unfolding its ancestors (and leaving a zoom that hides it)."""
         ancestors = self.model.ancestors(node_id)
@@ -252,32 +331,31 @@ class ClusterTreeView(OptionList):
         if not children:
             self.post_message(self.LeafOpened(node_id))
             return
-        self.expanded.add(node_id)
-        self.rebuild(keep=children[0])
+        self.unfold(node_id)
+        # A filter may hide the first child: the cursor stays on the node then.
+        self.move_to(children[0] if children[0] in self._rows else node_id)
 
     def action_up(self) -> None:
         node_id = self.selected
         if node_id is None:
             return
         if node_id in self.expanded and self.model.children(node_id) and node_id != self.view_root:
-            self.expanded.discard(node_id)
-            self.rebuild(keep=node_id)
+            self.fold(node_id)
             return
         parent = self.model.parent(node_id)
         if parent is None or node_id == self.view_root:
             self.post_message(self.AtTop())  # nothing above: the screen may go back (to an atlas)
             return
-        self.rebuild(keep=parent)
+        self.move_to(parent)
 
     def action_toggle(self) -> None:
         node_id = self.selected
         if node_id is None or not self.model.children(node_id):
             return
         if node_id in self.expanded:
-            self.expanded.discard(node_id)
+            self.fold(node_id)
         else:
-            self.expanded.add(node_id)
-        self.rebuild(keep=node_id)
+            self.unfold(node_id)
 
     def action_select(self) -> None:
         """Enter: the same as open (OptionList binds Enter to select)."""

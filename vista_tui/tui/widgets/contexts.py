@@ -39,6 +39,7 @@ from vista_tui.tui.widgets.context_line import (
     merge_pieces,
     prepare_context,
 )
+from vista_tui.tui.widgets.line_styles import BorderedLines
 from vista_tui.tui.widgets.virtual_size import virtual_size_without_relayout
 
 PLACEHOLDER = "loading…"
@@ -170,6 +171,7 @@ class ContextList(ScrollView, can_focus=True):
 
     def __init__(self, model: MapModel, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
+        self._styles_cache = BorderedLines()  # fewer costs per repainted line (line_styles.py)
         self.model = model
         self.node_id: str | None = None
         """The node whose contexts are shown (None for an arbitrary list of rows)."""
@@ -181,6 +183,8 @@ class ContextList(ScrollView, can_focus=True):
         self._pending: set[int] = set()
         self._failed: set[int] = set()
         self._load_scheduled = False
+        self._frame_view: tuple[int, int] | None = None
+        """(top, width) of the view while `render_lines` draws a frame."""
         self.follow: Callable[[int], None] | None = None
         """Called with the highlighted row whenever it changes, before the next frame."""
         self.row_tint: Callable[[int], Style | None] | None = None
@@ -305,10 +309,18 @@ class ContextList(ScrollView, can_focus=True):
 
     # -- rendering -------------------------------------------------------------------------------
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        """The lines in `crop`; the view's top and width looked up once, not once a line."""
+        self._frame_view = (self.scroll_offset.y, self.scrollable_content_region.width)
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._frame_view = None
+
     def render_line(self, y: int) -> Strip:
         """One visible line: the context at list position scroll_y + y."""
-        index = self.scroll_offset.y + y
-        width = self.scrollable_content_region.width
+        top, width = self._frame_view or (self.scroll_offset.y, self.scrollable_content_region.width)
+        index = top + y
         if not 0 <= index < len(self._rows) or width <= 0:
             return Strip.blank(max(0, width), self.rich_style)
         row = int(self._rows[index])
@@ -345,6 +357,8 @@ class ContextList(ScrollView, can_focus=True):
             # on each repaint (styling, filters, cropping), and most tokens are unshaded.
             for text, kind in merge_pieces(layout_window(context, window, focus_column(width) - PREFIX_WIDTH)):
                 segments.append(Segment(text, styles.focus if kind < 0 else shades[kind]))
+            # The prefix is PREFIX_WIDTH cells and the window exactly `window`: no measuring again.
+            return Strip(segments, width)
         return Strip(segments).adjust_cell_length(width, styles.base)
 
     # -- loading ---------------------------------------------------------------------------------

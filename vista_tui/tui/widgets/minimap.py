@@ -13,20 +13,22 @@ milliseconds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import ClassVar
 
 import numpy as np
 from rich.segment import Segment
 from rich.style import Style as RichStyle
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.reactive import Reactive, reactive
 from textual.strip import Strip
 from textual.widget import Widget
 
 from vista_tui.core.model import MapModel
 from vista_tui.tui.widgets.child_palette import CHILD_COLOURS, child_style
+from vista_tui.tui.widgets.line_styles import BorderedLines
 
 BRAILLE_BASE = 0x2800
 """Code point of the empty braille pattern; a cell's dot bits are added to it."""
@@ -158,6 +160,12 @@ class _Background:
     dots: np.ndarray
     """Dot index of every layout point."""
     bits: np.ndarray
+    nodes: OrderedDict[str | None, tuple[np.ndarray, np.ndarray]] = field(default_factory=OrderedDict)
+    """Per node shown at this size, its frame without the mark: (bits, kinds), newest last (see NODE_FRAMES)."""
+
+
+NODE_FRAMES = 64
+"""Frames of nodes kept per size: walking back to a node shown before costs no pass over its members."""
 
 
 class Minimap(Widget):
@@ -186,20 +194,24 @@ class Minimap(Widget):
     Minimap > .minimap--mark { color: $success; text-style: bold; }
     """
 
-    node_id: Reactive[str | None] = reactive(None, init=False)
+    # Not `repaint`: a change repaints only the rows whose cells changed (see `_repaint_changes`).
+    node_id: Reactive[str | None] = reactive(None, init=False, repaint=False)
     """The node whose members are drawn bright (None: nothing selected)."""
-    marked_row: Reactive[int | None] = reactive(None, init=False)
+    marked_row: Reactive[int | None] = reactive(None, init=False, repaint=False)
     """The context row drawn as a mark (the focused context), or None."""
 
     def __init__(
         self, model: MapModel, *, name: str | None = None, id: str | None = None, classes: str | None = None
     ) -> None:
         super().__init__(name=name, id=id, classes=classes)
+        self._styles_cache = BorderedLines()  # fewer costs per repainted line (line_styles.py)
         self.model = model
         self._background: _Background | None = None
         self._frame: Frame | None = None
         self._frame_key: tuple[Size, str | None, int | None] | None = None
-        self._strips: list[Strip] = []
+        self._strips: list[Strip | None] = []
+        """The styled row of each line of `_frame`, None until drawn (or when the row changed)."""
+        self._styles: dict[int, RichStyle] = {}
         self.child_ranks: np.ndarray | None = None
         """Per context row, the rank of its dominant child in a second SAE (-1: none), or None: no overlay."""
 
@@ -220,6 +232,8 @@ class Minimap(Widget):
     def set_child_ranks(self, ranks: np.ndarray | None) -> None:
         """Colour the shown node's members by their dominant child's rank (`C`); None: the plain map."""
         self.child_ranks = ranks
+        if self._background is not None:
+            self._background.nodes.clear()  # the cached node layers are coloured the other way
         self._frame = None
         self.refresh()
 
@@ -239,13 +253,17 @@ class Minimap(Widget):
             self._background = background
         return background
 
-    def compute_frame(self, cols: int, rows: int) -> Frame:
-        """Cell patterns and kinds for a `cols` × `rows` widget in the current state."""
-        background = self._background_for(cols, rows)
+    def _node_layer(self, background: _Background) -> tuple[np.ndarray, np.ndarray]:
+        """The frame of the shown node without the mark: (bits, kinds), both flat; cached per node."""
+        node_id = self.node_id
+        cached = background.nodes.get(node_id)
+        if cached is not None:
+            background.nodes.move_to_end(node_id)
+            return cached
         viewport = background.viewport
         bits = background.bits.copy()
         kinds = np.where(bits > 0, POINT, EMPTY).astype(np.uint8).ravel()
-        node = self.model.nodes.get(self.node_id) if self.node_id is not None else None
+        node = self.model.nodes.get(node_id) if node_id is not None else None
         if node is not None:
             parent_id = node.parent_id
             if parent_id is not None and parent_id in self.model.nodes:
@@ -257,40 +275,85 @@ class Minimap(Widget):
                 colour_children(kinds, member_dots, self.child_ranks[node.members])
             else:
                 kinds[member_dots[member_dots >= 0] // 8] = SELECTED
+        layer = (bits.ravel(), kinds)
+        background.nodes[node_id] = layer
+        if len(background.nodes) > NODE_FRAMES:
+            background.nodes.popitem(last=False)
+        return layer
+
+    def compute_frame(self, cols: int, rows: int) -> Frame:
+        """Cell patterns and kinds for a `cols` × `rows` widget in the current state."""
+        background = self._background_for(cols, rows)
+        viewport = background.viewport
+        node_bits, node_kinds = self._node_layer(background)
+        bits, kinds = node_bits.copy(), node_kinds.copy()
         if self.marked_row is not None and viewport.side:
             dot = int(background.dots[self.marked_row])
             if dot >= 0:
                 kinds[dot // 8] = MARK
-                bits.ravel()[dot // 8] = FULL_CELL
-        return Frame(bits, kinds.reshape(rows, cols))
+                bits[dot // 8] = FULL_CELL
+        return Frame(bits.reshape(rows, cols), kinds.reshape(rows, cols))
 
     def _current_frame(self) -> Frame:
-        key = (self.size, self.node_id, self.marked_row)
-        if self._frame is None or self._frame_key != key:
-            self._frame = self.compute_frame(self.size.width, self.size.height)
-            self._frame_key = key
-            self._strips = []
+        self._update_frame()
+        assert self._frame is not None
         return self._frame
 
+    def _update_frame(self) -> list[int] | None:
+        """Bring the frame to the current size and state; the rows that changed (None: all of them)."""
+        key = (self.size, self.node_id, self.marked_row)
+        old, old_key = self._frame, self._frame_key
+        if old is not None and old_key == key:
+            return []
+        frame = self.compute_frame(self.size.width, self.size.height)
+        self._frame, self._frame_key = frame, key
+        if old is None or old_key is None or old_key[0] != key[0] or len(self._strips) != len(frame.bits):
+            self._strips = [None] * len(frame.bits)
+            return None
+        # The same size: only the rows whose cells changed are styled (and painted) again.
+        changed = np.flatnonzero((old.bits != frame.bits).any(axis=1) | (old.kinds != frame.kinds).any(axis=1))
+        for y in changed.tolist():
+            self._strips[y] = None
+        return changed.tolist()
+
+    def _repaint_changes(self) -> None:
+        """The node or the mark changed: repaint the rows whose cells changed, not the whole map."""
+        width, height = self.size
+        changed = self._update_frame() if self.is_mounted and width > 0 and height > 0 else None
+        if changed is None:
+            self.refresh()
+            return
+        for y in changed:
+            self.refresh(Region(0, y, width, 1))
+
+    def watch_node_id(self) -> None:
+        self._repaint_changes()
+
+    def watch_marked_row(self) -> None:
+        self._repaint_changes()
+
+    def _kind_styles(self) -> dict[int, RichStyle]:
+        if not self._styles:
+            self._styles = {
+                EMPTY: self.rich_style,
+                POINT: self.get_component_rich_style("minimap--point"),
+                OUTLINE: self.get_component_rich_style("minimap--outline"),
+                SELECTED: self.get_component_rich_style("minimap--selected"),
+                MARK: self.get_component_rich_style("minimap--mark"),
+                CHILD_NONE: self.rich_style + RichStyle(color="#808080"),
+                **{CHILD_BASE + rank: self.rich_style + child_style(rank) for rank in range(len(CHILD_COLOURS))},
+            }
+        return self._styles
+
+    def _row_strip(self, bits: np.ndarray, kinds: np.ndarray, styles: dict[int, RichStyle]) -> Strip:
+        """One row of the frame as a strip: points and spaces of one style in a row make one segment."""
+        text = braille_lines(bits[None, :])[0]
+        starts = np.concatenate([[0], np.flatnonzero(kinds[1:] != kinds[:-1]) + 1, [len(kinds)]]).tolist()
+        return Strip([Segment(text[s:e], styles[int(kinds[s])]) for s, e in pairwise(starts)], len(text))
+
     def _build_strips(self, frame: Frame) -> list[Strip]:
-        base = self.rich_style
-        styles: dict[int, RichStyle] = {
-            EMPTY: base,
-            POINT: self.get_component_rich_style("minimap--point"),
-            OUTLINE: self.get_component_rich_style("minimap--outline"),
-            SELECTED: self.get_component_rich_style("minimap--selected"),
-            MARK: self.get_component_rich_style("minimap--mark"),
-            CHILD_NONE: base + RichStyle(color="#808080"),
-        }
-        if self.child_ranks is not None:
-            styles.update({CHILD_BASE + rank: base + child_style(rank) for rank in range(len(CHILD_COLOURS))})
-        strips: list[Strip] = []
-        for text, kinds in zip(frame.lines, frame.kinds, strict=True):
-            # Points and spaces of one style in a row become one segment.
-            starts = np.concatenate([[0], np.flatnonzero(kinds[1:] != kinds[:-1]) + 1, [len(kinds)]])
-            segments = [Segment(text[s:e], styles[int(kinds[s])]) for s, e in pairwise(starts)]
-            strips.append(Strip(segments, len(text)))
-        return strips
+        styles = self._kind_styles()
+        return [self._row_strip(bits, kinds, styles) for bits, kinds in zip(frame.bits, frame.kinds, strict=True)]
 
     def render_line(self, y: int) -> Strip:
         """One row of braille cells (Textual's line API)."""
@@ -298,16 +361,18 @@ class Minimap(Widget):
         if width <= 0 or height <= 0:
             return Strip.blank(width, self.rich_style)
         frame = self._current_frame()
-        if not self._strips:
-            self._strips = self._build_strips(frame)
-        if 0 <= y < len(self._strips):
-            return self._strips[y]
-        return Strip.blank(width, self.rich_style)
+        if not 0 <= y < len(self._strips):
+            return Strip.blank(width, self.rich_style)
+        strip = self._strips[y]
+        if strip is None:
+            strip = self._strips[y] = self._row_strip(frame.bits[y], frame.kinds[y], self._kind_styles())
+        return strip
 
     def notify_style_update(self) -> None:
         """Styles changed (theme, CSS reload): rebuild the styled strips on the next paint."""
         super().notify_style_update()
-        self._strips = []
+        self._styles = {}
+        self._strips = [None] * len(self._strips)
 
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
         """With `height: auto`, as tall as makes the map square (2 dots per column, 4 per row)."""
