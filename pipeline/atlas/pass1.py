@@ -107,8 +107,11 @@ class TopBuffer:
         return TopBuffer(latents=self.latents[rows], acts=self.acts[rows], keys=self.keys[rows])
 
     @staticmethod
-    def merge(a: TopBuffer, b: TopBuffer) -> TopBuffer:
-        """Per latent the best `width` of both (activation desc, key asc): associative and commutative."""
+    def merge(a: TopBuffer, b: TopBuffer, *, in_place: bool = False) -> TopBuffer:
+        """Per latent the best `width` of both (activation desc, key asc): associative and commutative.
+
+        `in_place`: written into `a`'s arrays (returned), so that a running merge holds no third buffer.
+        """
         import torch  # heavy; a merge follows a scan, which loaded it
 
         if not np.array_equal(a.latents, b.latents) or a.width != b.width:
@@ -116,7 +119,7 @@ class TopBuffer:
                 f"top buffers of different latents or widths cannot merge ({a.latents.size}x{a.width}"
                 f" and {b.latents.size}x{b.width})"
             )
-        acts, keys = np.empty_like(a.acts), np.empty_like(a.keys)
+        acts, keys = (a.acts, a.keys) if in_place else (np.empty_like(a.acts), np.empty_like(a.keys))
         step = max(1, MERGE_BUDGET // (2 * max(1, a.width)))  # in slices of rows: temporaries stay bounded
         for start in range(0, a.latents.size, step):
             rows = slice(start, start + step)
@@ -127,7 +130,7 @@ class TopBuffer:
             )
             best_acts, best_keys = canonical(best_acts, best_keys)
             acts[rows], keys[rows] = best_acts.numpy(), best_keys.numpy()
-        return TopBuffer(latents=a.latents.copy(), acts=acts, keys=keys)
+        return a if in_place else TopBuffer(latents=a.latents.copy(), acts=acts, keys=keys)
 
 
 def best_of(acts: Any, keys: Any, width: int) -> tuple[Any, Any]:
@@ -285,10 +288,13 @@ class Pass1Result:
     """The key of the first token not harvested when max_tokens cut the corpus short (EMPTY_KEY: none)."""
 
 
-def merge_results(a: Pass1Result, b: Pass1Result) -> Pass1Result:
-    """Two shards' results as one: associative and commutative (shards of disjoint documents)."""
+def merge_results(a: Pass1Result, b: Pass1Result, *, in_place: bool = False) -> Pass1Result:
+    """Two shards' results as one: associative and commutative (shards of disjoint documents).
+
+    `in_place`: `a`'s top buffer receives the merge (`a` is not to be used after).
+    """
     return Pass1Result(
-        top=TopBuffer.merge(a.top, b.top),
+        top=TopBuffer.merge(a.top, b.top, in_place=in_place),
         counts=LatentCounts.merge(a.counts, b.counts),
         n_tokens=a.n_tokens + b.n_tokens,
         n_documents=a.n_documents + b.n_documents,
@@ -525,17 +531,28 @@ class _DeviceTop:
             self.cut[part] = torch.where(self.fill[part] == self.width, acts.min(dim=1).values, -torch.inf)
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
-        """Every latent's best `width`, in canonical order, on the host ((L, width), empty slots last)."""
+        """Every latent's best `width`, in canonical order, on the host ((L, width), empty slots last).
+
+        Latents are sorted in groups of about equal fill (the next power of two), each over its own
+        slots only: a few latents that fire on many tokens do not make every row's sort as long as theirs.
+        """
+        import torch  # heavy; the scan loaded it
+
         self.merge((self.fill > self.width).nonzero().squeeze(1))  # the others hold their best already
-        used = int(self.fill.max()) if self.n_latents else 0
+        fill = self.fill.cpu().numpy()
+        sizes = np.where(fill > 0, 1 << np.ceil(np.log2(np.maximum(fill, 1))).astype(np.int64), 0)
+        sizes = np.minimum(sizes, int(fill.max()) if fill.size else 0)  # within the slots set up
         acts = np.empty((self.n_latents, self.width), dtype=np.float32)
         keys = np.empty((self.n_latents, self.width), dtype=np.int64)
-        acts[:, used:], keys[:, used:] = -np.inf, EMPTY_KEY
-        step = max(1, MERGE_BUDGET // max(1, used))
-        for start in range(0, self.n_latents if used else 0, step):
-            part = slice(start, start + step)
-            best_acts, best_keys = canonical(self.all_acts[part, :used], self.all_keys[part, :used])
-            acts[part, :used], keys[part, :used] = best_acts.cpu().numpy(), best_keys.cpu().numpy()
+        for size in np.unique(sizes).tolist():
+            rows = np.flatnonzero(sizes == size)
+            acts[rows, size:], keys[rows, size:] = -np.inf, EMPTY_KEY
+            step = max(1, MERGE_BUDGET // max(1, size))
+            for start in range(0, rows.size if size else 0, step):
+                part = rows[start : start + step]
+                index = torch.from_numpy(part).to(self.fill.device)
+                best_acts, best_keys = canonical(self.all_acts[index, :size], self.all_keys[index, :size])
+                acts[part, :size], keys[part, :size] = best_acts.cpu().numpy(), best_keys.cpu().numpy()
         return acts, keys
 
 
