@@ -2,7 +2,7 @@
 process and on Ray, and peak memory of pass 1's buffer.
 
     .venv/bin/python -m benchmarks.atlas [--tokens 20000,100000] [--repeats 3] [--d-sae 2048,16384]
-                                         [--top-n 4000] [--maps 8] [--map-n 300] [--skip-ray] [--skip-passes]
+                                         [--top-n 4000] [--maps 8] [--map-n 300] [--skip-ray] [--skip-passes] [--skip-pass2]
 
 MiniLM, hook 3, seeded random TopK SAEs, the stdlib docstrings. Prints medians of --repeats runs and
 ratios against baselines measured in the same run, with the machine's 1-minute load average before
@@ -196,6 +196,7 @@ def main() -> None:
     parser.add_argument("--skip-ray", action="store_true")
     parser.add_argument("--skip-maps", action="store_true")
     parser.add_argument("--skip-passes", action="store_true", help="only the maps figure")
+    parser.add_argument("--skip-pass2", action="store_true", help="no pass-2 figure")
     args = parser.parse_args()
     import torch
 
@@ -211,7 +212,7 @@ def main() -> None:
             )
             for name, value in figures.items():
                 print(f"  {name:<28} {value:12.2f}")
-    if not args.skip_passes:
+    if not args.skip_passes and not args.skip_pass2:
         figures = bench_pass2(2048, sizes[0], args.pass2_top_n, args.repeats)
         print(f"\npass 2, d_sae=2048, N={args.pass2_top_n}, median of {args.repeats}")
         for name, value in figures.items():
