@@ -1,11 +1,14 @@
 """Atlas figures: pass-1 throughput against the bare forward + SAE encode, pass 2's cost, maps per hour in
 process and on Ray, and peak memory of pass 1's buffer.
 
-    .venv/bin/python -m benchmarks.atlas [--tokens 40000] [--repeats 3] [--d-sae 2048,16384] [--top-n 4000]
-                                         [--maps 8] [--map-n 300] [--skip-ray] [--skip-passes]
+    .venv/bin/python -m benchmarks.atlas [--tokens 20000,100000] [--repeats 3] [--d-sae 2048,16384]
+                                         [--top-n 4000] [--maps 8] [--map-n 300] [--skip-ray] [--skip-passes] [--skip-pass2]
 
 MiniLM, hook 3, seeded random TopK SAEs, the stdlib docstrings. Prints medians of --repeats runs and
-ratios against baselines measured in the same run; asserts nothing. Peak device memory is CUDA's
+ratios against baselines measured in the same run, with the machine's 1-minute load average before
+and after each figure (a shared machine's load moves the medians); asserts nothing. Pass 1 pays a
+fixed cost at its end (sorting the kept candidates and writing the (latents x candidates) buffer
+to the host), which a short corpus cannot amortise: its throughput is printed per corpus size. Peak device memory is CUDA's
 peak allocation (0 on a CPU machine); peak host memory is this process's maximum RSS growth over the
 run (ru_maxrss), so run the memory figure first in a fresh process for a clean number.
 """
@@ -91,8 +94,13 @@ def bench_pass1(d_sae: int, tokens: int, top_n: int, repeats: int) -> dict[str, 
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    bare, n = median_seconds(repeats, lambda: bare_forward_and_encode(cfg, model, sae))
-    full, first = median_seconds(repeats, lambda: scan(cfg, enumerate(iter_documents(cfg.corpus)), model, sae))
+    bare_runs, full_runs, n, first = [], [], 0, None
+    for _ in range(repeats):  # interleaved, so that a change of load hits both alike
+        seconds, n = median_seconds(1, lambda: bare_forward_and_encode(cfg, model, sae))
+        bare_runs.append(seconds)
+        seconds, first = median_seconds(1, lambda: scan(cfg, enumerate(iter_documents(cfg.corpus)), model, sae))
+        full_runs.append(seconds)
+    bare, full = statistics.median(bare_runs), statistics.median(full_runs)
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss
     return {
         "tokens": float(n),
@@ -173,7 +181,9 @@ def replace_latents(cfg: AtlasHarvestConfig, n: int) -> AtlasHarvestConfig:
 def main() -> None:
     """Parse the options and print every figure."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tokens", type=int, default=40_000, help="corpus tokens per pass (default: 40000)")
+    parser.add_argument(
+        "--tokens", default="20000,100000", help="corpus tokens of pass 1, one figure each (default: 20000,100000)"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="runs per figure, median (default: 3)")
     parser.add_argument("--d-sae", default="2048,16384", help="SAE widths (default: 2048,16384)")
     parser.add_argument(
@@ -186,17 +196,24 @@ def main() -> None:
     parser.add_argument("--skip-ray", action="store_true")
     parser.add_argument("--skip-maps", action="store_true")
     parser.add_argument("--skip-passes", action="store_true", help="only the maps figure")
+    parser.add_argument("--skip-pass2", action="store_true", help="no pass-2 figure")
     args = parser.parse_args()
     import torch
 
     print(f"cores={os.cpu_count()} torch threads={torch.get_num_threads()} load={os.getloadavg()[0]:.2f}")
+    sizes = [int(part) for part in args.tokens.split(",") if part]
     for d_sae in [] if args.skip_passes else [int(part) for part in args.d_sae.split(",") if part]:
-        figures = bench_pass1(d_sae, args.tokens, args.top_n, args.repeats)
-        print(f"\npass 1, d_sae={d_sae}, N={args.top_n} (candidates {2 * args.top_n}), median of {args.repeats}")
-        for name, value in figures.items():
-            print(f"  {name:<28} {value:12.2f}")
-    if not args.skip_passes:
-        figures = bench_pass2(2048, args.tokens, args.pass2_top_n, args.repeats)
+        for tokens in sizes:
+            load = os.getloadavg()[0]
+            figures = bench_pass1(d_sae, tokens, args.top_n, args.repeats)
+            print(
+                f"\npass 1, d_sae={d_sae}, N={args.top_n} (candidates {2 * args.top_n}), {tokens} tokens,"
+                f" median of {args.repeats}; load {load:.2f} before, {os.getloadavg()[0]:.2f} after"
+            )
+            for name, value in figures.items():
+                print(f"  {name:<28} {value:12.2f}")
+    if not args.skip_passes and not args.skip_pass2:
+        figures = bench_pass2(2048, sizes[0], args.pass2_top_n, args.repeats)
         print(f"\npass 2, d_sae=2048, N={args.pass2_top_n}, median of {args.repeats}")
         for name, value in figures.items():
             print(f"  {name:<28} {value:12.3f}")

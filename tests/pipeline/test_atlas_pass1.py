@@ -128,6 +128,24 @@ def test_small_encoding_blocks_change_nothing(
     assert np.array_equal(first.counts.n_fired, again.counts.n_fired)
 
 
+def test_a_small_staging_changes_nothing(
+    first: Pass1Result,
+    dense: DenseTokens,
+    cfg: AtlasHarvestConfig,
+    minilm: M.LoadedModel,
+    sae: Any,
+    corpus: Path,
+    monkeypatch: Any,
+) -> None:
+    # The same encoding blocks (bitwise the same values), offered a dozen tokens at a time: merges all along.
+    monkeypatch.setattr(P1, "STAGE_TOKENS", 1)  # the stage is then a quarter of the candidates
+    monkeypatch.setattr(P1, "MERGE_BUDGET", 4 * cfg.candidates)  # merged a few latents at a time
+    again = scan(cfg, indexed_documents(corpus), minilm, sae)
+    assert_brute(again, dense, cfg.candidates)
+    np.testing.assert_array_equal(again.top.keys, first.top.keys)
+    np.testing.assert_array_equal(again.top.acts, first.top.acts)
+
+
 def test_the_block_size_is_the_single_latent_harvests() -> None:
     assert P1.ENCODE_BUDGET == harvest_step._ENCODE_BUDGET
 

@@ -112,6 +112,27 @@ async def test_o_cycles_the_orders_and_keeps_the_cursor_on_its_latent(atlas: Pat
         assert "sorted by label agreement" in screen_text(app)
 
 
+async def test_an_atlas_with_an_order_opens_in_it_and_o_cycles_back_to_it(tmp_path: Path) -> None:
+    order = (17, 4, 30, 1, 22)  # e.g. the demo's most varied first
+    atlas_dir = build_atlas(tmp_path, "ordered", n=40, maps=(1, 4), order=order)
+    app = VistaApp(Store(tmp_path), atlas_path=atlas_dir)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await until_browser(pilot)
+        view = screen.view
+        rest = [latent for latent in range(40) if latent not in order]
+        assert view.sort_key == "atlas" and shown_latents(screen) == [*order, *rest]
+        assert cursor_latent(screen) == 17 and "sorted by atlas order" in screen_text(app)
+        await pilot.press("down")  # latent 4
+        await pilot.press("o")
+        assert view.sort_key == "latent" and shown_latents(screen) == list(range(40))
+        assert cursor_latent(screen) == 4
+        for _ in range(len(view.sorts) - 1):
+            await pilot.press("o")
+        assert view.sort_key == "atlas" and shown_latents(screen)[:5] == list(order)
+        await pilot.press("O")
+        assert view.sort_key == "agreement"
+
+
 async def test_typing_filters_and_escape_clears(atlas: Path) -> None:
     app = VistaApp(Store(atlas.parent.parent), atlas_path=atlas)
     async with app.run_test(size=SIZE) as pilot:

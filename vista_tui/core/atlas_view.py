@@ -43,6 +43,7 @@ UNREVIEWED = 0
 """Triage rank of a latent whose root has the first status (or no annotation at all)."""
 
 SORTS: tuple[tuple[str, str], ...] = (
+    ("atlas", "atlas order"),
     ("latent", "latent"),
     ("density", "density, densest first"),
     ("max_activation", "max activation, highest first"),
@@ -50,7 +51,8 @@ SORTS: tuple[tuple[str, str], ...] = (
     ("triage", "triage status, triaged first"),
     ("agreement", "label agreement, most agreeing first"),
 )
-"""(key, what the browser says) of each order, in the order `o` cycles through them."""
+"""(key, what the browser says) of each order, in the order `o` cycles through them; "atlas" (the order the
+atlas was asked for, latents.parquet's `order`) only for an atlas that has one (`AtlasView.sorts`)."""
 
 TOKEN_CELL_CHARS = 12
 """A top token in the table is cut to this many characters."""
@@ -164,6 +166,8 @@ class AtlasView:
         self.n_contexts = _numpy(table.column("n_contexts"), np.int64, 0)
         self.fidelity_gain = _numpy(table.column("fidelity_gain"), np.float32, math.nan)
         self.built = _numpy(table.column("built"), np.bool_, False)
+        self.atlas_rank = _numpy(table.column("order"), np.int64, -1)
+        """Per latent: its position in the atlas's order, -1 when none."""
         self.triage_rank = np.where(self.built, UNREAD, NOT_BUILT).astype(np.int16)
         """Per latent: NOT_BUILT, UNREAD, UNREADABLE, UNREVIEWED, or 1 + the status's index past the first."""
         self.triage_status: dict[int, str] = {}
@@ -174,9 +178,10 @@ class AtlasView:
         self._map_id = table.column("map_id").combine_chunks()
         self._error = table.column("error").combine_chunks()
         self._cells: dict[int, LatentCells] = {}
-        self.sort_key = "latent"
+        self.has_atlas_order = bool(np.any(self.atlas_rank >= 0))
+        self.sort_key = "atlas" if self.has_atlas_order else "latent"
         self.filter_text = ""
-        self.order = np.arange(self.n, dtype=np.int64)
+        self.order = self._sorted() if self.has_atlas_order else np.arange(self.n, dtype=np.int64)
         """Rows shown, in display order (sorted, then filtered)."""
 
     # -- text: built on first use (`prepare_text` builds it in a worker) ------------------------------
@@ -298,10 +303,15 @@ class AtlasView:
 
     # -- order and filter --------------------------------------------------------------------
 
+    @property
+    def sorts(self) -> list[str]:
+        """The keys of SORTS this atlas can be ordered by, in `o`'s order ("atlas" only when it has an order)."""
+        return [key for key, _ in SORTS if key != "atlas" or self.has_atlas_order]
+
     def set_sort(self, key: str) -> None:
-        """Order the rows by `key` (one of SORTS), ties by latent; NaN and unknown last."""
-        if key not in dict(SORTS):
-            raise ValueError(f"unknown sort {key!r}; one of {', '.join(k for k, _ in SORTS)}")
+        """Order the rows by `key` (one of `sorts`), ties by latent; NaN and unknown last."""
+        if key not in self.sorts:
+            raise ValueError(f"unknown sort {key!r}; one of {', '.join(self.sorts)}")
         self.sort_key = key
         self._apply()
 
@@ -314,6 +324,9 @@ class AtlasView:
         key = self.sort_key
         if key == "latent":
             return np.argsort(self.latent, kind="stable")
+        if key == "atlas":  # the atlas's order, then the latents it does not place, by latent
+            unplaced = self.atlas_rank < 0
+            return np.lexsort((self.latent, np.where(unplaced, 0, self.atlas_rank), unplaced))
         values: np.ndarray
         if key == "density":
             values = self.density

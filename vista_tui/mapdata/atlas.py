@@ -135,6 +135,9 @@ class LatentRow:
     built: bool = False
     error: str = ""
     """"" or one line: why the latent has no map (never fired, too few contexts, …)."""
+    order: int = -1
+    """The latent's position in the order the atlas was asked for (the demo: most varied first); -1 when
+    the atlas was given no order, or not this latent's."""
 
     def __post_init__(self) -> None:
         if len(self.top_tokens) != len(self.top_counts):
@@ -163,8 +166,13 @@ def latents_schema() -> pa.Schema:
             ("map_id", pa.string()),
             ("built", pa.bool_()),
             ("error", pa.string()),
+            ("order", pa.int32()),
         ]
     )
+
+
+OPTIONAL_COLUMNS = {"order": -1}
+"""Columns an older latents.parquet may lack, with the value each row then gets."""
 
 
 def latents_table(rows: Iterable[LatentRow]) -> pa.Table:
@@ -191,6 +199,7 @@ def latents_table(rows: Iterable[LatentRow]) -> pa.Table:
         "map_id": [row.map_id for row in ordered],
         "built": [bool(row.built) for row in ordered],
         "error": [" ".join(row.error.split()) for row in ordered],  # one line, whatever the writer gave
+        "order": [row.order for row in ordered],
     }
     return pa.table(columns, schema=schema)
 
@@ -213,6 +222,7 @@ def rows_from_table(table: pa.Table) -> list[LatentRow]:
             map_id=row["map_id"] or "",
             built=bool(row["built"]),
             error=row["error"] or "",
+            order=-1 if row["order"] is None else int(row["order"]),
         )
         for row in table.to_pylist()
     ]
@@ -297,6 +307,9 @@ def read_latents(atlas_dir: Path) -> pa.Table:
         raise MapCorruptError(
             f"{LATENTS_FILE} of atlas {atlas_dir.name} is unreadable, truncated or damaged ({why}): {ATLAS_HINT}"
         ) from None
+    for name, value in OPTIONAL_COLUMNS.items():
+        if name not in table.column_names:  # written before the column existed
+            table = table.append_column(name, pa.array([value] * table.num_rows, schema.field(name).type))
     missing = [name for name in schema.names if name not in table.column_names]
     if missing:
         raise MapCorruptError(

@@ -137,6 +137,9 @@ class AtlasTarget(Protocol):
     def sort_by(self, key: str) -> None:
         """Order the table by a `SORTS` key."""
 
+    def sorts(self) -> list[str]:
+        """The `SORTS` keys this atlas can be ordered by."""
+
     async def run_action(self, action: str) -> Any:
         """Run one of the screen's actions (`app.` ones reach the app)."""
 
@@ -161,7 +164,9 @@ class AtlasCommands(Provider):
 
         screen = cast(AtlasTarget, self.screen)
         entries: list[tuple[str, object, str]] = [
-            (f"Sort by {name}", partial(screen.sort_by, key), "o cycles the orders") for key, name in SORTS
+            (f"Sort by {name}", partial(screen.sort_by, key), "o cycles the orders")
+            for key, name in SORTS
+            if key in screen.sorts()
         ]
         for title, action, help_text in ATLAS_ACTIONS:
             entries.append((title, partial(self._run, action), help_text))

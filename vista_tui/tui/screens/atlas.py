@@ -33,7 +33,6 @@ from vista_tui.tui.widgets.footer import ActionFooter
 from vista_tui.tui.widgets.latent_table import LatentTable, heading_text
 
 SORT_NAMES = dict(SORTS)
-SORT_KEYS = [key for key, _ in SORTS]
 
 
 class AtlasScreen(Screen[None]):
@@ -46,7 +45,8 @@ class AtlasScreen(Screen[None]):
             "o",
             "cycle_sort",
             "Sort",
-            tooltip="Next order: latent, density, max activation, fidelity, triage status, label agreement",
+            tooltip="Next order: latent, density, max activation, fidelity, triage status, label agreement,"
+            " and the atlas's own order when it has one",
         ),
         Binding("O", "cycle_sort(-1)", "Previous sort", show=False, tooltip="The order before this one"),
         Binding("f", "filter", "Filter", tooltip="Filter by latent (l702), top tokens, label or explanation"),
@@ -201,15 +201,20 @@ class AtlasScreen(Screen[None]):
         self._show_columns()
         self._show_hint()
 
+    def sorts(self) -> list[str]:
+        """The orders this atlas offers (`AtlasView.sorts`)."""
+        return self.view.sorts
+
     def sort_by(self, key: str) -> None:
-        """Order the table by `key` (one of `SORTS`)."""
+        """Order the table by `key` (one of `sorts`)."""
         self._reorder("sort", key)
         self.notify(f"sorted by {SORT_NAMES[key]}", timeout=2)
 
     def action_cycle_sort(self, step: int = 1) -> None:
         """`o` (`O`): the next (previous) order."""
-        index = SORT_KEYS.index(self.view.sort_key)
-        self.sort_by(SORT_KEYS[(index + step) % len(SORT_KEYS)])
+        keys = self.view.sorts
+        index = keys.index(self.view.sort_key)
+        self.sort_by(keys[(index + step) % len(keys)])
 
     def action_filter(self) -> None:
         """`f`: type into the filter box."""
