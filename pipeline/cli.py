@@ -397,7 +397,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     cfg = DemoConfig.from_args(args)
     store = Store(resolve_store(args.cache))
     with rich_reporter() as report:
-        demo = run_demo(cfg, store, report)
+        demo = run_demo(cfg, store, report, notice=say)
     code = _announce(demo.maps)
     if demo.atlas is None:
         return code
