@@ -13,11 +13,12 @@ from the running Python's standard library, the SAE from the store once trained.
 `vista demo --wide` adds a second SAE, `WIDE_FACTOR` (4) times wider, trained once on the same
 activations (one forward pass for both when neither is cached; a plain demo run before leaves
 only the narrow one, and the wide one then collects them again). It is lazy: the wide SAE's
-training costs about three times the narrow one's (measured on two cores: 3.4 s against 1.1 s per
-step of 1024 tokens), which the first demo's five minutes cannot hold. With it the demo's maps are
-built `--also-sae` the wide SAE (children.json; their layout and tree do not change), and the map of
-the strongest child of the richest of them (most tree nodes) is built in the wide SAE: two maps of
-the same feature, for the explorer's split view.
+training costs 1.5 to 3 times the narrow one's (`benchmarks/demo_wide.py` on two shared cores:
+1.9 s against 1.2 s, and 3.4 s against 1.1 s, per step of 1024 tokens; the demo trains 292
+steps), on top of a first demo that already takes over four minutes: five minutes cannot hold it.
+With it the demo's maps are built `--also-sae` the wide SAE (children.json; their layout and tree
+do not change), and the map of the strongest child of the richest of them (most tree nodes) is
+built in the wide SAE: two maps of the same feature, for the explorer's split view.
 """
 
 from __future__ import annotations
@@ -219,7 +220,7 @@ def _train(
         trained = demo_sae.load(sae_dir)
     if wide_due and wide is not None and wide_dir is not None:
         notice(
-            f"training the wide demo SAE ({wide.d_sae} latents) on first use: about three times the demo SAE's"
+            f"training the wide demo SAE ({wide.d_sae} latents) on first use: 1.5 to 3 times the demo SAE's"
             " training, minutes on two cores; cached for the next run"
         )
         demo_sae.train(wide, wide_dir, progress=report("wide sae", f"wide demo SAE ({wide.d_sae} latents)"), data=data)
