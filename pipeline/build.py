@@ -19,7 +19,7 @@ import pyarrow as pa
 from pipeline import cluster, fidelity, harvest, keywords, layout, models
 from pipeline.corpus import STDLIB_DOCSTRINGS
 from pipeline.harvest.stats import node_stats
-from pipeline.steps import Progress, StepRun, params_of, reuse_or_run, step_id, step_id_of
+from pipeline.steps import Progress, StepRun, make_record, params_of, reuse_or_run, step_id, step_id_of
 from vista_tui.mapdata import (
     NEGATIVES_FILE,
     STATS_FILE,
@@ -29,13 +29,20 @@ from vista_tui.mapdata import (
     MapReader,
     MapWriter,
     SparseCodes,
+    StepRecord,
     Store,
     write_latent_stats,
     write_negatives,
 )
+from vista_tui.mapdata.children import CHILDREN_FILE, map_children, write_children
 
 MIN_CONTEXTS = 10
 """Fewer contexts than this make no map: UMAP and HDBSCAN need a neighbourhood."""
+
+CHILDREN_STEP = "children"
+"""The map's step of `--also-sae` (children.json): SAE B's firings on the harvest's contexts, per node."""
+CHILDREN_VERSION = 1
+CHILDREN_DISTRIBUTIONS = ("torch", "sae-lens")
 
 
 class BuildError(ValueError):
@@ -122,12 +129,18 @@ def _load_or_run_harvest(
             pass  # a damaged cache is rebuilt below
     notice(harvest_notice(cfg, store))
     model, sae = _load_model_and_sae(cfg.harvest, report)
+    also_sae = None
+    if cfg.harvest.children is not None:
+        loading = report("load SAE B", f"loading --also-sae {cfg.harvest.children.sae_description}")
+        also_sae = harvest.load_also_sae(cfg.harvest.children, model.device)
+        loading(1, 1, model.device)
     # The harvest's bar starts once both are loaded: its time is the harvest's, the loads have their own.
     result = harvest.run(
         cfg.harvest,
         progress=report("harvest", "harvest: model + SAE over the corpus"),
         model=model,
         sae=sae,
+        also_sae=also_sae,
         force_hook=cfg.force_hook,
     )
     harvest.save(result, cache_dir)
@@ -280,6 +293,9 @@ def build_map(
 
     harvest_record = result.record_for(latent)
     ids = _step_ids(cfg, harvest_record.step_id)
+    children_record = _children_record(cfg, result, ids)
+    if children_record is not None:
+        ids[CHILDREN_STEP] = children_record.step_id
     previous = None if cfg.force else _existing(map_dir)
     if previous is not None and _up_to_date(previous, ids):
         return BuiltMap(map_id, map_dir, tuple(ids), ())
@@ -341,6 +357,8 @@ def build_map(
 
     runs: dict[str, StepRun[Any]] = {"layout": placed, "cluster": clustered, "keywords": named, "fidelity": measured}
     steps = {"harvest": harvest_record} | {name: done.record for name, done in runs.items()}
+    if children_record is not None:
+        steps[CHILDREN_STEP] = children_record
     nodes, curve = named.output, measured.output
     table = _with_layout(table, placed.output, _leaf_of(nodes, len(context_ids)))
     writer = MapWriter(map_dir)
@@ -350,6 +368,7 @@ def build_map(
     writer.write_fidelity(curve)
     _write_stats(map_dir, latent_harvest, nodes, activations)
     _write_negatives(map_dir, latent_harvest)
+    _write_children(map_dir, result, latent, nodes)
     writer.commit(
         map_id=map_id,
         provenance=result.provenance(latent),
@@ -358,7 +377,39 @@ def build_map(
     )
     reused = ("harvest", *(name for name, done in runs.items() if done.reused))
     computed = tuple(name for name, done in runs.items() if not done.reused)
+    computed += (CHILDREN_STEP,) if children_record is not None else ()
     return BuiltMap(map_id, map_dir, reused, computed)
+
+
+def _children_record(cfg: BuildConfig, result: harvest.HarvestResult, ids: dict[str, str]) -> StepRecord | None:
+    """The map's "children" step record with `--also-sae` (SAE B and k, on the map's harvest), else None."""
+    children = cfg.harvest.children
+    if children is None or result.children is None:
+        return None
+    params = {"sae": children.sae_description, "k": children.k}
+    return make_record(
+        CHILDREN_STEP, CHILDREN_VERSION, params, ids["harvest"], CHILDREN_DISTRIBUTIONS, result.children.seconds
+    )
+
+
+def _write_children(map_dir: Path, result: harvest.HarvestResult, latent: int, nodes: list[ClusterNode]) -> None:
+    """`<map>/children.json` with `--also-sae`: per context row SAE B's firing neighbours, per node (every node of
+    the tree, noise included) which of them dominate it. Without `--also-sae`, no file: a stale one is removed."""
+    found = result.latents[latent].children
+    if result.children is None or found is None:
+        (map_dir / CHILDREN_FILE).unlink(missing_ok=True)
+        return
+    write_children(
+        map_dir,
+        map_children(
+            sae=result.children.sae,
+            d_sae=result.children.d_sae,
+            latent=latent,
+            neighbours=zip(found.neighbours.tolist(), found.cosines.tolist(), strict=True),
+            contexts=found.contexts(),
+            node_members={node.node_id: node.members.tolist() for node in nodes},
+        ),
+    )
 
 
 def _write_stats(
@@ -405,7 +456,13 @@ def _recorded(previous: MapReader, name: str, ids: dict[str, str]) -> bool:
 
 
 def _up_to_date(previous: MapReader, ids: dict[str, str]) -> bool:
-    """Every step has this build's id and every file is whole: nothing to write."""
+    """Every step has this build's id, every file is whole, and children.json is there exactly when this build
+    asks for one (`--also-sae`): nothing to write."""
+    children = CHILDREN_STEP in ids
+    if not children and CHILDREN_STEP in previous.manifest.steps:
+        return False
+    if children != (previous.path / CHILDREN_FILE).is_file():
+        return False
     return all(_recorded(previous, name, ids) for name in ids) and _complete(previous)
 
 

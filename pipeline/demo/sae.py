@@ -23,12 +23,12 @@ import os
 import shutil
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from pipeline.corpus import Document
-from pipeline.demo.activations import collect_activations
+from pipeline.demo.activations import Activations, collect_activations
 from pipeline.demo.latents import LatentStats, gather_latent_stats, load_latent_stats, save_latent_stats
 from pipeline.demo.sae_config import DISTRIBUTIONS, STEP, VERSION, Config, DemoSAEConfig
 from pipeline.models import LoadedModel
@@ -39,6 +39,9 @@ INFO_FILE = "demo_sae.json"
 DONE_FILE = INFO_FILE
 """Written last: a folder without it is an unfinished training run."""
 STATS_FILE = "latent_stats.npz"
+
+WIDE_FACTOR = 4
+"""The demo's wide SAE (`vista demo --wide`) has this many times the latents of the demo SAE."""
 
 _DEAD_WINDOW_TOKENS = 50_000
 """A latent that did not fire on this many consecutive training tokens counts as dead and gets
@@ -93,9 +96,29 @@ class TrainedSAE:
     versions: dict[str, str]
 
 
+def wide_config(cfg: DemoSAEConfig) -> DemoSAEConfig:
+    """The wide SAE's config: `WIDE_FACTOR` times the latents, trained alike on the same activations."""
+    return replace(cfg, d_sae=cfg.d_sae * WIDE_FACTOR)
+
+
 def cache_key(cfg: DemoSAEConfig) -> str:
     """Folder name of the SAE made by `cfg` under `<store>/saes/`: a hash of the config and VERSION."""
     return step_id(STEP, VERSION, params_of(cfg), None)
+
+
+def same_activations(a: DemoSAEConfig, b: DemoSAEConfig) -> bool:
+    """Whether two configs collect the same activations (they differ only in how the SAE is trained)."""
+    reads = (
+        "model",
+        "hook",
+        "corpus",
+        "n_train_tokens",
+        "n_heldout_tokens",
+        "forward_batch_size",
+        "seed",
+        "max_length",
+    )
+    return all(getattr(a, name) == getattr(b, name) for name in reads)
 
 
 def is_done(out_dir: Path | str) -> bool:
@@ -110,17 +133,20 @@ def train(
     progress: Progress = no_progress,
     documents: Iterable[Document] | None = None,
     model: LoadedModel | None = None,
+    data: Activations | None = None,
 ) -> TrainedSAE:
     """Collect activations, train the TopK SAE, evaluate it, and save it to `out_dir` (replaced whole).
 
     Deterministic on the CPU for a given seed and thread count. Writes into a temporary sibling
     folder and renames it, so `out_dir` is either complete or absent. `documents` replaces the
     corpus that `cfg.corpus` names (tests; the cache key does not see it) and `model` may come
-    loaded already.
+    loaded already. `data`: activations collected already for a config that reads the same tokens
+    (`same_activations`), so that two SAEs of different widths train on one forward pass.
     """
     started = time.perf_counter()
     out_dir = Path(out_dir)
-    data = collect_activations(cfg, progress, documents, model)
+    if data is None:
+        data = collect_activations(cfg, progress, documents, model)
     d_model = int(data.activations.shape[1])
     heldout = data.activations[: data.n_heldout]
     training = data.activations[data.n_heldout :]
@@ -298,6 +324,7 @@ __all__ = [
     "STATS_FILE",
     "STEP",
     "VERSION",
+    "WIDE_FACTOR",
     "Config",
     "DemoSAEConfig",
     "TrainedSAE",
@@ -306,5 +333,7 @@ __all__ = [
     "is_done",
     "load",
     "run",
+    "same_activations",
     "train",
+    "wide_config",
 ]

@@ -15,7 +15,7 @@ The step, along its seams (models and SAEs are loaded by `pipeline.models`):
 - `logits`: the decoder direction's top and bottom logits through the model's unembedding (or why none);
 - `preflight`: `check` — the corpus, the model's config.json and the SAE's config, before anything loads;
 - `step`: `run` — one pass of model and SAE over the corpus;
-- `result`: `HarvestResult`, one `LatentHarvest` per latent;
+- `result`: `HarvestResult`, one `LatentHarvest` per latent (with `--also-sae`, its `LatentChildren` in SAE B);
 - `cache`: `save` / `load` of a harvest folder (`DONE_FILE` written last);
 - `throughput`: the harvest timed against the bare model forward.
 
@@ -25,9 +25,17 @@ Callers use the names below: `from pipeline import harvest; harvest.run(harvest.
 from __future__ import annotations
 
 from pipeline.harvest.cache import DONE_FILE, HARVEST_FILE, load, save
-from pipeline.harvest.config import DISTRIBUTIONS, STEP, VERSION, Config, HarvestConfig, HarvestError
-from pipeline.harvest.result import HarvestResult, LatentHarvest
-from pipeline.harvest.step import harvest_documents, prepare, run
+from pipeline.harvest.config import (
+    DISTRIBUTIONS,
+    STEP,
+    VERSION,
+    ChildrenConfig,
+    Config,
+    HarvestConfig,
+    HarvestError,
+)
+from pipeline.harvest.result import ChildrenRun, HarvestResult, LatentChildren, LatentHarvest
+from pipeline.harvest.step import harvest_documents, load_also_sae, prepare, run
 from pipeline.harvest.throughput import Throughput, measure_throughput
 
 __all__ = [
@@ -36,14 +44,18 @@ __all__ = [
     "HARVEST_FILE",
     "STEP",
     "VERSION",
+    "ChildrenConfig",
+    "ChildrenRun",
     "Config",
     "HarvestConfig",
     "HarvestError",
     "HarvestResult",
+    "LatentChildren",
     "LatentHarvest",
     "Throughput",
     "harvest_documents",
     "load",
+    "load_also_sae",
     "measure_throughput",
     "prepare",
     "run",

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.harvest.config import HarvestError
-from pipeline.harvest.result import HarvestResult, LatentHarvest
+from pipeline.harvest.result import ChildrenRun, HarvestResult, LatentChildren, LatentHarvest
 from pipeline.models import first_line
 from vista_tui.mapdata import (
     LatentStats,
@@ -52,6 +52,33 @@ def _codes_name(latent: int) -> str:
     return f"latent_{latent}.codes.npz"
 
 
+def _children_name(latent: int) -> str:
+    """File name of one latent's firings of SAE B (`--also-sae`) in a harvest folder."""
+    return f"latent_{latent}.children.npz"
+
+
+def _write_sparse(handle: Any, codes: SparseCodes) -> None:
+    """Sparse rows as a float32 CSR .npz."""
+    np.savez(
+        handle,
+        indptr=codes.indptr.astype(np.int64),
+        indices=codes.indices.astype(np.int32),
+        values=codes.values.astype(np.float32),
+        n_latents=np.int64(codes.n_latents),
+    )
+
+
+def _read_sparse(path: Path) -> SparseCodes:
+    """What `_write_sparse` wrote."""
+    with np.load(path, allow_pickle=False) as archive:
+        return SparseCodes(
+            indptr=archive["indptr"].astype(np.int64),
+            indices=archive["indices"].astype(np.int32),
+            values=archive["values"].astype(np.float32),
+            n_latents=int(archive["n_latents"]),
+        )
+
+
 def save(result: HarvestResult, out_dir: Path | str) -> Path:
     """Write a harvest to `out_dir`: per latent a parquet + npz, then harvest.json (last: it names them all).
 
@@ -65,18 +92,9 @@ def save(result: HarvestResult, out_dir: Path | str) -> Path:
             out / _contexts_name(latent),
             lambda handle, table=table: pq.write_table(table, handle, row_group_size=8192, compression="zstd"),
         )
-
-        def write_codes(handle: Any, codes: SparseCodes = harvest.codes) -> None:
-            """The latent's codes as a float32 CSR .npz."""
-            np.savez(
-                handle,
-                indptr=codes.indptr.astype(np.int64),
-                indices=codes.indices.astype(np.int32),
-                values=codes.values.astype(np.float32),
-                n_latents=np.int64(codes.n_latents),
-            )
-
-        codes_size = atomic_write(out / _codes_name(latent), write_codes)
+        codes_size = atomic_write(
+            out / _codes_name(latent), lambda handle, codes=harvest.codes: _write_sparse(handle, codes)
+        )
         negatives = None
         if harvest.negatives is not None:
             drawn = harvest.negatives.cast(negatives_schema())
@@ -85,6 +103,17 @@ def save(result: HarvestResult, out_dir: Path | str) -> Path:
                 lambda handle, drawn=drawn: pq.write_table(drawn, handle, compression="zstd"),
             )
             negatives = {"name": _negatives_name(latent), "size": size}
+        children = None
+        if harvest.children is not None:
+            firings = harvest.children.firings
+            size = atomic_write(
+                out / _children_name(latent), lambda handle, firings=firings: _write_sparse(handle, firings)
+            )
+            children = {
+                "neighbours": harvest.children.neighbours.tolist(),
+                "cosines": harvest.children.cosines.tolist(),
+                "firings": {"name": _children_name(latent), "size": size},
+            }
         latents.append(
             {
                 "latent": latent,
@@ -95,6 +124,7 @@ def save(result: HarvestResult, out_dir: Path | str) -> Path:
                 "stats": harvest.stats.to_dict() if harvest.stats is not None else None,
                 "focus_positions": harvest.focus_positions.tolist(),
                 "negatives": negatives,
+                "children": children,
             }
         )
     atomic_write_json(
@@ -113,6 +143,7 @@ def save(result: HarvestResult, out_dir: Path | str) -> Path:
             "never_fired": result.never_fired,
             "latents": latents,
             "record": asdict(result.record),
+            "children": asdict(result.children) if result.children is not None else None,
         },
     )
     return out
@@ -140,15 +171,9 @@ def load(out_dir: Path | str) -> HarvestResult:
         for entry in raw["latents"]:
             latent = int(entry["latent"])
             contexts = _checked(out, entry["contexts"])
-            codes_path = _checked(out, entry["codes"])
             table = pq.read_table(contexts).cast(CONTEXTS_SCHEMA)
-            with np.load(codes_path, allow_pickle=False) as archive:
-                codes = SparseCodes(
-                    indptr=archive["indptr"].astype(np.int64),
-                    indices=archive["indices"].astype(np.int32),
-                    values=archive["values"].astype(np.float32),
-                    n_latents=int(archive["n_latents"]),
-                )
+            codes = _read_sparse(_checked(out, entry["codes"]))
+            children = entry.get("children")
             stats = entry.get("stats")
             negatives = entry.get("negatives")
             harvests[latent] = LatentHarvest(
@@ -159,6 +184,13 @@ def load(out_dir: Path | str) -> HarvestResult:
                 stats=LatentStats.from_dict(stats) if stats is not None else None,
                 focus_positions=np.asarray(entry.get("focus_positions", []), dtype=np.int64),
                 negatives=pq.read_table(_checked(out, negatives)).cast(negatives_schema()) if negatives else None,
+                children=LatentChildren(
+                    neighbours=np.asarray(children["neighbours"], dtype=np.int64),
+                    cosines=np.asarray(children["cosines"], dtype=np.float32),
+                    firings=_read_sparse(_checked(out, children["firings"])),
+                )
+                if children
+                else None,
             )
         return HarvestResult(
             latents=harvests,
@@ -172,6 +204,7 @@ def load(out_dir: Path | str) -> HarvestResult:
             sae=str(raw["sae"]),
             corpus=str(raw["corpus"]),
             record=StepRecord.from_dict(raw["record"]),
+            children=ChildrenRun(**raw["children"]) if raw.get("children") else None,
         )
     except HarvestError:
         raise

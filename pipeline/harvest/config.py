@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -32,6 +32,49 @@ HarvestError = ModelError
 
 The same class as `pipeline.models.ModelError`: a missing model, a bad hook and a torn harvest
 cache are caught alike by whoever runs the harvest."""
+
+
+CHILDREN_K = 8
+"""Decoder neighbours in SAE B of a map's latent whose firings `--also-sae` records (`--children-k`)."""
+
+
+@dataclass(frozen=True)
+class ChildrenConfig:
+    """`--also-sae`: a second SAE (B) of the same hook, whose latents among each harvested latent's `k` nearest
+    decoder directions are recorded where they fire on a kept context's focus token (children.json)."""
+
+    sae_release: str | None = None
+    sae_id: str | None = None
+    sae_path: str | None = None
+    k: int = CHILDREN_K
+
+    def __post_init__(self) -> None:
+        """Raise ValueError naming the first bad field."""
+        check_sae_source(self.sae_release, self.sae_id, self.sae_path, "also_")
+        _positive("children k", self.k)
+
+    @property
+    def sae_description(self) -> str:
+        """How SAE B is named in children.json: "release/sae_id" or the directory (as `HarvestConfig`'s)."""
+        return self.sae_path if self.sae_path is not None else f"{self.sae_release}/{self.sae_id}"
+
+
+def check_sae_source(release: Any, sae_id: Any, path: Any, prefix: str = "") -> None:
+    """Raise ValueError unless the SAE is named one way: release + id, or a path (`prefix` names the fields)."""
+    by_name = release is not None or sae_id is not None
+    if by_name and (release is None or sae_id is None):
+        raise ValueError(
+            f"{prefix}sae_release and {prefix}sae_id go together, got {prefix}sae_release={release!r}"
+            f" {prefix}sae_id={sae_id!r}"
+        )
+    if by_name == (path is not None):
+        raise ValueError(
+            f"give the SAE either as {prefix}sae_release + {prefix}sae_id or as {prefix}sae_path, not both and not"
+            f" neither (got {prefix}sae_release={release!r}, {prefix}sae_id={sae_id!r}, {prefix}sae_path={path!r})"
+        )
+    for name, value in (("sae_release", release), ("sae_id", sae_id), ("sae_path", path)):
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise ValueError(f"{prefix}{name} must be a non-empty string, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -67,6 +110,11 @@ class HarvestConfig:
     """Random examples drawn from each interval (fewer where it holds fewer firings)."""
     negatives: int = 200
     """Windows kept where the latent is 0 on every token, for the explanation scorers (0: none)."""
+    children: ChildrenConfig | None = None
+    """`--also-sae`: also encode the kept contexts' focus tokens with SAE B (None: no second SAE)."""
+
+    OPTIONAL_PARAMS: ClassVar[tuple[str, ...]] = ("children",)
+    """Left out of the step's parameters while None: a harvest without `--also-sae` keeps its id."""
 
     def __post_init__(self) -> None:
         """Coerce the forgiving spellings, then raise ValueError naming the first bad field."""
@@ -95,20 +143,7 @@ class HarvestConfig:
             raise ValueError(f"latents must not repeat, got {duplicates[0]} more than once")
         if not self.corpus or not all(isinstance(source, str) and source for source in self.corpus):
             raise ValueError(f"corpus must name at least one file or python-stdlib-docstrings, got {self.corpus!r}")
-        by_name = self.sae_release is not None or self.sae_id is not None
-        if by_name and (self.sae_release is None or self.sae_id is None):
-            raise ValueError(
-                f"sae_release and sae_id go together, got sae_release={self.sae_release!r} sae_id={self.sae_id!r}"
-            )
-        if by_name == (self.sae_path is not None):
-            raise ValueError(
-                "give the SAE either as sae_release + sae_id or as sae_path, not both and not neither"
-                f" (got sae_release={self.sae_release!r}, sae_id={self.sae_id!r}, sae_path={self.sae_path!r})"
-            )
-        for name in ("sae_release", "sae_id", "sae_path"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, str) or not value.strip()):
-                raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+        check_sae_source(self.sae_release, self.sae_id, self.sae_path)
         _positive("top_n", self.top_n)
         if not isinstance(self.window, int) or isinstance(self.window, bool) or self.window < 0:
             raise ValueError(f"window must be a non-negative integer, got {self.window!r}")
@@ -127,6 +162,8 @@ class HarvestConfig:
         check_quantiles(self.quantiles, self.per_quantile)
         if not isinstance(self.negatives, int) or isinstance(self.negatives, bool) or self.negatives < 0:
             raise ValueError(f"negatives must be a non-negative integer (0: none), got {self.negatives!r}")
+        if self.children is not None and not isinstance(self.children, ChildrenConfig):
+            raise ValueError(f"children must be a ChildrenConfig or None, got {self.children!r}")
 
     @property
     def sae_description(self) -> str:

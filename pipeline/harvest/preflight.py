@@ -11,7 +11,7 @@ after loading, and the harvest's own checks stay as the safety net.
 from __future__ import annotations
 
 from pipeline.corpus import check_corpus
-from pipeline.harvest.config import HarvestConfig, HarvestError
+from pipeline.harvest.config import ChildrenConfig, HarvestConfig, HarvestError
 from pipeline.models import (
     ModelShape,
     SAEShape,
@@ -21,6 +21,7 @@ from pipeline.models import (
     is_transformer_lens_hook,
     read_model_shape,
     read_sae_shape,
+    same_hook,
     spelled_layer,
 )
 
@@ -36,6 +37,8 @@ def check(cfg: HarvestConfig, *, force_hook: bool = False) -> None:
     model = read_model_shape(cfg.model)
     _check_hook(cfg.hook, model)
     sae = read_sae_shape(sae_release=cfg.sae_release, sae_id=cfg.sae_id, sae_path=cfg.sae_path)
+    if cfg.children is not None:
+        _check_children(cfg.children, cfg.hook, model, sae, force_hook)
     if sae is None:
         return  # sae-lens cannot tell without loading: the harvest checks after loading
     too_big = [latent for latent in cfg.latents if sae.d_sae is not None and latent >= sae.d_sae]
@@ -46,6 +49,34 @@ def check(cfg: HarvestConfig, *, force_hook: bool = False) -> None:
         if refusal is not None:
             raise HarvestError(refusal)
     _check_width(cfg.hook, model, sae)
+
+
+def _check_children(
+    children: ChildrenConfig, hook: str, model: ModelShape, sae: SAEShape | None, force_hook: bool
+) -> None:
+    """HarvestError when SAE B (`--also-sae`) reads another width than the map's SAE (or, when that one cannot
+    tell, the hook's block), or was trained on another hook; the harvest checks again after loading."""
+    other = read_sae_shape(sae_release=children.sae_release, sae_id=children.sae_id, sae_path=children.sae_path)
+    if other is None:
+        return
+    width, whose = (sae.d_in, "the map's SAE") if sae is not None and sae.d_in is not None else (None, "")
+    if width is None and spelled_layer(hook) is not None and model.width is not None:
+        width, whose = model.width, f"hook {hook} (config.json)"
+    if other.d_in is not None and width is not None and other.d_in != width:
+        raise HarvestError(also_sae_width_message(children.sae_description, other.d_in, width, whose))
+    if not force_hook and other.hook is not None and not same_hook(hook, other.hook, model.n_layers):
+        raise HarvestError(
+            f"--also-sae {children.sae_description} was trained on hook {other.hook} ({other.source}), not {hook}:"
+            " pick an SAE B of the map's hook, or pass --force-hook to compare them anyway"
+        )
+
+
+def also_sae_width_message(name: str, d_in: int, width: int, whose: str) -> str:
+    """The one line for an `--also-sae` SAE whose input width is not the map's (preflight and harvest alike)."""
+    return (
+        f"--also-sae {name} reads d_in {d_in}, but {whose} reads {width}: pick an SAE B of the same model and hook"
+        " (same d_in)"
+    )
 
 
 def default_hook(*, sae_release: str | None = None, sae_id: str | None = None, sae_path: str | None = None) -> str:

@@ -11,6 +11,41 @@ from pipeline.harvest.config import STEP, VERSION, HarvestError
 from pipeline.steps import step_id
 from vista_tui.mapdata import LatentStats, Provenance, SparseCodes, StepRecord
 
+CHILDREN_PARAM = "children"
+"""The harvest parameter of `--also-sae` (`HarvestConfig.children`)."""
+
+
+@dataclass(frozen=True)
+class LatentChildren:
+    """`--also-sae`: the latent's decoder neighbours in SAE B, and which of them fire on each kept context."""
+
+    neighbours: np.ndarray
+    """int64 (k,): latents of B with the highest decoder cosine to this latent, best first."""
+    cosines: np.ndarray
+    """float32 (k,): their decoder cosines."""
+    firings: SparseCodes
+    """Row i: the neighbours that fire (> 0) on row i's focus token, with B's activations (n_latents: B's d_sae)."""
+
+    def contexts(self) -> list[list[tuple[int, float]]]:
+        """Per context row, its firing neighbours as (latent of B, activation): `map_children`'s `contexts`."""
+        indptr, indices, values = self.firings.indptr, self.firings.indices, self.firings.values
+        return [
+            list(zip(indices[lo:hi].tolist(), values[lo:hi].tolist(), strict=True))
+            for lo, hi in zip(indptr[:-1].tolist(), indptr[1:].tolist(), strict=True)
+        ]
+
+
+@dataclass(frozen=True)
+class ChildrenRun:
+    """`--also-sae`: which SAE B the harvest also encoded with, and what that cost."""
+
+    sae: str
+    """SAE B as the build named it (`ChildrenConfig.sae_description`)."""
+    d_sae: int
+    k: int
+    seconds: float
+    """The neighbours' search and B's encoding of the kept focus tokens, within the harvest's time."""
+
 
 @dataclass(frozen=True)
 class LatentHarvest:
@@ -29,6 +64,8 @@ class LatentHarvest:
     """Row i's focus token position in its model input (empty: not recorded)."""
     negatives: pa.Table | None = None
     """Windows where the latent is 0 on every token (`negatives.parquet`'s schema); None: none drawn."""
+    children: LatentChildren | None = None
+    """`--also-sae`: its neighbours in SAE B firing on each row's focus token; None: harvested without."""
 
     @property
     def n_contexts(self) -> int:
@@ -55,6 +92,8 @@ class HarvestResult:
     sae: str
     corpus: str
     record: StepRecord
+    children: ChildrenRun | None = None
+    """`--also-sae`: SAE B; None when harvested without it."""
 
     def provenance(self, latent: int) -> Provenance:
         """The map provenance of one latent's harvest."""
@@ -76,11 +115,14 @@ class HarvestResult:
 
         A latent's top contexts do not depend on which other latents shared the pass, so its
         map's step id must not either: a rebuild of latent 1 alone reuses what a harvest of
-        latents 1 and 2 made. Same versions, time and other parameters as `record`.
+        latents 1 and 2 made. Nor on `--also-sae` (SAE B changes no context): its parameters
+        are the map's "children" step (`children_record`). Same versions, time and other
+        parameters as `record`.
         """
         if latent not in self.latents:
             raise KeyError(f"latent {latent} was not harvested (harvested: {sorted(self.latents)})")
         params = {**self.record.params, "latents": [latent]}
+        params.pop(CHILDREN_PARAM, None)
         return replace(self.record, params=params, step_id=step_id(STEP, VERSION, params, self.record.upstream))
 
     def never_fired_error(self, latent: int | None = None) -> HarvestError:

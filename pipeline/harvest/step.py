@@ -29,14 +29,16 @@ import numpy as np
 
 from pipeline.corpus import Document, ReadMeter, corpus_bytes, iter_documents
 from pipeline.harvest.batches import Chunk, iter_batches, iter_chunks, pad, pad_token_id, prefetch
-from pipeline.harvest.config import DISTRIBUTIONS, STEP, VERSION, HarvestConfig, HarvestError
+from pipeline.harvest.config import DISTRIBUTIONS, STEP, VERSION, ChildrenConfig, HarvestConfig, HarvestError
 from pipeline.harvest.logits import decoder_logits, with_logits
 from pipeline.harvest.negatives import NegativeSampler, negative_window, token_keys, window_bounds
+from pipeline.harvest.preflight import also_sae_width_message
 from pipeline.harvest.quantiles import QuantileSampler, window_of, with_quantiles
-from pipeline.harvest.result import HarvestResult, LatentHarvest
+from pipeline.harvest.result import ChildrenRun, HarvestResult, LatentChildren, LatentHarvest
 from pipeline.harvest.stats import FiringStats
 from pipeline.harvest.topn import TopN
 from pipeline.harvest.windows import Windows, materialise
+from pipeline.match.cosine import topk_cosines
 from pipeline.models import (
     MINILM,
     HookedForward,
@@ -64,19 +66,20 @@ def run(
     progress: Progress = no_progress,
     model: LoadedModel | None = None,
     sae: Any | None = None,
+    also_sae: Any | None = None,
     force_hook: bool = False,
 ) -> HarvestResult:
     """Harvest the top-N contexts of every requested latent in one pass over the corpus.
 
-    `model` and `sae` may be passed already loaded (tests, benchmarks, several harvests in one
-    process); otherwise they are loaded from `cfg`. Progress is tokens of `max_tokens` when it is
+    `model`, `sae` and (with `cfg.children`) `also_sae`, SAE B, may be passed already loaded
+    (tests, benchmarks, several harvests in one process); otherwise they are loaded from `cfg`. Progress is tokens of `max_tokens` when it is
     set, else bytes of the corpus read. Raises HarvestError / CorpusError; HarvestError too when
     the SAE records another hook than `cfg.hook`, unless `force_hook`.
     """
     meter = ReadMeter(total=corpus_bytes(cfg.corpus))
     documents = iter_documents(cfg.corpus, cfg.text_field, meter)
     return harvest_documents(
-        cfg, documents, progress=progress, model=model, sae=sae, meter=meter, force_hook=force_hook
+        cfg, documents, progress=progress, model=model, sae=sae, also_sae=also_sae, meter=meter, force_hook=force_hook
     )
 
 
@@ -90,6 +93,11 @@ def prepare(cfg: HarvestConfig, model: LoadedModel | None = None, sae: Any | Non
     return loaded, sae
 
 
+def load_also_sae(children: ChildrenConfig, device: str) -> Any:
+    """SAE B of `--also-sae`, on `device`."""
+    return load_sae(sae_release=children.sae_release, sae_id=children.sae_id, sae_path=children.sae_path, device=device)
+
+
 def harvest_documents(
     cfg: HarvestConfig,
     documents: Iterable[Document],
@@ -97,6 +105,7 @@ def harvest_documents(
     progress: Progress = no_progress,
     model: LoadedModel | None = None,
     sae: Any | None = None,
+    also_sae: Any | None = None,
     meter: ReadMeter | None = None,
     force_hook: bool = False,
 ) -> HarvestResult:
@@ -124,6 +133,10 @@ def harvest_documents(
     too_big = [latent for latent in cfg.latents if latent >= d_sae]
     if too_big:
         raise HarvestError(f"latent {too_big[0]} is out of range: the SAE has {d_sae} latents (0..{d_sae - 1})")
+    children = None
+    if cfg.children is not None:
+        b = also_sae.to(device) if also_sae is not None else load_also_sae(cfg.children, device)
+        children = _Children(cfg.children, b, sae, cfg.latents, d_in)
 
     latent_index = torch.as_tensor(cfg.latents, dtype=torch.long, device=device)
     tops = {latent: TopN(cfg.top_n, dedupe=cfg.dedupe) for latent in cfg.latents}
@@ -152,10 +165,12 @@ def harvest_documents(
     with torch.inference_mode(), closing(batches):
         for batch, (input_ids, attention, real) in batches:
             hidden = forward(torch.from_numpy(input_ids).to(device), torch.from_numpy(attention).to(device))
-            tokens = hidden[torch.from_numpy(real).to(device)].to(sae_dtype)
+            real_hidden = hidden[torch.from_numpy(real).to(device)]
+            tokens = real_hidden.to(sae_dtype)
             n_tokens = int(tokens.shape[0])
             latent_acts = np.empty((n_tokens, len(cfg.latents)), dtype=np.float32)
             codes: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+            child_codes: dict[int, tuple[np.ndarray, np.ndarray]] | None = {} if children is not None else None
             windows = Windows(batch, real, cfg.window)
             # Encode in blocks so that a wide SAE never holds more than _ENCODE_BUDGET dense values;
             # each block's new entries take their codes from the same dense values as their activations.
@@ -168,6 +183,8 @@ def harvest_documents(
                 new_rows = np.unique(np.concatenate(entered))
                 if new_rows.size:
                     codes.update(sparse_codes(dense, new_rows, start))
+                    if children is not None and child_codes is not None:
+                        child_codes.update(children.encode(real_hidden, start + new_rows))
             # Shared by every latent's negatives: where each token's window lies, and its key's document part.
             bounds, keys = (window_bounds(windows), token_keys(windows)) if negatives else (None, None)
             for j, latent in enumerate(cfg.latents):
@@ -177,7 +194,7 @@ def harvest_documents(
                 firings[latent].add(latent_acts[:, j], windows.columns)
                 if samplers:
                     samplers[latent].add(latent_acts[:, j], n_seen, partial(window_of, windows, latent_acts[:, j]))
-            materialise(windows, latent_acts, codes, tops, cfg.latents, n_seen)
+            materialise(windows, latent_acts, codes, tops, cfg.latents, n_seen, child_codes)
             n_seen += n_tokens
             _report(progress, cfg.max_tokens, meter, n_seen, counts.get("documents", 0))
     if n_seen == 0:
@@ -187,7 +204,11 @@ def harvest_documents(
 
     harvests = {
         latent: _assemble(
-            latent, tops[latent], d_sae, with_quantiles(firings[latent].result(latent, n_seen), samplers.get(latent))
+            latent,
+            tops[latent],
+            d_sae,
+            with_quantiles(firings[latent].result(latent, n_seen), samplers.get(latent)),
+            children,
         )
         for latent in cfg.latents
     }
@@ -211,7 +232,76 @@ def harvest_documents(
         sae=cfg.sae_description,
         corpus=",".join(cfg.corpus),
         record=record,
+        children=children.run() if children is not None else None,
     )
+
+
+class _Children:
+    """`--also-sae` within a harvest: each latent's decoder neighbours in SAE B, and B's encoding of the kept
+    focus tokens (only those: a wide B is paid for on the few tokens that enter some latent's top N)."""
+
+    def __init__(self, cfg: ChildrenConfig, sae_b: Any, sae_a: Any, latents: tuple[int, ...], d_in: int) -> None:
+        """Check B's width against A's, and find each latent's `cfg.k` nearest decoder directions in B."""
+        import torch  # heavy; already loaded by the caller
+
+        started = time.perf_counter()
+        d_in_b = int(sae_b.cfg.d_in)
+        if d_in_b != d_in:
+            raise HarvestError(also_sae_width_message(cfg.sae_description, d_in_b, d_in, "the map's SAE"))
+        self.cfg, self.sae = cfg, sae_b
+        self.d_sae = int(sae_b.cfg.d_sae)
+        self.dtype = getattr(sae_b, "dtype", None) or next(sae_b.parameters()).dtype
+        with torch.inference_mode():
+            rows = sae_a.W_dec.detach()[torch.as_tensor(latents, dtype=torch.long, device=sae_a.W_dec.device)]
+            indices, cosines = topk_cosines(rows.float().cpu(), sae_b.W_dec.detach().float().cpu(), cfg.k)
+        self.neighbours = {latent: (indices[i], cosines[i]) for i, latent in enumerate(latents)}
+        wanted = np.unique(indices)
+        self.wanted = torch.as_tensor(wanted, dtype=torch.long, device=sae_b.W_dec.device)
+        self.wanted_latents = wanted.astype(np.int32)
+        self.rows_per_block = max(1, _ENCODE_BUDGET // self.d_sae)
+        self.seconds = time.perf_counter() - started
+
+    def encode(self, hidden: Any, rows: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """B's activations of the wanted neighbours that fire (> 0) on batch tokens `rows` of `hidden`, by row:
+        (latents of B int32, activations float32). B is encoded whole (a TopK SAE's code depends on every latent)."""
+        import torch  # heavy; already loaded by the caller
+
+        started = time.perf_counter()
+        found: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for lo in range(0, len(rows), self.rows_per_block):
+            block = rows[lo : lo + self.rows_per_block]
+            selected = hidden.index_select(0, torch.as_tensor(block, dtype=torch.long, device=hidden.device))
+            acts = self.sae.encode(selected.to(self.dtype)).index_select(1, self.wanted).float().cpu().numpy()
+            for row, values in zip(block.tolist(), acts, strict=True):
+                fires = values > 0
+                found[int(row)] = (self.wanted_latents[fires], values[fires].astype(np.float32))
+        self.seconds += time.perf_counter() - started
+        return found
+
+    def of(self, latent: int, rows: list[tuple[np.ndarray, np.ndarray]]) -> LatentChildren:
+        """One latent's children: its neighbours, and per kept row those of them that fire."""
+        neighbours, cosines = self.neighbours[latent]
+        own = np.sort(neighbours)
+        indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+        kept_indices, kept_values = [], []
+        for i, (indices, values) in enumerate(rows):
+            mine = np.isin(indices, own)
+            kept_indices.append(indices[mine])
+            kept_values.append(values[mine])
+            indptr[i + 1] = indptr[i] + int(mine.sum())
+        firings = SparseCodes(
+            indptr=indptr,
+            indices=np.concatenate(kept_indices).astype(np.int32) if rows else np.zeros(0, np.int32),
+            values=np.concatenate(kept_values).astype(np.float32) if rows else np.zeros(0, np.float32),
+            n_latents=self.d_sae,
+        )
+        return LatentChildren(
+            neighbours=neighbours.astype(np.int64), cosines=cosines.astype(np.float32), firings=firings
+        )
+
+    def run(self) -> ChildrenRun:
+        """What the harvest records of B."""
+        return ChildrenRun(sae=self.cfg.sae_description, d_sae=self.d_sae, k=self.cfg.k, seconds=round(self.seconds, 3))
 
 
 def _report(progress: Progress, max_tokens: int | None, meter: ReadMeter | None, n_seen: int, n_documents: int) -> None:
@@ -280,7 +370,9 @@ def sparse_codes(dense: Any, rows: np.ndarray, offset: int) -> dict[int, tuple[n
     }
 
 
-def _assemble(latent: int, top: TopN, d_sae: int, stats: LatentStats) -> LatentHarvest:
+def _assemble(
+    latent: int, top: TopN, d_sae: int, stats: LatentStats, children: _Children | None = None
+) -> LatentHarvest:
     """The latent's kept contexts, highest activation first (ties: first seen first)."""
     order = np.lexsort((top.ords, -top.acts))
     rows = [top.entries[int(top.ords[i])] for i in order]
@@ -305,6 +397,18 @@ def _assemble(latent: int, top: TopN, d_sae: int, stats: LatentStats) -> LatentH
     )
     codes = SparseCodes(indptr=indptr, indices=indices, values=values, n_latents=d_sae)
     focus_positions = np.asarray([context.input_position for context, _ in rows], dtype=np.int64)
+    found = None
+    if children is not None:
+        empty = (np.zeros(0, np.int32), np.zeros(0, np.float32))
+        found = children.of(
+            latent, [context.children if context.children is not None else empty for context, _ in rows]
+        )
     return LatentHarvest(
-        latent=latent, table=table, codes=codes, n_fired=top.n_fired, stats=stats, focus_positions=focus_positions
+        latent=latent,
+        table=table,
+        codes=codes,
+        n_fired=top.n_fired,
+        stats=stats,
+        focus_positions=focus_positions,
+        children=found,
     )

@@ -33,6 +33,9 @@ class TokenContext:
     code_values: np.ndarray
     input_position: int = -1
     """The focus token's position in its model input (0 = the first input token)."""
+    children: tuple[np.ndarray, np.ndarray] | None = None
+    """`--also-sae`: the latents of SAE B (int32) that fire on the focus token among the harvest's wanted
+    neighbours, with their activations (float32); None without a second SAE."""
 
 
 @dataclass

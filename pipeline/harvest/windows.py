@@ -60,8 +60,13 @@ class Windows:
         """`key` of the tokens of an encoding block that starts at batch token `start`."""
         return lambda i: self.key(start + i)
 
-    def context(self, t: int, codes: dict[int, tuple[np.ndarray, np.ndarray]]) -> tuple[TokenContext, int, int]:
-        """Token t's kept context, and its window's bounds."""
+    def context(
+        self,
+        t: int,
+        codes: dict[int, tuple[np.ndarray, np.ndarray]],
+        child_codes: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
+    ) -> tuple[TokenContext, int, int]:
+        """Token t's kept context, and its window's bounds (`child_codes`: SAE B's firings, with `--also-sae`)."""
         pieces, lo, hi = self.span(t)
         row = int(self.rows[t])
         chunk = self.batch[row]
@@ -76,6 +81,7 @@ class Windows:
             code_indices=code_indices,
             code_values=code_values,
             input_position=int(self.columns[t]),
+            children=child_codes[t] if child_codes is not None else None,
         )
         return context, lo, hi
 
@@ -87,15 +93,17 @@ def materialise(
     tops: dict[int, TopN],
     latents: tuple[int, ...],
     base: int,
+    child_codes: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> None:
-    """Build the contexts of the tokens this batch added to some latent's best N."""
+    """Build the contexts of the tokens this batch added to some latent's best N (`child_codes`: SAE B's
+    firings on them, with `--also-sae`)."""
     token_contexts: dict[int, tuple[TokenContext, int, int]] = {}
     for j, latent in enumerate(latents):
         top = tops[latent]
         for ordinal in top.pending(base).tolist():
             t = ordinal - base
             if t not in token_contexts:
-                token_contexts[t] = windows.context(t, codes)
+                token_contexts[t] = windows.context(t, codes, child_codes)
             context, lo, hi = token_contexts[t]
             top.entries[ordinal] = (context, latent_acts[lo:hi, j].copy())
 

@@ -36,3 +36,26 @@ def docstring_corpus(path: Path, n_documents: int) -> Path:
                 break
             handle.write(json.dumps({"id": doc.doc_id, "text": doc.text}) + "\n")
     return path
+
+
+def save_split_sae(path: Path, parent: Path, copies: int = 4, noise: float = 0.05, k: int = 8) -> Path:
+    """A wider TopK SAE saved at `path` whose latent `copies * i + j` is latent i of the SAE at `parent`, its
+    encoder and decoder directions perturbed (seeded): each parent latent's likely children, as a wider SAE
+    trained on the same activations splits it."""
+    import torch
+    from sae_lens import SAE, TopKTrainingSAE, TopKTrainingSAEConfig
+
+    source = SAE.load_from_disk(parent, device="cpu")
+    d_in, d_sae = int(source.cfg.d_in), int(source.cfg.d_sae)
+    torch.manual_seed(1)
+    wide = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=d_in, d_sae=d_sae * copies, k=k))
+    with torch.no_grad():
+        for name in ("W_enc", "W_dec", "b_enc"):
+            parent_weights = getattr(source, name).detach()
+            dim = 1 if name == "W_enc" else 0
+            repeated = parent_weights.repeat_interleave(copies, dim=dim)
+            spread = parent_weights.abs().mean() * noise
+            getattr(wide, name).copy_(repeated + spread * torch.randn_like(repeated))
+        wide.b_dec.copy_(source.b_dec.detach())
+    wide.save_inference_model(path)
+    return path
