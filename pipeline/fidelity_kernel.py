@@ -94,6 +94,7 @@ def _resolve(
     mask = (np.int64(1) << index_bits) - 1
     current = -1
     first = 0
+    t = 0  # ranks only grow along the sorted keys: so does the bucket
     for position in range(keys.shape[0]):
         j = keys[position] & mask
         b = bins[j]
@@ -101,7 +102,6 @@ def _resolve(
             current = b
             first = position
         rank = hist[b] + (position - first)
-        t = 0
         while t < n_k and ks[t] <= rank:
             t += 1
         buckets[j] = t
