@@ -40,11 +40,11 @@ DISTRIBUTIONS = ("numpy", "scipy", "umap-learn", "pynndescent", "numba")
 """Packages whose versions shape the layout, in the order the manifest records them."""
 MIN_POINTS = 3
 SPECTRAL_MIN_POINTS = 10
+"""Below this, UMAP's spectral initialisation is unreliable; start from a seeded random one."""
 SMALL_DATA_EPOCHS = 300
 LARGE_DATA_EPOCHS = 200
 LARGE_DATA = 10_000
 """UMAP's own defaults are 500 epochs up to 10,000 points and 200 beyond; see `default_epochs`."""
-"""Below this, UMAP's spectral initialisation is unreliable; start from a seeded random one."""
 
 
 @dataclass(frozen=True)
