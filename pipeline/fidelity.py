@@ -18,7 +18,7 @@ first swept k_t > p; a pair (i, j) counts for every k_t at or above max(bucket_h
 so one count per bucket and a cumulative sum give m(k) for the whole sweep at once.
 
 By default (`mutual_knn_fraction_blocked`) nothing N x N is ever held: a numba kernel
-(pipeline.fidelity_kernel) takes one row at a time on every core, forms its high-D distances
+(pipeline.row_kernel) takes one row at a time on every core, forms its high-D distances
 from sparse dot products (the same float32 numbers as `vista_distance_matrix`) and its planar
 ones, and buckets both orders with a histogram, sorting only the few neighbours whose bin a
 swept k falls in. Memory is O(nnz + N) plus O(N) per thread. A KD-tree would not help the 2-D
@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from pipeline.distance import _prepare, index_bits, pack_keys, worker_count
+from pipeline.distance import _prepare, index_bits, pack_keys, row_engine, row_kernel, worker_count
 from pipeline.steps import Progress, no_progress
 from vista_tui.mapdata import FidelityCurve, SparseCodes
 
@@ -53,9 +53,6 @@ ROW_CHUNK = 128
 """Rows handled together: bounds the working memory to a few ROW_CHUNK x N arrays."""
 KERNEL_ROWS = 64
 """Rows per task of the blocked kernel: enough tasks to keep every thread busy to the end."""
-DENSE_SHARE = 8
-"""Latents on at least 1/DENSE_SHARE of the rows are added from dense columns (at most
-DENSE_SHARE * nnz / N of them, so at most DENSE_SHARE times the codes' own memory)."""
 
 
 @dataclass(frozen=True)
@@ -193,41 +190,17 @@ def mutual_knn_fraction_blocked(
 ) -> np.ndarray:
     """m(k) for every k in `ks`, like `mutual_knn_fraction` but from the codes, never an N x N array.
 
-    Memory: O(nnz of the codes + N) plus O(N) per thread; see pipeline.fidelity_kernel.
+    Memory: O(nnz of the codes + N) plus O(N) per thread; see pipeline.row_kernel.
     """
-    from pipeline.jit_cache import configure_cache_dir
-
-    configure_cache_dir()  # before numba is imported: the kernel's compiled code is cached on disk
-    # numba takes a second to import and compiles the kernel once per machine: only this path pays.
-    from pipeline.fidelity_kernel import bucket_counts
-
+    kernel = row_kernel()
     prep = _prepare(codes, activations, lam)
     n = prep.n_rows
     if np.shape(xy) != (n, 2):
         raise ValueError(f"xy must be N x 2 with N = {n}, got shape {np.shape(xy)}")
     sweep = _checked_sweep(ks, n)
-    unit = prep.unit
-    postings = unit.tocsc()  # by latent: the rows on each latent, in row order
-    postings.sort_indices()
     points = np.asarray(xy, dtype=np.float32)
-    on_rows = np.diff(postings.indptr)
-    dense = np.flatnonzero(on_rows * DENSE_SHARE >= n)
-    dense_slot = np.full(unit.shape[1], -1, dtype=np.int64)
-    dense_slot[dense] = np.arange(len(dense))
-    dense_columns = np.zeros((len(dense), n), dtype=np.float32)
-    for slot, latent in enumerate(dense):
-        window = slice(postings.indptr[latent], postings.indptr[latent + 1])
-        dense_columns[slot, postings.indices[window]] = postings.data[window]
     arguments = (
-        unit.indptr.astype(np.int64),
-        unit.indices.astype(np.int64),
-        unit.data,
-        postings.indptr.astype(np.int64),
-        postings.indices.astype(np.int64),
-        postings.data,
-        dense_slot,
-        dense_columns,
-        prep.scaled_activation,
+        row_engine(prep),
         np.ascontiguousarray(points[:, 0]),
         np.ascontiguousarray(points[:, 1]),
         sweep,
@@ -236,7 +209,7 @@ def mutual_knn_fraction_blocked(
     chunks = [(start, min(start + KERNEL_ROWS, n)) for start in range(0, n, KERNEL_ROWS)]
     counts = np.zeros(len(sweep) + 1, dtype=np.int64)
     with ThreadPoolExecutor(max_workers=worker_count()) as pool:
-        futures = [pool.submit(bucket_counts, start, stop, *arguments) for start, stop in chunks]
+        futures = [pool.submit(kernel.bucket_counts, start, stop, *arguments) for start, stop in chunks]
         for done, future in enumerate(futures, start=1):
             counts += future.result()
             progress(done, len(chunks), "mutual kNN")

@@ -1,9 +1,10 @@
-"""numba kernel of the fidelity sweep: per row, both neighbour orders bucketed, never a full sort.
+"""numba kernels over rows of the VISTA distance: exact kNN lists and the fidelity sweep's buckets.
 
-Imported only by `pipeline.fidelity.run`, after `pipeline.jit_cache.configure_cache_dir`, so the
-compiled code is cached on disk (cache=True) like UMAP's.
+Imported only through `pipeline.distance.row_kernel`, after `pipeline.jit_cache.configure_cache_dir`,
+so the compiled code is cached on disk (cache=True) like UMAP's.
 
-One row i at a time, with O(N) scratch per thread:
+`nearest_keys` (for `vista_knn`) does step 1 below, then a partition of the row's keys.
+`bucket_counts` (the fidelity sweep) takes one row i at a time, with O(N) scratch per thread:
 
 1. High-D distances to every j, the very float32 numbers of `vista_distance_matrix`: the
    cosine similarity accumulates over i's latents in ascending order, adding v_il * v_jl for
@@ -11,7 +12,7 @@ One row i at a time, with O(N) scratch per thread:
    sparse x dense product forms, term by term in the same order, float32 multiply then add;
    then 1 - s, clipped to [0, 2], plus |scaled_i - scaled_j|, as numpy does it. Latents on
    many rows (the mapped latent is on all of them) are added from a dense column instead, in
-   one contiguous pass (v * 0 = 0 changes no sum); `pipeline.fidelity` picks them.
+   one contiguous pass (v * 0 = 0 changes no sum); `pipeline.distance.row_engine` picks them.
 2. Planar distances to every j: float32 dx*dx + dy*dy, as `planar_sq_distances`.
 3. In each space, every j's bucket: the first swept k_t with rank(j) < k_t, ranks by
    (distance, index). A histogram of the distances over linear bins (monotone in the distance,
@@ -108,18 +109,74 @@ def _resolve(
 
 
 @numba.njit(cache=True, nogil=True)
+def _distance_row(i: int, engine: tuple, out: np.ndarray) -> None:
+    """out[j] = VISTA distance of rows i and j (float32, as `vista_distance_matrix`; see the module doc).
+
+    `engine` is `pipeline.distance.row_engine`'s tuple: the codes by row (indptr, indices, data),
+    by latent (indptr, rows, data), the dense slot of each latent, the dense columns, and the
+    scaled activations.
+    """
+    (
+        unit_indptr,
+        unit_indices,
+        unit_data,
+        postings_indptr,
+        postings_rows,
+        postings_data,
+        dense_slot,
+        dense_columns,
+        scaled_activation,
+    ) = engine
+    n = out.shape[0]
+    zero = np.float32(0.0)
+    one = np.float32(1.0)
+    two = np.float32(2.0)
+    out[:] = zero  # first the cosine similarity
+    for p in range(unit_indptr[i], unit_indptr[i + 1]):
+        latent = unit_indices[p]
+        value = unit_data[p]
+        slot = dense_slot[latent]
+        if slot >= 0:
+            column = dense_columns[slot]
+            for r in range(n):
+                out[r] += value * column[r]
+        else:
+            for q in range(postings_indptr[latent], postings_indptr[latent + 1]):
+                out[postings_rows[q]] += value * postings_data[q]
+    scaled_i = scaled_activation[i]
+    for j in range(n):
+        out[j] = min(max(one - out[j], zero), two) + abs(scaled_i - scaled_activation[j])
+
+
+@numba.njit(cache=True, nogil=True)
+def nearest_keys(
+    row_start: int,
+    row_stop: int,
+    engine: tuple,
+    k: int,
+    index_bits: int,
+) -> np.ndarray:
+    """Each row's k nearest as sorted `pack_keys` keys (distance bits, j), the row itself excluded."""
+    n = engine[0].shape[0] - 1
+    distances = np.empty(n, dtype=np.float32)
+    bits = distances.view(np.int32)  # non-negative floats order like their bit patterns
+    keys = np.empty(n, dtype=np.int64)
+    best = np.empty((row_stop - row_start, k), dtype=np.int64)
+    for i in range(row_start, row_stop):
+        _distance_row(i, engine, distances)
+        for j in range(n):
+            keys[j] = (np.int64(bits[j]) << index_bits) | j
+        keys[i] = np.iinfo(np.int64).max
+        nearest = np.partition(keys, k - 1)[:k] if k < n else keys.copy()
+        best[i - row_start] = np.sort(nearest)
+    return best
+
+
+@numba.njit(cache=True, nogil=True)
 def bucket_counts(
     row_start: int,
     row_stop: int,
-    unit_indptr: np.ndarray,
-    unit_indices: np.ndarray,
-    unit_data: np.ndarray,
-    postings_indptr: np.ndarray,
-    postings_rows: np.ndarray,
-    postings_data: np.ndarray,
-    dense_slot: np.ndarray,
-    dense_columns: np.ndarray,
-    scaled_activation: np.ndarray,
+    engine: tuple,
     x: np.ndarray,
     y: np.ndarray,
     ks: np.ndarray,
@@ -127,10 +184,9 @@ def bucket_counts(
 ) -> np.ndarray:
     """Pairs (i, j), i in [row_start, row_stop), j != i, per bucket max(bucket_hi, bucket_2d).
 
-    Latents with `dense_slot` >= 0 have their column in `dense_columns` (zeros off the posting
-    list): a contiguous pass adds v * 0 = 0 to the others, which changes no sum.
+    `engine`: see `_distance_row`.
     """
-    n = scaled_activation.shape[0]
+    n = engine[0].shape[0] - 1
     n_k = ks.shape[0]
     counts = np.zeros((4, n_k + 1), dtype=np.int64)
     high_d = np.empty(n, dtype=np.float32)  # first the cosine similarity, then the distance
@@ -149,28 +205,11 @@ def bucket_counts(
     pending = np.empty(n, dtype=np.int64)
     high_bits = high_d.view(np.int32)  # non-negative floats order like their bit patterns
     planar_bits = planar.view(np.int32)
-    one = np.float32(1.0)
-    zero = np.float32(0.0)
-    two = np.float32(2.0)
     for i in range(row_start, row_stop):
-        similarity = high_d
-        similarity[:] = zero
-        for p in range(unit_indptr[i], unit_indptr[i + 1]):
-            latent = unit_indices[p]
-            value = unit_data[p]
-            slot = dense_slot[latent]
-            if slot >= 0:
-                column = dense_columns[slot]
-                for r in range(n):
-                    similarity[r] += value * column[r]
-            else:
-                for q in range(postings_indptr[latent], postings_indptr[latent + 1]):
-                    similarity[postings_rows[q]] += value * postings_data[q]
-        scaled_i = scaled_activation[i]
+        _distance_row(i, engine, high_d)
         x_i = x[i]
         y_i = y[i]
         for j in range(n):
-            high_d[j] = min(max(one - high_d[j], zero), two) + abs(scaled_i - scaled_activation[j])
             dx = x_i - x[j]
             dy = y_i - y[j]
             planar[j] = dx * dx + dy * dy
