@@ -44,3 +44,44 @@ def fidelity_dense_reference(
         m.append(shared / (n * k))
     gain = [value - k / (n - 1) for value, k in zip(m, ks, strict=True)]
     return FidelityCurve(n=n, k=ks, k_percent=[100.0 * k / n for k in ks], m=m, gain=gain)
+
+
+def layout_dense_reference(
+    codes: SparseCodes | np.ndarray | sp.spmatrix,
+    activations: np.ndarray,
+    *,
+    lam: float = 1.0,
+    n_neighbors: int = 15,
+    min_dist: float = 0.1,
+    seed: int = 0,
+) -> np.ndarray:
+    """The layout as pipeline.layout made it before version 2: UMAP on the dense N x N matrix.
+
+    metric="precomputed" with its exact kNN lists, UMAP's default epochs (500 below N = 10,000,
+    200 above), seeded and single-threaded; normalised to the unit box like pipeline.layout.
+    """
+    import warnings
+
+    from pipeline.distance import knn_from_matrix
+    from pipeline.jit_cache import import_umap
+    from pipeline.layout import SPECTRAL_MIN_POINTS, _with_self, normalise_to_unit_box
+
+    umap = import_umap()
+    distances = vista_distance_matrix(codes, activations, lam)
+    n_points = distances.shape[0]
+    k = min(n_neighbors, n_points - 1)
+    knn = _with_self(*knn_from_matrix(distances, k - 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        reducer = umap.UMAP(
+            n_neighbors=k,
+            n_components=2,
+            min_dist=min_dist,
+            random_state=seed,
+            init="spectral" if n_points >= SPECTRAL_MIN_POINTS else "random",
+            disconnection_distance=float("inf"),
+            metric="precomputed",
+            precomputed_knn=knn,
+        )
+        embedding = reducer.fit_transform(distances)
+    return normalise_to_unit_box(np.asarray(embedding))

@@ -1,16 +1,19 @@
-"""Time the mutual-kNN gain sweep against the plain dense reference, on synthetic SAE codes.
+"""Time the mutual-kNN gain sweep, before and after the blocked kernel, on synthetic SAE codes.
 
-    python -m benchmarks.bench_fidelity [--n 4000] [--repeat 3] [--no-reference]
+    python -m benchmarks.bench_fidelity [--sizes 4000,20000] [--repeat 3] [--no-reference]
 
-Prints seconds (best of --repeat) for: the VISTA distance matrix, the sweep given that matrix,
-the whole fidelity.run, and benchmarks.baselines.fidelity_dense_reference; and whether the
-fast and the reference curves are identical.
+Per N, medians of --repeat runs, side by side in this process: before = the N x N
+`vista_distance_matrix` and the sweep from it (fidelity.run with `distances`, what run did by
+itself until the blocked kernel); after = fidelity.run (blocked, O(N) per row). Both curves
+must be identical; benchmarks.baselines.fidelity_dense_reference (N <= 4000) checks them too.
+The kernel's first compile (or load from numba's disk cache) is timed apart.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import time
 from collections.abc import Callable
 
@@ -36,6 +39,16 @@ def synthetic_codes(n: int, n_latents: int = 16384, per_row: int = 64, seed: int
     return SparseCodes(indptr, indices, values, n_latents), activations
 
 
+def median_of(repeat: int, work: Callable[[], object]) -> tuple[float, object]:
+    """Median wall time of `repeat` calls, and the last result."""
+    seconds, result = [], None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = work()
+        seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds), result
+
+
 def best_of(repeat: int, work: Callable[[], object]) -> tuple[float, object]:
     """Fastest wall time of `repeat` calls, and the last result."""
     best, result = float("inf"), None
@@ -48,24 +61,33 @@ def best_of(repeat: int, work: Callable[[], object]) -> tuple[float, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=4000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--sizes", default="4000,20000", help="N per comparison (default: 4000,20000)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per figure (median; default: 3)")
     parser.add_argument("--no-reference", action="store_true", help="skip the slow dense reference")
     args = parser.parse_args()
-
-    codes, activations = synthetic_codes(args.n)
-    xy = np.random.default_rng(1).random((args.n, 2)).astype(np.float32)
     cfg = fidelity.FidelityConfig()
-    print(f"N={args.n}  threads={worker_count()}  load average={os.getloadavg()[0]:.2f}")
-    seconds, distances = best_of(args.repeat, lambda: vista_distance_matrix(codes, activations, cfg.lam))
-    print(f"vista_distance_matrix        {seconds:7.3f} s")
-    seconds, _ = best_of(args.repeat, lambda: fidelity.run(cfg, codes, activations, xy, distances=distances))
-    print(f"fidelity.run (matrix given)  {seconds:7.3f} s")
-    seconds, curve = best_of(args.repeat, lambda: fidelity.run(cfg, codes, activations, xy))
-    print(f"fidelity.run                 {seconds:7.3f} s")
-    if not args.no_reference:
-        seconds, reference = best_of(1, lambda: fidelity_dense_reference(cfg, codes, activations, xy))
-        print(f"dense reference              {seconds:7.3f} s   identical: {reference == curve}")
+    print(f"threads={worker_count()}  load average={os.getloadavg()[0]:.2f} (1 min)")
+    codes, activations = synthetic_codes(200)
+    xy = np.random.default_rng(1).random((200, 2)).astype(np.float32)
+    seconds, _ = best_of(1, lambda: fidelity.run(cfg, codes, activations, xy))
+    print(f"first blocked run in this process (numba import + kernel compile or cache load): {seconds:.2f} s")
+    for n in [int(s) for s in args.sizes.split(",") if s]:
+        codes, activations = synthetic_codes(n)
+        xy = np.random.default_rng(1).random((n, 2)).astype(np.float32)
+
+        def before(c: SparseCodes = codes, a: np.ndarray = activations, p: np.ndarray = xy) -> object:
+            return fidelity.run(cfg, c, a, p, distances=vista_distance_matrix(c, a, cfg.lam))
+
+        old, old_curve = median_of(args.repeat, before)
+        new, new_curve = median_of(args.repeat, lambda c=codes, a=activations, p=xy: fidelity.run(cfg, c, a, p))
+        print(
+            f"N={n:>6}  before (N x N matrix + sweep) {old:7.3f} s   after (blocked) {new:7.3f} s   "
+            f"{old / new:5.1f}x   identical: {old_curve == new_curve}   (median of {args.repeat})"
+        )
+        if not args.no_reference and n <= 4000:
+            seconds, reference = best_of(1, lambda c=codes, a=activations, p=xy: fidelity_dense_reference(cfg, c, a, p))
+            print(f"          dense reference {seconds:7.3f} s   identical: {reference == new_curve}")
+    print(f"load average={os.getloadavg()[0]:.2f} (1 min) at the end")
 
 
 if __name__ == "__main__":

@@ -7,13 +7,13 @@ code is all zero has cosine distance 1 to every other row. `max(a)` is the large
 same thing for the non-negative activations of an SAE latent); when every activation is 0
 the activation term vanishes. Cosine distances are clipped to [0, 2] against rounding.
 
-Both entry points share one block engine, so the full matrix and the kNN graph hold the very
-same float32 numbers: the codes' rows are L2-normalised once, the latents no row uses are
-dropped, and square blocks of the similarity matrix are computed as a sparse x dense product
-against a densified block of columns (much faster than a sparse x sparse product, whose
-output is dense anyway since every context shares at least the mapped latent). Only the
-blocks on and above the diagonal are computed; the others are their transposes, so the
-matrix is exactly symmetric.
+The codes' rows are L2-normalised once and the latents no row uses are dropped (`_prepare`).
+`vista_distance_matrix` computes square blocks of the similarity matrix as a sparse x dense
+product against a densified block of columns; only the blocks on and above the diagonal, the
+others are their transposes, so the matrix is exactly symmetric. `vista_knn` (and the fidelity
+sweep) never hold N x N: numba kernels (pipeline.row_kernel) form one row at a time from the
+codes by latent, adding the very terms scipy's product adds, in its order, so every entry is
+the same float32 number as in the matrix (the tests check it bit for bit).
 
 Neighbour order everywhere is by (distance, index): among equal distances the lower row
 index comes first. `pack_keys` makes that order a plain integer sort.
@@ -26,6 +26,7 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from types import ModuleType
 
 import numpy as np
 import scipy.sparse as sp
@@ -36,6 +37,8 @@ DENSE_BLOCK_BYTES = 128 * 2**20
 """Budget for one densified block of code columns (n_used_latents x block floats)."""
 MAX_WORKERS = 4
 """At most this many threads, whatever the machine has."""
+KNN_CHUNK_ROWS = 256
+"""Rows per task of `vista_knn`."""
 
 
 @dataclass(frozen=True)
@@ -255,6 +258,47 @@ def knn_from_matrix(distances: np.ndarray, k: int, chunk_rows: int = 512) -> tup
     return unpack_keys(best, n_rows)
 
 
+DENSE_SHARE = 8
+"""Row kernels add latents on at least 1/DENSE_SHARE of the rows from dense columns (at most
+DENSE_SHARE * nnz / N of them: at most DENSE_SHARE times the codes' own memory)."""
+
+
+def row_kernel() -> ModuleType:
+    """pipeline.row_kernel, its numba code cached on disk (numba takes a second to import: only callers pay)."""
+    from pipeline.jit_cache import configure_cache_dir
+
+    configure_cache_dir()  # before numba is imported
+    from pipeline import row_kernel as kernel
+
+    return kernel
+
+
+def row_engine(prep: _Prepared) -> tuple[np.ndarray, ...]:
+    """The row kernels' `engine` argument: the codes by row and by latent, the dense columns, the activations."""
+    unit = prep.unit
+    n_rows = prep.n_rows
+    postings = unit.tocsc()  # by latent: the rows on each latent, in row order
+    postings.sort_indices()
+    dense = np.flatnonzero(np.diff(postings.indptr) * DENSE_SHARE >= n_rows)
+    dense_slot = np.full(unit.shape[1], -1, dtype=np.int64)
+    dense_slot[dense] = np.arange(len(dense))
+    dense_columns = np.zeros((len(dense), n_rows), dtype=np.float32)
+    for slot, latent in enumerate(dense):
+        window = slice(postings.indptr[latent], postings.indptr[latent + 1])
+        dense_columns[slot, postings.indices[window]] = postings.data[window]
+    return (
+        unit.indptr.astype(np.int64),
+        unit.indices.astype(np.int64),
+        unit.data,
+        postings.indptr.astype(np.int64),
+        postings.indices.astype(np.int64),
+        postings.data,
+        dense_slot,
+        dense_columns,
+        prep.scaled_activation,
+    )
+
+
 def vista_knn(
     codes: SparseCodes | np.ndarray | sp.spmatrix,
     activations: np.ndarray,
@@ -265,30 +309,21 @@ def vista_knn(
     """Exact k nearest neighbours of every row by VISTA distance, the row itself excluded.
 
     Returns (indices int32 N x k, distances float32 N x k), each row sorted by (distance, index).
-    Memory is O(N * k) plus one chunk_rows^2 block and one densified block of columns; the
+    One row at a time on every core (pipeline.row_kernel): memory O(nnz + N * k), and the
     distances equal those of `vista_distance_matrix` bit for bit.
     """
     prep = _prepare(codes, activations, lam)
     n_rows = prep.n_rows
     if not 1 <= k <= n_rows - 1:
         raise ValueError(f"k must be between 1 and N-1 = {n_rows - 1}, got {k}")
-    block = _block_size(prep, chunk_rows)
-    never = np.iinfo(np.int64).max
-    best = np.full((n_rows, k), never, dtype=np.int64)
-
-    def merge(rows: slice, candidates: np.ndarray) -> None:
-        pool = np.concatenate([best[rows], candidates], axis=1)
-        if pool.shape[1] > k:
-            pool = np.partition(pool, k - 1, axis=1)[:, :k]
-        best[rows] = pool
-
-    for rows, cols, values in _iter_upper_blocks(prep, block):
-        keys = pack_keys(values, cols.start, n_rows)
-        if rows.start == cols.start:
-            np.fill_diagonal(keys, never)  # a row is not its own neighbour
-            merge(rows, keys)
-        else:
-            merge(rows, keys)
-            merge(cols, pack_keys(np.ascontiguousarray(values.T), rows.start, n_rows))
-    best.sort(axis=1)
+    chunk = chunk_rows or KNN_CHUNK_ROWS
+    if chunk < 1:
+        raise ValueError(f"chunk_rows must be >= 1, got {chunk}")
+    kernel = row_kernel()
+    arguments = (row_engine(prep), k, index_bits(n_rows))
+    with ThreadPoolExecutor(max_workers=worker_count()) as pool:
+        parts = pool.map(
+            lambda start: kernel.nearest_keys(start, min(start + chunk, n_rows), *arguments), range(0, n_rows, chunk)
+        )
+        best = np.concatenate(list(parts))
     return unpack_keys(best, n_rows)

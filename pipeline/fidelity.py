@@ -13,12 +13,21 @@ index is the nearer; N_k(i) is the first k of that order. High-D distances are t
 values of `vista_distance_matrix`; 2-D distances are compared as float32 squared distances,
 `planar_sq_distances` (same order as Euclidean, one rounding fewer).
 
-How it stays fast (no N x N mask per k, no full argsort): per chunk of rows, both distance rows
-become int64 keys (float bits, index) whose plain order is the tie rule; one partition at the
-largest k and a SIMD sort of that half give each row's nearest k_max in both spaces. Every
-position p of that order belongs to the bucket t of the first swept k_t > p; a pair (i, j)
-counts for every k_t at or above max(bucket_hi, bucket_2d), so one bincount of that max and a
-cumulative sum give m(k) for the whole sweep at once.
+How it stays fast: every position p of a row's neighbour order belongs to the bucket t of the
+first swept k_t > p; a pair (i, j) counts for every k_t at or above max(bucket_hi, bucket_2d),
+so one count per bucket and a cumulative sum give m(k) for the whole sweep at once.
+
+By default (`mutual_knn_fraction_blocked`) nothing N x N is ever held: a numba kernel
+(pipeline.row_kernel) takes one row at a time on every core, forms its high-D distances
+from sparse dot products (the same float32 numbers as `vista_distance_matrix`) and its planar
+ones, and buckets both orders with a histogram, sorting only the few neighbours whose bin a
+swept k falls in. Memory is O(nnz + N) plus O(N) per thread. A KD-tree would not help the 2-D
+side: the sweep reaches k = N/2, so half of every row is needed anyway, and a row of float32
+distances is what fixes the tie order.
+
+Given the N x N matrix (`run(..., distances=...)`), `mutual_knn_fraction` does the same from it,
+per chunk of rows: int64 keys (float bits, index) whose plain order is the tie rule, one
+partition at the largest k and a sort of that part. Both give the same curve.
 """
 
 from __future__ import annotations
@@ -30,18 +39,20 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from pipeline.distance import index_bits, pack_keys, vista_distance_matrix, worker_count
+from pipeline.distance import _prepare, index_bits, pack_keys, row_engine, row_kernel, worker_count
 from pipeline.steps import Progress, no_progress
 from vista_tui.mapdata import FidelityCurve, SparseCodes
 
 STEP = "fidelity"
 VERSION = 1
-DISTRIBUTIONS = ("numpy", "scipy")
+DISTRIBUTIONS = ("numpy", "scipy", "numba")
 """Packages whose versions shape the curve, in the order the manifest records them."""
 MAX_SWEEP = 200
 """Most k values a sweep may hold (buckets are counted in uint8)."""
 ROW_CHUNK = 128
 """Rows handled together: bounds the working memory to a few ROW_CHUNK x N arrays."""
+KERNEL_ROWS = 64
+"""Rows per task of the blocked kernel: enough tasks to keep every thread busy to the end."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +145,15 @@ def _bucket_counts(high_d: np.ndarray, xy: np.ndarray, rows: slice, bucket_of_po
     return np.bincount(pair_bucket.ravel(), minlength=n_buckets)
 
 
+def _checked_sweep(ks: list[int], n: int) -> np.ndarray:
+    sweep = np.asarray(ks, dtype=np.int64)
+    if len(sweep) == 0 or np.any(np.diff(sweep) <= 0) or sweep[0] < 1 or sweep[-1] > n - 1:
+        raise ValueError(f"ks must be increasing integers in [1, {n - 1}], got {ks!r}")
+    if len(sweep) > MAX_SWEEP:
+        raise ValueError(f"at most {MAX_SWEEP} k values, got {len(sweep)}")
+    return sweep
+
+
 def mutual_knn_fraction(
     high_d: np.ndarray, xy: np.ndarray, ks: list[int], progress: Progress = no_progress
 ) -> np.ndarray:
@@ -146,17 +166,50 @@ def mutual_knn_fraction(
         raise ValueError(f"high_d must be square, got shape {high_d.shape}")
     if np.shape(xy) != (n, 2):
         raise ValueError(f"xy must be N x 2 with N = {n}, got shape {np.shape(xy)}")
-    sweep = np.asarray(ks, dtype=np.int64)
-    if len(sweep) == 0 or np.any(np.diff(sweep) <= 0) or sweep[0] < 1 or sweep[-1] > n - 1:
-        raise ValueError(f"ks must be increasing integers in [1, {n - 1}], got {ks!r}")
-    if len(sweep) > MAX_SWEEP:
-        raise ValueError(f"at most {MAX_SWEEP} k values, got {len(sweep)}")
+    sweep = _checked_sweep(ks, n)
     # Position p (0-based) of a neighbour order first counts for the k_t with p < k_t.
     bucket_of_position = np.searchsorted(sweep, np.arange(sweep[-1]), side="right").astype(np.uint8)
     chunks = [slice(start, min(start + ROW_CHUNK, n)) for start in range(0, n, ROW_CHUNK)]
     counts = np.zeros(len(sweep) + 1, dtype=np.int64)
     with ThreadPoolExecutor(max_workers=worker_count()) as pool:
         futures = [pool.submit(_bucket_counts, high_d, xy, rows, bucket_of_position) for rows in chunks]
+        for done, future in enumerate(futures, start=1):
+            counts += future.result()
+            progress(done, len(chunks), "mutual kNN")
+    shared = np.cumsum(counts[:-1])
+    return shared / (n * sweep.astype(np.float64))
+
+
+def mutual_knn_fraction_blocked(
+    codes: SparseCodes | np.ndarray | sp.spmatrix,
+    activations: np.ndarray,
+    lam: float,
+    xy: np.ndarray,
+    ks: list[int],
+    progress: Progress = no_progress,
+) -> np.ndarray:
+    """m(k) for every k in `ks`, like `mutual_knn_fraction` but from the codes, never an N x N array.
+
+    Memory: O(nnz of the codes + N) plus O(N) per thread; see pipeline.row_kernel.
+    """
+    kernel = row_kernel()
+    prep = _prepare(codes, activations, lam)
+    n = prep.n_rows
+    if np.shape(xy) != (n, 2):
+        raise ValueError(f"xy must be N x 2 with N = {n}, got shape {np.shape(xy)}")
+    sweep = _checked_sweep(ks, n)
+    points = np.asarray(xy, dtype=np.float32)
+    arguments = (
+        row_engine(prep),
+        np.ascontiguousarray(points[:, 0]),
+        np.ascontiguousarray(points[:, 1]),
+        sweep,
+        index_bits(n),
+    )
+    chunks = [(start, min(start + KERNEL_ROWS, n)) for start in range(0, n, KERNEL_ROWS)]
+    counts = np.zeros(len(sweep) + 1, dtype=np.int64)
+    with ThreadPoolExecutor(max_workers=worker_count()) as pool:
+        futures = [pool.submit(kernel.bucket_counts, start, stop, *arguments) for start, stop in chunks]
         for done, future in enumerate(futures, start=1):
             counts += future.result()
             progress(done, len(chunks), "mutual kNN")
@@ -175,8 +228,8 @@ def run(
 ) -> FidelityCurve:
     """The mutual-kNN gain curve of layout `xy` against the VISTA distance of codes/activations.
 
-    Pass `distances` (the N x N `vista_distance_matrix` of the same inputs and lam) to skip
-    recomputing it. Memory: that matrix (N^2 * 4 bytes) plus a few ROW_CHUNK x N arrays.
+    Memory O(nnz + N) (see the module doc). Given `distances` (the N x N `vista_distance_matrix`
+    of the same inputs and lam), ranks from it instead: the same curve.
     """
     points = np.asarray(xy, dtype=np.float32)
     n = points.shape[0]
@@ -186,13 +239,14 @@ def run(
         raise ValueError("xy must be finite")
     ks = k_sweep(n, cfg)
     if distances is None:
-        distances = vista_distance_matrix(codes, activations, cfg.lam)
-    elif distances.shape != (n, n):
-        raise ValueError(f"distances must be {n} x {n}, got shape {distances.shape}")
-    high_d = np.asarray(distances, dtype=np.float32)
-    if np.signbit(high_d).any() or not np.isfinite(high_d).all():
-        raise ValueError("distances must be finite and >= +0.0")
-    m = mutual_knn_fraction(high_d, points, ks, progress)
+        m = mutual_knn_fraction_blocked(codes, activations, cfg.lam, points, ks, progress)
+    else:
+        if distances.shape != (n, n):
+            raise ValueError(f"distances must be {n} x {n}, got shape {distances.shape}")
+        high_d = np.asarray(distances, dtype=np.float32)
+        if np.signbit(high_d).any() or not np.isfinite(high_d).all():
+            raise ValueError("distances must be finite and >= +0.0")
+        m = mutual_knn_fraction(high_d, points, ks, progress)
     gain = m - np.asarray(ks, dtype=np.float64) / (n - 1)
     return FidelityCurve(
         n=n,

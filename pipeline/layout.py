@@ -1,15 +1,18 @@
 """Layout step: UMAP of the contexts to 2-D under VISTA's distance.
 
-Up to `precomputed_max` contexts UMAP gets the full distance matrix (metric="precomputed"),
-together with its exact kNN lists (a partition per row, much faster than the full argsort
-UMAP would do). Beyond, it gets only the exact kNN graph (`precomputed_knn`, built blockwise
-by `vista_knn`), so memory stays O(N * n_neighbors) instead of O(N^2). Both paths see the same
-neighbours, so they give the same layout unless the graph falls apart into components (UMAP
-then places the components by the matrix, or by the codes' cosine distance).
+UMAP gets the exact kNN graph by the VISTA distance (`precomputed_knn`, built blockwise by
+`pipeline.distance.vista_knn` on all cores), never the N x N matrix: memory stays
+O(N * n_neighbors) at any N. UMAP's own graph, its spectral initialisation and its SGD use only
+those neighbours. The codes are handed over too (cosine metric) for the one case where UMAP
+looks past the graph: a graph that falls apart into components is laid out by the cosine
+distance of the components' centroids.
 
 Seeded: UMAP runs single-threaded with random_state=seed, so the same input gives the same
-layout. About 5-10 s for N = 4000 on two cores, nearly all in UMAP's 500 epochs of SGD, plus
-15-45 s of numba JIT in a fresh process (numba caches part of it on disk).
+layout (the kNN graph is exact, so its threads change nothing). The SGD is nearly all the time:
+`n_epochs` (`default_epochs`: 300 up to N = 10,000, where UMAP would pick 500) costs about
+0.9 s per 100 epochs at N = 4000 on one core. benchmarks/layout_quality.py shows the maps keep
+their fidelity (maximum mutual-kNN gain) against 500 epochs on the demo and synthetic maps.
+numba's compiled code is cached on disk across processes (pipeline.jit_cache).
 
 The result is normalised to the unit square keeping the aspect ratio: the longer side of the
 bounding box spans exactly [0, 1], the shorter one is centred in [0, 1]. Renders and the TUI's
@@ -26,17 +29,22 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from pipeline.distance import knn_from_matrix, vista_distance_matrix, vista_knn
+from pipeline.distance import vista_knn
+from pipeline.jit_cache import import_umap
 from pipeline.steps import Progress, no_progress
 from vista_tui.mapdata import SparseCodes
 
 STEP = "layout"
-VERSION = 1
+VERSION = 2
 DISTRIBUTIONS = ("numpy", "scipy", "umap-learn", "pynndescent", "numba")
 """Packages whose versions shape the layout, in the order the manifest records them."""
 MIN_POINTS = 3
 SPECTRAL_MIN_POINTS = 10
 """Below this, UMAP's spectral initialisation is unreliable; start from a seeded random one."""
+SMALL_DATA_EPOCHS = 300
+LARGE_DATA_EPOCHS = 200
+LARGE_DATA = 10_000
+"""UMAP's own defaults are 500 epochs up to 10,000 points and 200 beyond; see `default_epochs`."""
 
 
 @dataclass(frozen=True)
@@ -50,8 +58,8 @@ class LayoutConfig:
     min_dist: float = 0.1
     seed: int = 0
     """UMAP's random_state: the same input and seed give the same layout."""
-    precomputed_max: int = 20000
-    """Largest N laid out from the full distance matrix; above it, from the exact kNN graph."""
+    n_epochs: int | None = None
+    """Epochs of UMAP's SGD (its cost grows linearly with them); None: `default_epochs(N)`."""
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.lam) and self.lam >= 0):
@@ -62,8 +70,8 @@ class LayoutConfig:
             raise ValueError(f"min_dist must be a finite number >= 0, got {self.min_dist!r}")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed!r}")
-        if self.precomputed_max < MIN_POINTS:
-            raise ValueError(f"precomputed_max must be >= {MIN_POINTS}, got {self.precomputed_max!r}")
+        if self.n_epochs is not None and self.n_epochs < 1:
+            raise ValueError(f"n_epochs must be >= 1, got {self.n_epochs!r}")
 
 
 Config = LayoutConfig
@@ -83,14 +91,23 @@ def normalise_to_unit_box(xy: np.ndarray) -> np.ndarray:
     return np.clip(scaled, 0.0, 1.0).astype(np.float32)
 
 
-def _umap(cfg: LayoutConfig, n_points: int, n_neighbors: int, **extra: Any) -> Any:
-    # umap (numba, pynndescent) takes seconds to import and JIT; only the layout step pays it.
-    import umap
+def default_epochs(n_points: int) -> int:
+    """300 epochs up to 10,000 contexts, 200 beyond.
 
+    UMAP's own 500 below 10,000 cost 1.7x the SGD time for a maximum mutual-kNN gain within
+    0.01 of 300's on the demo and synthetic maps (benchmarks/layout_quality.py); 200 lost up
+    to 0.02 on the demo maps. Beyond 10,000, UMAP's own 200.
+    """
+    return SMALL_DATA_EPOCHS if n_points <= LARGE_DATA else LARGE_DATA_EPOCHS
+
+
+def _umap(cfg: LayoutConfig, n_points: int, n_neighbors: int, **extra: Any) -> Any:
+    umap = import_umap()
     return umap.UMAP(
         n_neighbors=n_neighbors,
         n_components=2,
         min_dist=cfg.min_dist,
+        n_epochs=cfg.n_epochs if cfg.n_epochs is not None else default_epochs(n_points),
         random_state=cfg.seed,
         init="spectral" if n_points >= SPECTRAL_MIN_POINTS else "random",
         # VISTA distances go up to 1 + lam: never cut edges for being "too far".
@@ -111,28 +128,18 @@ def run(
     if n_points < MIN_POINTS:
         raise ValueError(f"a layout needs at least {MIN_POINTS} contexts, got {n_points}")
     n_neighbors = min(cfg.n_neighbors, n_points - 1)
+    progress(0, 3, "exact kNN graph")
+    knn = _with_self(*vista_knn(codes, activations, cfg.lam, n_neighbors - 1))
+    progress(1, 3, "umap (kNN graph)")
+    # The codes only matter to UMAP if the kNN graph falls apart into components: it then
+    # places them by the cosine distance of their centroids.
+    data = codes if sp.issparse(codes) else _csr(codes)
     with warnings.catch_warnings():
-        # umap warns that random_state disables parallelism and, for the kNN path, that
-        # transform() is unavailable: both are the intended trade.
+        # umap warns that random_state disables parallelism and that transform() is unavailable
+        # with a precomputed kNN graph: both are the intended trade.
         warnings.filterwarnings("ignore", category=UserWarning, module="umap")
-        if n_points <= cfg.precomputed_max:
-            progress(0, 3, "distance matrix")
-            distances = vista_distance_matrix(codes, activations, cfg.lam)
-            # UMAP would argsort every row of the matrix for its kNN; a partition is much faster.
-            knn = _with_self(*knn_from_matrix(distances, n_neighbors - 1))
-            progress(1, 3, "umap (precomputed distances)")
-            reducer = _umap(cfg, n_points, n_neighbors, metric="precomputed", precomputed_knn=knn)
-            embedding = reducer.fit_transform(distances)
-            del distances
-        else:
-            progress(0, 3, "exact kNN graph")
-            knn = _with_self(*vista_knn(codes, activations, cfg.lam, n_neighbors - 1))
-            progress(1, 3, "umap (kNN graph)")
-            # The codes only matter to UMAP if the kNN graph falls apart into components: it then
-            # places them by the cosine distance of their centroids.
-            data = codes if sp.issparse(codes) else _csr(codes)
-            reducer = _umap(cfg, n_points, n_neighbors, metric="cosine", precomputed_knn=knn)
-            embedding = reducer.fit_transform(data)
+        reducer = _umap(cfg, n_points, n_neighbors, metric="cosine", precomputed_knn=knn)
+        embedding = reducer.fit_transform(data)
     embedding = np.asarray(embedding)
     if not np.all(np.isfinite(embedding)):
         raise RuntimeError("UMAP left some contexts without a position (non-finite layout)")

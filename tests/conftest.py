@@ -15,17 +15,36 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def numba_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One numba disk cache for the whole test session, shared with every process it starts.
+
+    pipeline.jit_cache caches UMAP's compiled code under $NUMBA_CACHE_DIR: the first process
+    that lays out compiles (15-45 s), the CLI subprocesses and Ray workers started afterwards
+    load it. Set before any test runs (and before Ray starts its workers); a $NUMBA_CACHE_DIR
+    given from outside (a CI cache kept between runs) is used as it is.
+    """
+    from pipeline.jit_cache import ENV, configure_cache_dir
+
+    if not os.environ.get(ENV):
+        os.environ[ENV] = str(tmp_path_factory.getbasetemp() / "numba-cache")
+    directory = configure_cache_dir()
+    assert directory is not None, f"the test session's numba cache {os.environ[ENV]} is not writable"
+    return directory
+
+
 @pytest.fixture(scope="session")
 def umap_warm() -> None:
-    """Fit UMAP once on tiny data, so numba's JIT (15-45 s per process) is paid once per session.
+    """Fit UMAP once on tiny data, so numba's JIT is paid (or loaded from the cache) once per session.
 
-    Request it in any test that runs UMAP; it also covers pipeline.layout's kNN-graph path,
-    which compiles nothing the precomputed path has not.
+    Request it in any test that runs UMAP.
     """
     # umap (numba, pynndescent) is heavy to import: only sessions that lay out pay for it.
     import warnings
 
-    import umap
+    from pipeline.jit_cache import import_umap
+
+    umap = import_umap()
 
     rng = np.random.default_rng(0)
     points = rng.random((24, 3))

@@ -1,6 +1,8 @@
-"""Mutual-kNN gain: the bucketed sweep against neighbour sets built one by one."""
+"""Mutual-kNN gain: the blocked sweep against neighbour sets built one by one and the dense path."""
 
 from __future__ import annotations
+
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -71,6 +73,45 @@ def test_precomputed_distances_are_used_as_given() -> None:
     cfg = FidelityConfig()
     distances = vista_distance_matrix(codes, activations, cfg.lam)
     assert fidelity.run(cfg, codes, activations, xy, distances=distances) == fidelity.run(cfg, codes, activations, xy)
+
+
+def tied_map(n: int, seed: int) -> tuple[SparseCodes, np.ndarray, np.ndarray]:
+    """A map full of exact ties in both spaces: repeated code rows, repeated activations, points on a grid.
+
+    The blocked kernel ranks most neighbours by histogram bin and sorts only the bins a swept k
+    falls in; ties sit in one bin, so they exercise the (distance, index) rule there.
+    """
+    rng = np.random.default_rng(seed)
+    distinct = make_codes(n // 6, 12, 3, seed=seed)
+    codes = distinct.take(rng.integers(0, n // 6, size=n))
+    activations = rng.integers(1, 5, size=n).astype(np.float32)
+    xy = rng.integers(0, 7, size=(n, 2)).astype(np.float32) / 8
+    return codes, activations, xy
+
+
+@pytest.mark.parametrize(("n", "seed", "lam"), [(300, 10, 1.0), (451, 11, 0.0), (600, 12, 2.5)])
+def test_blocked_sweep_equals_the_dense_path_with_ties(n: int, seed: int, lam: float) -> None:
+    # Both rank the same float32 distances by (distance, index): equal curves, ties or not.
+    codes, activations, xy = tied_map(n, seed)
+    cfg = FidelityConfig(lam=lam)
+    dense = fidelity.run(cfg, codes, activations, xy, distances=vista_distance_matrix(codes, activations, lam))
+    assert fidelity.run(cfg, codes, activations, xy) == dense
+    assert fidelity.run(cfg, codes, activations, xy) == fidelity_dense_reference(cfg, codes, activations, xy)
+
+
+def test_blocked_sweep_has_no_n_by_n_array() -> None:
+    n = 3000
+    codes, activations, xy = related_map(n, 13)
+    cfg = FidelityConfig()
+    fidelity.run(cfg, codes.take(np.arange(50)), activations[:50], xy[:50])  # compile (or load) the kernel first
+    tracemalloc.start()
+    try:
+        curve = fidelity.run(cfg, codes, activations, xy)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert curve.n == n
+    assert peak < n * n * 4 / 8  # an N x N float32 matrix would be 36 MB
 
 
 def test_a_layout_equal_to_the_data_scores_one() -> None:

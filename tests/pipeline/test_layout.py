@@ -1,14 +1,17 @@
-"""Layout: seeded UMAP under the VISTA distance, both the matrix and the kNN-graph paths.
+"""Layout: seeded UMAP on the exact kNN graph of the VISTA distance.
 
 UMAP is slow to JIT: every test here requests the session's `umap_warm` and stays tiny.
 """
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 
-from pipeline import layout
+from benchmarks.baselines import layout_dense_reference
+from pipeline import fidelity, layout
 from pipeline.layout import LayoutConfig, normalise_to_unit_box
 from vista_tui.mapdata import SparseCodes
 
@@ -59,12 +62,42 @@ def test_seeded_layout_is_reproducible_and_separates_groups() -> None:
     assert min(gaps) > 2 * spread
 
 
+def connected_groups(per_group: int, groups: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Like `grouped_codes` (dense), plus the mapped latent on every row, as in a real map: one connected graph."""
+    codes, activations, group_of = grouped_codes(per_group, groups, seed)
+    dense = np.hstack([np.full((len(group_of), 1), 0.3, np.float32), codes.to_dense()])
+    return dense, activations, group_of
+
+
 @pytest.mark.usefixtures("umap_warm")
-def test_knn_graph_path_gives_a_valid_layout() -> None:
-    codes, activations, group_of = grouped_codes(seed=1)
-    xy = layout.run(LayoutConfig(n_neighbors=8, precomputed_max=10), codes, activations)
-    assert_in_unit_box(xy, len(group_of))
-    assert nearest_in_same_group(xy, group_of) >= 0.95
+def test_knn_graph_layout_matches_the_dense_matrix_layout() -> None:
+    # Before version 2, UMAP got the N x N matrix and 500 epochs. Given the same epochs the graph
+    # alone gives the same map; with the default (fewer) epochs, no worse a fidelity.
+    codes, activations, group_of = connected_groups(per_group=60, groups=4, seed=2)
+    dense = layout_dense_reference(codes, activations, n_neighbors=10, seed=4)
+    same_epochs = layout.run(LayoutConfig(n_neighbors=10, seed=4, n_epochs=500), codes, activations)
+    np.testing.assert_allclose(same_epochs, dense, atol=1e-4)
+    default = layout.run(LayoutConfig(n_neighbors=10, seed=4), codes, activations)
+    assert_in_unit_box(default, len(group_of))
+    assert nearest_in_same_group(default, group_of) >= 0.95
+    fid = fidelity.FidelityConfig()
+    gain_dense = fidelity.run(fid, codes, activations, dense).best_gain
+    assert fidelity.run(fid, codes, activations, default).best_gain >= gain_dense - 0.01
+
+
+@pytest.mark.usefixtures("umap_warm")
+def test_layout_never_holds_an_n_by_n_matrix() -> None:
+    codes, activations, group_of = connected_groups(per_group=1000, groups=4, seed=5)
+    n = len(group_of)
+    tracemalloc.start()
+    try:
+        xy = layout.run(LayoutConfig(n_epochs=5), codes, activations)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert_in_unit_box(xy, n)
+    # A float32 N x N matrix alone is 64 MB; the kNN graph and the distance blocks take about 14.
+    assert peak < n * n * 4 / 2
 
 
 @pytest.mark.usefixtures("umap_warm")
@@ -95,7 +128,7 @@ def test_unit_box_keeps_the_aspect() -> None:
         ({"n_neighbors": 1}, "n_neighbors"),
         ({"min_dist": -1.0}, "min_dist"),
         ({"seed": -2}, "seed"),
-        ({"precomputed_max": 2}, "precomputed_max"),
+        ({"n_epochs": 0}, "n_epochs"),
     ],
 )
 def test_config_names_the_bad_value(kwargs: dict[str, float], name: str) -> None:

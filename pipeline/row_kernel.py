@@ -1,0 +1,256 @@
+"""numba kernels over rows of the VISTA distance: exact kNN lists and the fidelity sweep's buckets.
+
+Imported only through `pipeline.distance.row_kernel`, after `pipeline.jit_cache.configure_cache_dir`,
+so the compiled code is cached on disk (cache=True) like UMAP's.
+
+`nearest_keys` (for `vista_knn`) does step 1 below, then a partition of the row's keys.
+`bucket_counts` (the fidelity sweep) takes one row i at a time, with O(N) scratch per thread:
+
+1. High-D distances to every j, the very float32 numbers of `vista_distance_matrix`: the
+   cosine similarity accumulates over i's latents in ascending order, adding v_il * v_jl for
+   every j on latent l's posting list (the rows of the CSC copy). That is the sum scipy's
+   sparse x dense product forms, term by term in the same order, float32 multiply then add;
+   then 1 - s, clipped to [0, 2], plus |scaled_i - scaled_j|, as numpy does it. Latents on
+   many rows (the mapped latent is on all of them) are added from a dense column instead, in
+   one contiguous pass (v * 0 = 0 changes no sum); `pipeline.distance.row_engine` picks them.
+2. Planar distances to every j: float32 dx*dx + dy*dy, as `planar_sq_distances`.
+3. In each space, every j's bucket: the first swept k_t with rank(j) < k_t, ranks by
+   (distance, index). A histogram of the distances over linear bins (monotone in the distance,
+   so a bin holds a contiguous stretch of the order) finds the bin of each k_t; a bin holding no
+   threshold gives its bucket to all its members at once, and only the members of threshold
+   bins are sorted, by their (distance bits, index) keys, to rank them exactly.
+4. count[max(bucket_hi, bucket_2d)] += 1 over j != i; the last bucket means "never".
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+N_BINS = 4096
+"""Histogram bins per row and space: a few thousand keep the threshold bins small and fit in L1/L2
+(and a bin number in 16 bits)."""
+UNRESOLVED = 255
+"""lut mark of a threshold bin: its members need their exact rank (MAX_SWEEP < 255 buckets)."""
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _bounds(values: np.ndarray) -> tuple[float, float]:
+    """The smallest and largest value (fastmath lets the reductions vectorise; neither depends on order)."""
+    smallest = values[0]
+    largest = values[0]
+    for value in values:
+        smallest = min(smallest, value)
+        largest = max(largest, value)
+    return smallest, largest
+
+
+@numba.njit(cache=True, nogil=True)
+def _histogram(
+    distances: np.ndarray,
+    self_row: int,
+    ks: np.ndarray,
+    bins: np.ndarray,
+    partial: np.ndarray,
+    hist: np.ndarray,
+    lut: np.ndarray,
+) -> None:
+    """bins[j]: j's bin; hist[b]: how many j != self_row come before bin b; lut[b]: bin b's bucket.
+
+    Bins are linear in the distance over the row's range, so monotone: a bin holds a stretch of
+    the (distance, index) order. Its members share a bucket (lut) unless a swept k falls
+    strictly inside its ranks (lut = UNRESOLVED). The row itself must hold a value from the
+    row's range; it is counted out here.
+    """
+    n_bins = hist.shape[0]
+    n_k = ks.shape[0]
+    lowest, highest = _bounds(distances)
+    scale = np.float32((n_bins - 1) / (highest - lowest)) if highest > lowest else np.float32(0.0)
+    lowest = np.float32(lowest)
+    # Four interleaved histograms: consecutive members of one bin do not wait on each other's store.
+    partial[:] = 0
+    for j in range(distances.shape[0]):
+        b = min(np.int32((distances[j] - lowest) * scale), n_bins - 1)
+        bins[j] = b
+        partial[j & 3, b] += 1
+    before = 0
+    t = 0
+    for b in range(n_bins):
+        count = partial[0, b] + partial[1, b] + partial[2, b] + partial[3, b] - (1 if b == bins[self_row] else 0)
+        after = before + count
+        while t < n_k and ks[t] <= before:
+            t += 1
+        lut[b] = t if (t == n_k or ks[t] >= after) else UNRESOLVED
+        hist[b] = before
+        before = after
+
+
+@numba.njit(cache=True, nogil=True)
+def _resolve(
+    keys: np.ndarray, bins: np.ndarray, ks: np.ndarray, index_bits: int, hist: np.ndarray, buckets: np.ndarray
+) -> None:
+    """Exact buckets of the members of threshold bins, from their (distance bits, j) keys."""
+    n_k = ks.shape[0]
+    keys.sort()
+    mask = (np.int64(1) << index_bits) - 1
+    current = -1
+    first = 0
+    t = 0  # ranks only grow along the sorted keys: so does the bucket
+    for position in range(keys.shape[0]):
+        j = keys[position] & mask
+        b = bins[j]
+        if b != current:  # the members of one bin are contiguous in key order
+            current = b
+            first = position
+        rank = hist[b] + (position - first)
+        while t < n_k and ks[t] <= rank:
+            t += 1
+        buckets[j] = t
+
+
+@numba.njit(cache=True, nogil=True)
+def _distance_row(i: int, engine: tuple, out: np.ndarray) -> None:
+    """out[j] = VISTA distance of rows i and j (float32, as `vista_distance_matrix`; see the module doc).
+
+    `engine` is `pipeline.distance.row_engine`'s tuple: the codes by row (indptr, indices, data),
+    by latent (indptr, rows, data), the dense slot of each latent, the dense columns, and the
+    scaled activations.
+    """
+    (
+        unit_indptr,
+        unit_indices,
+        unit_data,
+        postings_indptr,
+        postings_rows,
+        postings_data,
+        dense_slot,
+        dense_columns,
+        scaled_activation,
+    ) = engine
+    n = out.shape[0]
+    zero = np.float32(0.0)
+    one = np.float32(1.0)
+    two = np.float32(2.0)
+    out[:] = zero  # first the cosine similarity
+    for p in range(unit_indptr[i], unit_indptr[i + 1]):
+        latent = unit_indices[p]
+        value = unit_data[p]
+        slot = dense_slot[latent]
+        if slot >= 0:
+            column = dense_columns[slot]
+            for r in range(n):
+                out[r] += value * column[r]
+        else:
+            for q in range(postings_indptr[latent], postings_indptr[latent + 1]):
+                out[postings_rows[q]] += value * postings_data[q]
+    scaled_i = scaled_activation[i]
+    for j in range(n):
+        out[j] = min(max(one - out[j], zero), two) + abs(scaled_i - scaled_activation[j])
+
+
+@numba.njit(cache=True, nogil=True)
+def nearest_keys(
+    row_start: int,
+    row_stop: int,
+    engine: tuple,
+    k: int,
+    index_bits: int,
+) -> np.ndarray:
+    """Each row's k nearest as sorted `pack_keys` keys (distance bits, j), the row itself excluded."""
+    n = engine[0].shape[0] - 1
+    distances = np.empty(n, dtype=np.float32)
+    bits = distances.view(np.int32)  # non-negative floats order like their bit patterns
+    keys = np.empty(n, dtype=np.int64)
+    best = np.empty((row_stop - row_start, k), dtype=np.int64)
+    for i in range(row_start, row_stop):
+        _distance_row(i, engine, distances)
+        for j in range(n):
+            keys[j] = (np.int64(bits[j]) << index_bits) | j
+        keys[i] = np.iinfo(np.int64).max
+        nearest = np.partition(keys, k - 1)[:k] if k < n else keys.copy()
+        best[i - row_start] = np.sort(nearest)
+    return best
+
+
+@numba.njit(cache=True, nogil=True)
+def bucket_counts(
+    row_start: int,
+    row_stop: int,
+    engine: tuple,
+    x: np.ndarray,
+    y: np.ndarray,
+    ks: np.ndarray,
+    index_bits: int,
+) -> np.ndarray:
+    """Pairs (i, j), i in [row_start, row_stop), j != i, per bucket max(bucket_hi, bucket_2d).
+
+    `engine`: see `_distance_row`.
+    """
+    n = engine[0].shape[0] - 1
+    n_k = ks.shape[0]
+    counts = np.zeros((4, n_k + 1), dtype=np.int64)
+    high_d = np.empty(n, dtype=np.float32)  # first the cosine similarity, then the distance
+    planar = np.empty(n, dtype=np.float32)
+    bins_hi = np.empty(n, dtype=np.uint16)
+    bins_2d = np.empty(n, dtype=np.uint16)
+    bucket_hi = np.empty(n, dtype=np.uint8)
+    bucket_2d = np.empty(n, dtype=np.uint8)
+    partial = np.empty((4, N_BINS), dtype=np.int32)
+    hist_hi = np.empty(N_BINS, dtype=np.int64)
+    hist_2d = np.empty(N_BINS, dtype=np.int64)
+    lut_hi = np.empty(N_BINS, dtype=np.uint8)
+    lut_2d = np.empty(N_BINS, dtype=np.uint8)
+    gathered_hi = np.empty(n, dtype=np.int64)
+    gathered_2d = np.empty(n, dtype=np.int64)
+    pending = np.empty(n, dtype=np.int64)
+    high_bits = high_d.view(np.int32)  # non-negative floats order like their bit patterns
+    planar_bits = planar.view(np.int32)
+    for i in range(row_start, row_stop):
+        _distance_row(i, engine, high_d)
+        x_i = x[i]
+        y_i = y[i]
+        for j in range(n):
+            dx = x_i - x[j]
+            dy = y_i - y[j]
+            planar[j] = dx * dx + dy * dy
+        other = (i + 1) % n  # the row itself: never ranked; a value of the row keeps the range
+        high_d[i] = high_d[other]
+        planar[i] = planar[other]
+        _histogram(high_d, i, ks, bins_hi, partial, hist_hi, lut_hi)
+        _histogram(planar, i, ks, bins_2d, partial, hist_2d, lut_2d)
+        n_hi = 0
+        n_2d = 0
+        n_pending = 0
+        for j in range(n):
+            b_hi = lut_hi[bins_hi[j]]
+            b_2d = lut_2d[bins_2d[j]]
+            if b_hi != UNRESOLVED and b_2d != UNRESOLVED:
+                counts[j & 3, max(b_hi, b_2d)] += 1
+                continue
+            if j == i:
+                continue
+            pending[n_pending] = j
+            n_pending += 1
+            if b_hi == UNRESOLVED:
+                gathered_hi[n_hi] = (np.int64(high_bits[j]) << index_bits) | j
+                n_hi += 1
+            if b_2d == UNRESOLVED:
+                gathered_2d[n_2d] = (np.int64(planar_bits[j]) << index_bits) | j
+                n_2d += 1
+        _resolve(gathered_hi[:n_hi], bins_hi, ks, index_bits, hist_hi, bucket_hi)
+        _resolve(gathered_2d[:n_2d], bins_2d, ks, index_bits, hist_2d, bucket_2d)
+        for position in range(n_pending):
+            j = pending[position]
+            b_hi = lut_hi[bins_hi[j]]
+            b_2d = lut_2d[bins_2d[j]]
+            if b_hi == UNRESOLVED:
+                b_hi = bucket_hi[j]
+            if b_2d == UNRESOLVED:
+                b_2d = bucket_2d[j]
+            counts[0, max(b_hi, b_2d)] += 1
+        # The row itself, when its bins were resolved, was counted in the loop above.
+        b_hi = lut_hi[bins_hi[i]]
+        b_2d = lut_2d[bins_2d[i]]
+        if b_hi != UNRESOLVED and b_2d != UNRESOLVED:
+            counts[0, max(b_hi, b_2d)] -= 1
+    return counts.sum(axis=0)
