@@ -63,7 +63,7 @@ class MatchesScreen(ModalScreen[tuple[str, LatentMatch] | None]):
     }
     MatchesScreen #matches-title { height: auto; text-style: bold; }
     MatchesScreen #matches-columns { height: 1; color: $text-muted; }
-    MatchesScreen OptionList { height: 1fr; border: none; }
+    MatchesScreen OptionList { height: 1fr; border: none; text-wrap: nowrap; text-overflow: ellipsis; }
     MatchesScreen #matches-hint { height: 1; color: $text-muted; }
     """
 
