@@ -1,12 +1,14 @@
 """The atlas: every latent of an SAE (or a range, or a list) harvested in two passes, engine-agnostic.
 
 - `config`: `AtlasHarvestConfig`, the latents spec ("all" | "A-B" | "a,b,c");
-- `ordinals`: token keys (document index, token index) whose order is corpus order, and why;
 - `pass1`: `scan` — one sweep keeping per latent its best candidates (`TopBuffer`, on the device)
   and its statistics (`LatentCounts`); `merge_results`, associative and commutative, for shards;
 - `pass2`: `materialise` — windows, activations and codes of the selected tokens only;
   `assemble` — the `HarvestResult` the per-map build reads;
 - `harvest`: `harvest_in_process`, both passes in one process; `harvest_groups`, pass 2 group by group.
+
+Token keys (document index, token index), whose order is corpus order and breaks ties, are
+`pipeline.harvest.ordinals`, shared with the single-latent harvest.
 
 torch is imported inside functions only, so importing this package stays cheap.
 """

@@ -241,8 +241,8 @@ def plan_corpus(cfg: AtlasHarvestConfig, tokenizer: Any, keep: Collection[int] |
     so each shard is batched exactly as the unsharded stream is, and a sharded pass sees bitwise the
     same activations as one in this process.
     """
-    from pipeline.atlas.ordinals import indexed
     from pipeline.harvest.batches import iter_chunks
+    from pipeline.harvest.ordinals import indexed
 
     window = sort_window(cfg.batch_size)
     documents = enumerate(iter_documents(cfg.corpus, cfg.text_field))

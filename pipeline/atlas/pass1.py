@@ -7,7 +7,7 @@ activations. What is kept is fixed-size, whatever the corpus:
 - `TopBuffer`: per latent the best `candidates` (activation, token key) pairs, in one
   (latents x candidates) buffer on the model's device. Each encoding block is merged into it by
   `torch.topk` along the token axis for all latents at once (`best_of`), only for latents with an
-  entry that can get in; exact ties at the cut go to the smaller key (`ordinals`), as in
+  entry that can get in; exact ties at the cut go to the smaller key (`pipeline.harvest.ordinals`), as in
   `pipeline.harvest.topn`. Only positive activations are candidates; an empty slot holds -inf
   and `EMPTY_KEY`.
 - `LatentCounts`: per latent its firings, maximum, the streaming histogram (`BINS` bins over
@@ -40,10 +40,10 @@ from typing import Any
 import numpy as np
 
 from pipeline.atlas.config import AtlasHarvestConfig
-from pipeline.atlas.ordinals import EMPTY_KEY, chunk_keys, indexed, pack
 from pipeline.corpus import Document
 from pipeline.harvest.batches import Chunk, iter_batches, iter_chunks, pad, pad_token_id, prefetch
 from pipeline.harvest.config import HarvestError
+from pipeline.harvest.ordinals import EMPTY_KEY, batch_keys, indexed, pack
 from pipeline.harvest.stats import BINS
 from pipeline.models import HookedForward, LoadedModel, resolve_hook
 from pipeline.steps import Progress, no_progress
@@ -330,16 +330,6 @@ def open_hook(loaded: LoadedModel, sae: Any, hook: str, max_length: int) -> tupl
             f" trained on{hint} or an SAE for this layer"
         )
     return forward, d_model, d_sae
-
-
-def batch_keys(batch: list[Chunk]) -> np.ndarray:
-    """Keys of a batch's real tokens, in the order of `hidden[real]` (row-major)."""
-    return np.concatenate(
-        [
-            chunk_keys(chunk.document.index, chunk.document.doc_id, chunk.first_position, int(chunk.real.sum()))
-            for chunk in batch
-        ]
-    )
 
 
 def model_batches(

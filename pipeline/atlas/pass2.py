@@ -30,11 +30,11 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from pipeline.atlas.config import AtlasHarvestConfig
-from pipeline.atlas.ordinals import EMPTY_KEY, unpack
-from pipeline.atlas.pass1 import ENCODE_BUDGET, Pass1Result, TopBuffer, batch_keys, model_batches, open_hook
+from pipeline.atlas.pass1 import ENCODE_BUDGET, Pass1Result, TopBuffer, model_batches, open_hook
 from pipeline.corpus import Document
 from pipeline.harvest.config import DISTRIBUTIONS, STEP, VERSION
 from pipeline.harvest.logits import decoder_logits, with_logits
+from pipeline.harvest.ordinals import EMPTY_KEY, batch_keys, unpack
 from pipeline.harvest.result import HarvestResult, LatentHarvest
 from pipeline.harvest.step import sparse_codes
 from pipeline.harvest.topn import TokenContext

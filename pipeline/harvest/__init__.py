@@ -5,6 +5,7 @@ The step, along its seams (models and SAEs are loaded by `pipeline.models`):
 - `config`: STEP, VERSION, DISTRIBUTIONS, `HarvestConfig` (= `Config`) and `HarvestError`;
 - `batches`: documents → tokenized chunks → length-sorted, padded batches, prefetched;
 - `topn`: the streaming best N per latent, each shown window once (dedupe);
+- `ordinals`: token keys (document index, token index) in corpus order: how ties are broken, here and in the atlas;
 - `stats`: `FiringStats`, per latent its density, the histogram of all firings and their input positions
   (streamed, bounded memory), and `node_stats` for a map's nodes;
 - `quantiles`: `QuantileSampler`, per latent K random examples from each of Q equal-width activation intervals

@@ -17,7 +17,7 @@ from pipeline.harvest.stats import BINS
 from pipeline.models import MINILM, ModelError
 
 STEP = "harvest"
-VERSION = 4
+VERSION = 5
 
 DISTRIBUTIONS = ("torch", "transformers", "sae-lens", "numpy", "pyarrow")
 """Distributions whose versions the harvest's record names (plus the MiniLM package when it is the model)."""

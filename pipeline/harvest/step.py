@@ -32,6 +32,7 @@ from pipeline.harvest.batches import Chunk, iter_batches, iter_chunks, pad, pad_
 from pipeline.harvest.config import DISTRIBUTIONS, STEP, VERSION, ChildrenConfig, HarvestConfig, HarvestError
 from pipeline.harvest.logits import decoder_logits, with_logits
 from pipeline.harvest.negatives import NegativeSampler, negative_window, token_keys, window_bounds
+from pipeline.harvest.ordinals import batch_keys, indexed
 from pipeline.harvest.preflight import also_sae_width_message
 from pipeline.harvest.quantiles import QuantileSampler, window_of, with_quantiles
 from pipeline.harvest.result import ChildrenRun, HarvestResult, LatentChildren, LatentHarvest
@@ -155,7 +156,8 @@ def harvest_documents(
     n_seen = 0
     sae_dtype = getattr(sae, "dtype", None) or next(sae.parameters()).dtype
 
-    chunks = iter_chunks(documents, tokenizer, cfg.max_length, cfg.max_tokens, counts)
+    # Documents numbered in corpus order: kept tokens carry their corpus key, which breaks exact ties (`ordinals`).
+    chunks = iter_chunks(indexed(enumerate(documents)), tokenizer, cfg.max_length, cfg.max_tokens, counts)
     batches: Generator[tuple[list[Chunk], tuple[np.ndarray, np.ndarray, np.ndarray]], None, None] = (
         (batch, pad(batch, pad_id)) for batch in iter_batches(chunks, cfg.batch_size)
     )
@@ -172,6 +174,7 @@ def harvest_documents(
             codes: dict[int, tuple[np.ndarray, np.ndarray]] = {}
             child_codes: dict[int, tuple[np.ndarray, np.ndarray]] | None = {} if children is not None else None
             windows = Windows(batch, real, cfg.window)
+            corpus_keys = batch_keys(batch)
             # Encode in blocks so that a wide SAE never holds more than _ENCODE_BUDGET dense values;
             # each block's new entries take their codes from the same dense values as their activations.
             for start in range(0, n_tokens, encode_rows):
@@ -179,7 +182,10 @@ def harvest_documents(
                 block = dense.index_select(1, latent_index).float().cpu().numpy()
                 latent_acts[start : start + len(block)] = block
                 key = windows.keys_from(start) if cfg.dedupe else None
-                entered = [tops[latent].offer(block[:, j], n_seen + start, key) for j, latent in enumerate(cfg.latents)]
+                ties = corpus_keys[start : start + len(block)]
+                entered = [
+                    tops[latent].offer(block[:, j], n_seen + start, key, ties) for j, latent in enumerate(cfg.latents)
+                ]
                 new_rows = np.unique(np.concatenate(entered))
                 if new_rows.size:
                     codes.update(sparse_codes(dense, new_rows, start))
@@ -373,8 +379,8 @@ def sparse_codes(dense: Any, rows: np.ndarray, offset: int) -> dict[int, tuple[n
 def _assemble(
     latent: int, top: TopN, d_sae: int, stats: LatentStats, children: _Children | None = None
 ) -> LatentHarvest:
-    """The latent's kept contexts, highest activation first (ties: first seen first)."""
-    order = np.lexsort((top.ords, -top.acts))
+    """The latent's kept contexts, highest activation first (ties: corpus order)."""
+    order = top.ranked()
     rows = [top.entries[int(top.ords[i])] for i in order]
     activations = top.acts[order].astype(np.float32)
     table = contexts_table(

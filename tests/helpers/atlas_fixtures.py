@@ -19,8 +19,9 @@ import torch
 
 from pipeline import models as M
 from pipeline.atlas import AtlasHarvestConfig
-from pipeline.atlas.pass1 import ENCODE_BUDGET, batch_keys, model_batches, open_hook
+from pipeline.atlas.pass1 import ENCODE_BUDGET, model_batches, open_hook
 from pipeline.corpus import Document, iter_documents
+from pipeline.harvest.ordinals import batch_keys
 from pipeline.harvest.stats import FiringStats
 
 TIED_D_SAE = 64
@@ -121,7 +122,8 @@ def tied_sae() -> Any:
 @pytest.fixture(scope="module")
 def even_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """60 documents of 9 common words each (one wordpiece each): every model input has the same length, so the
-    single-latent harvest's processing order is corpus order, and its ties are broken as the atlas breaks them."""
+    single-latent harvest's processing order is corpus order (ties between inputs of different lengths:
+    `uneven_corpus` in test_atlas_pass2.py)."""
     rng = np.random.default_rng(3)
     rows = [{"id": f"d{i}", "text": " ".join(rng.choice(WORDS, 9))} for i in range(60)]
     path = tmp_path_factory.mktemp("even") / "even.jsonl"

@@ -227,9 +227,9 @@ def test_aligned_shards_give_bitwise_the_unsharded_pass1(
 
 def chunks_per_document(cfg: AtlasHarvestConfig, tokenizer: Any, keep: set[int] | None = None) -> dict[int, int]:
     """Each document's chunks, counted by the harvest's chunker."""
-    from pipeline.atlas.ordinals import indexed
     from pipeline.corpus import iter_documents
     from pipeline.harvest.batches import iter_chunks
+    from pipeline.harvest.ordinals import indexed
 
     documents = [(i, d) for i, d in enumerate(iter_documents(cfg.corpus)) if keep is None or i in keep]
     out: dict[int, int] = {}

@@ -25,8 +25,8 @@ from pipeline import harvest as H  # noqa: E402 - after the skips: needs the pip
 from pipeline import models as M  # noqa: E402
 from pipeline.atlas import AtlasHarvestConfig, Pass1Result, TopBuffer, merge_results, parse_latents, scan  # noqa: E402
 from pipeline.atlas import pass1 as P1  # noqa: E402
-from pipeline.atlas.ordinals import EMPTY_KEY, MAX_TOKENS_PER_DOCUMENT, chunk_keys, pack, unpack  # noqa: E402
 from pipeline.harvest import step as harvest_step  # noqa: E402
+from pipeline.harvest.ordinals import EMPTY_KEY, MAX_TOKENS_PER_DOCUMENT, chunk_keys, pack, unpack  # noqa: E402
 from pipeline.harvest.stats import BINS, FiringStats, coarsen, power_of_two_at_least  # noqa: E402
 from tests.helpers.atlas_fixtures import (  # noqa: E402
     CONSTANT,

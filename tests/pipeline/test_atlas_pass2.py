@@ -38,8 +38,17 @@ from pipeline.atlas import (  # noqa: E402
 )
 from pipeline.atlas.pass2 import join  # noqa: E402
 from pipeline.corpus import STDLIB_DOCSTRINGS, CorpusError, iter_documents  # noqa: E402
-from tests.helpers.atlas_fixtures import CONSTANT, TIED_DEAD, atlas_cfg, even_corpus, indexed_documents, tied_sae  # noqa: E402
+from tests.helpers.atlas_fixtures import (  # noqa: E402
+    CONSTANT,
+    TIED_DEAD,
+    WORDS,
+    atlas_cfg,
+    even_corpus,
+    indexed_documents,
+    tied_sae,
+)
 from tests.helpers.harvest_fixtures import DEAD, LATENTS, corpus, make_cfg, minilm, one_thread, sae, sae_dir  # noqa: E402
+from vista_tui.mapdata import context_id_for  # noqa: E402
 
 __all__ = ["corpus", "even_corpus", "minilm", "one_thread", "sae", "sae_dir", "tied_sae"]  # fixtures, used by name
 
@@ -231,6 +240,38 @@ def test_ties_are_broken_as_the_single_latent_harvest_breaks_them(
     for latent in CONSTANT:
         assert atlas.latents[latent].table.column("activation").to_pylist() == [0.5] * 7
         assert atlas.latents[latent].table.column("doc_id").to_pylist() == ["d0"] * 7  # the first seven tokens
+
+
+@pytest.fixture(scope="module")
+def uneven_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Documents of 3 to 20 words in one sorting window, so the single-latent harvest processes them longest first:
+    d0 is 9 words, d1 the same 9 words and 12 more (its first 4 windows are d0's), d2 the longest."""
+    rng = np.random.default_rng(5)
+    short = " ".join(rng.choice(WORDS, 9))
+    texts = [short, f"{short} {' '.join(rng.choice(WORDS, 12))}", " ".join(rng.choice(WORDS, 30))]
+    texts += [" ".join(rng.choice(WORDS, int(rng.integers(3, 21)))) for _ in range(17)]
+    path = tmp_path_factory.mktemp("uneven") / "uneven.jsonl"
+    path.write_text(
+        "\n".join(json.dumps({"id": f"d{i}", "text": text}) for i, text in enumerate(texts)), encoding="utf-8"
+    )
+    return path
+
+
+@pytest.mark.parametrize("dedupe", [False, True])
+def test_ties_between_inputs_of_different_lengths_go_to_corpus_order(
+    minilm: M.LoadedModel, tied_sae: Any, uneven_corpus: Path, dedupe: bool
+) -> None:
+    cfg = atlas_cfg(uneven_corpus, None, latents="0-9", top_n=7, dedupe=dedupe, batch_size=8)
+    lengths = [len(minilm.tokenizer(d.text)["input_ids"]) for _, d in indexed_documents(uneven_corpus)]
+    assert lengths[1] > lengths[0] and max(lengths) > lengths[1]  # d0's tokens are processed after longer inputs'
+    latents = tuple(range(10))
+    reference = single(cfg, latents, minilm, tied_sae)
+    source = indexed_documents(uneven_corpus)[0][1].source
+    for latent in CONSTANT:  # 0.5 on every token: the first seven tokens in corpus order, d0's
+        rows = reference.latents[latent].table.to_pylist()
+        assert [row["activation"] for row in rows] == [0.5] * 7
+        assert [row["context_id"] for row in rows] == [context_id_for(source, "d0", k) for k in range(7)]
+    assert_same_contexts(harvest_in_process(cfg, model=minilm, sae=tied_sae), reference, latents)
 
 
 # -- bad input ------------------------------------------------------------------------------------

@@ -339,7 +339,7 @@ def test_dedupe_keeps_the_best_copy_of_each_window_and_fills_n(
     for latent in LATENTS[:-1]:
         rows = deduped.latents[latent].table.to_pylist()
         assert len({shown(row) for row in rows}) == len(rows)  # no window twice
-        # Every firing token, highest first (first seen first on a tie): a window's first row is its best copy.
+        # Every firing token, highest first (corpus order on a tie): a window's first row is its best copy.
         best: dict[tuple[tuple[str, ...], int], dict[str, Any]] = {}
         for row in every_token.latents[latent].table.to_pylist():
             best.setdefault(shown(row), row)

@@ -6,14 +6,16 @@ tokens (the position its context id names). Sorting keys sorts tokens in corpus 
 shard — a contiguous run of documents — computes its tokens' keys without knowing how many
 tokens the shards before it held, which a running token count could not.
 
-Ties. Among exactly equal activations the single-latent harvest (`pipeline.harvest.topn`) keeps
-the token it processed first. It processes chunks in length-sorted batches (`batches.iter_batches`
-sorts within windows of 16 batches, longest first, stable), so its order is corpus order for
-tokens of one chunk and for chunks of equal length — verbatim repeats of a document are equal
-chunks — but not for an exact tie between chunks of different lengths in the same sort window.
-The atlas breaks ties by key (corpus order) everywhere, the only order a shard can know; the two
-harvests can differ only there, in which of two bitwise-equal activations of different inputs is
-kept (a decoder model seeing the same prefix in a long and a short document is the usual case).
+Ties. Among exactly equal activations both harvests keep the token first in corpus order, the
+smaller key: the atlas (`pipeline.atlas`) everywhere, the only order a shard can know, and the
+single-latent harvest (`step`, `topn`) too, although it processes chunks in another order
+(`batches.iter_batches` sorts them by length within windows of 16 batches): its top-N carries each
+token's key as the tie key beside the processing ordinal. So the two keep the same contexts even
+for a bitwise tie between inputs of different lengths (a decoder model seeing the same prefix in a
+long and a short document is the usual case), and neither depends on the batch size.
+
+Lives in the harvest package because the single-latent harvest numbers its tokens with it; the
+atlas imports it from here (pipeline.harvest never imports pipeline.atlas).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.corpus import Document
+from pipeline.harvest.batches import Chunk
 from pipeline.harvest.config import HarvestError
 
 TOKEN_BITS = 24
@@ -68,3 +71,13 @@ def chunk_keys(doc_index: int, doc_id: str, first_position: int, n_real: int) ->
             " split it into smaller documents"
         )
     return pack(doc_index, np.arange(first_position, first_position + n_real, dtype=np.int64))
+
+
+def batch_keys(batch: list[Chunk]) -> np.ndarray:
+    """Keys of a batch's real tokens, in the order of `hidden[real]` (row-major); its documents are IndexedDocuments."""
+    return np.concatenate(
+        [
+            chunk_keys(chunk.document.index, chunk.document.doc_id, chunk.first_position, int(chunk.real.sum()))
+            for chunk in batch
+        ]
+    )
