@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -303,9 +303,30 @@ def _children_source(args: argparse.Namespace) -> ChildrenConfig | None:
     return ChildrenConfig(sae_release=release, sae_id=sae_id, sae_path=path, **k)
 
 
+def map_step_configs(args: argparse.Namespace) -> dict[str, Any]:
+    """The layout, cluster, keywords and fidelity configs of a map, from the options `build` and
+    `atlas build` share (`add_shape_arguments`)."""
+    from pipeline import cluster, fidelity, keywords, layout  # imported with the build, not for --help
+
+    return {
+        "layout": layout.LayoutConfig(
+            lam=args.lam, n_neighbors=args.n_neighbors, min_dist=args.min_dist, seed=args.seed
+        ),
+        "cluster": cluster.ClusterConfig(
+            min_cluster_size=args.min_cluster_size,
+            min_samples=args.min_samples,
+            max_depth=args.max_depth,
+            lift_share=args.lift_share,
+            seed=args.seed,
+        ),
+        "keywords": keywords.KeywordsConfig(n_keywords=args.n_keywords),
+        "fidelity": fidelity.FidelityConfig(lam=args.lam),
+    }
+
+
 def build_config_from_args(args: argparse.Namespace) -> BuildConfig:
     """A BuildConfig from parsed `build` options (configs validate themselves)."""
-    from pipeline import cluster, fidelity, harvest, keywords, layout
+    from pipeline import harvest
     from pipeline.build import BuildConfig
 
     release, sae_id, sae_path = _sae_source(args)
@@ -336,16 +357,7 @@ def build_config_from_args(args: argparse.Namespace) -> BuildConfig:
             negatives=args.negatives,
             children=_children_source(args),
         ),
-        layout=layout.LayoutConfig(lam=args.lam, n_neighbors=args.n_neighbors, min_dist=args.min_dist, seed=args.seed),
-        cluster=cluster.ClusterConfig(
-            min_cluster_size=args.min_cluster_size,
-            min_samples=args.min_samples,
-            max_depth=args.max_depth,
-            lift_share=args.lift_share,
-            seed=args.seed,
-        ),
-        keywords=keywords.KeywordsConfig(n_keywords=args.n_keywords),
-        fidelity=fidelity.FidelityConfig(lam=args.lam),
+        **map_step_configs(args),
         map_prefix=args.map_prefix,
         force=args.force,
         force_hook=args.force_hook,
@@ -443,7 +455,6 @@ def add_atlas_arguments(parser: argparse.ArgumentParser) -> None:
 
 def atlas_config_from_args(args: argparse.Namespace) -> AtlasConfig:
     """An AtlasConfig from parsed `atlas build` options (configs validate themselves)."""
-    from pipeline import cluster, fidelity, keywords, layout
     from pipeline.atlas.build import AtlasConfig
     from pipeline.atlas.config import AtlasHarvestConfig
 
@@ -473,16 +484,7 @@ def atlas_config_from_args(args: argparse.Namespace) -> AtlasConfig:
             max_tokens=args.max_tokens,
             dedupe=not args.keep_duplicates,
         ),
-        layout=layout.LayoutConfig(lam=args.lam, n_neighbors=args.n_neighbors, min_dist=args.min_dist, seed=args.seed),
-        cluster=cluster.ClusterConfig(
-            min_cluster_size=args.min_cluster_size,
-            min_samples=args.min_samples,
-            max_depth=args.max_depth,
-            lift_share=args.lift_share,
-            seed=args.seed,
-        ),
-        keywords=keywords.KeywordsConfig(n_keywords=args.n_keywords),
-        fidelity=fidelity.FidelityConfig(lam=args.lam),
+        **map_step_configs(args),
         force=args.force,
     )
 
