@@ -36,10 +36,12 @@ from pipeline.demo.activations import collect_activations
 from pipeline.demo.latents import LatentStats, most_varied, pick_latents
 from pipeline.harvest import ChildrenConfig, HarvestConfig
 from pipeline.harvest.config import check_quantiles
+from vista_tui.core.cross_sae import DEMO_MAP_PREFIX
 from vista_tui.mapdata import MapError, MapReader, Store, match_id_for, read_match_manifest
 from vista_tui.mapdata.children import read_children
 
-DEMO_PREFIX = "demo-minilm_"
+DEMO_PREFIX = DEMO_MAP_PREFIX
+"""How the demo's map ids begin (the explorer knows a demo map by it: `vista demo --wide` adds children)."""
 ATLAS_LATENTS = 64
 """Latents in the demo's atlas."""
 ATLAS_TOP_N = 300

@@ -174,3 +174,11 @@ def test_overlay_refuses_a_children_file_of_another_map(store: CrossSaeStore) ->
     assert children is not None
     with pytest.raises(MapCorruptError, match=r"children\.json has 240 contexts but the map has 200"):
         child_overlay(children, model.n_contexts, model.root.node_id, model.walk())
+
+
+def test_a_demo_map_without_children_is_told_the_demo_command() -> None:
+    from pipeline.demo.run import DEMO_PREFIX
+    from vista_tui.core.cross_sae import NO_CHILDREN, no_children_message
+
+    assert "vista demo --wide" in no_children_message(f"{DEMO_PREFIX}d2048_L702")
+    assert no_children_message("gemma-2-2b_h12_res-16k_L1234") == NO_CHILDREN

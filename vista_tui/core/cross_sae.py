@@ -38,6 +38,17 @@ MIN_JACCARD = 0.1
 
 NO_MATCH_TABLE = "no match table for SAE {sae}: run `vista match SAE_A SAE_B`"
 NO_CHILDREN = "this map was built without --also-sae: rebuild it with `vista build … --also-sae SAE_B`"
+DEMO_MAP_PREFIX = "demo-minilm_"
+"""How the offline demo's map ids begin (`vista demo` names its maps with it)."""
+NO_DEMO_CHILDREN = (
+    "this demo map has no second SAE: run `vista demo --wide` (trains a 4x wider SAE once, builds the demo maps"
+    " --also-sae it and the map of a child latent)"
+)
+
+
+def no_children_message(map_id: str) -> str:
+    """Why a map has no child overlay, and what to run: the demo's own command for a demo map."""
+    return NO_DEMO_CHILDREN if map_id.startswith(DEMO_MAP_PREFIX) else NO_CHILDREN
 
 
 def sae_short_name(sae: str) -> str:

@@ -19,7 +19,7 @@ from rich.text import Text
 from textual.message import Message
 from textual.widgets import Static
 
-from vista_tui.core.cross_sae import NO_CHILDREN, ChildOverlay, child_overlay
+from vista_tui.core.cross_sae import ChildOverlay, child_overlay, no_children_message
 from vista_tui.core.sanitize import sanitize
 from vista_tui.mapdata import MapError
 from vista_tui.mapdata.children import read_children
@@ -72,7 +72,7 @@ class ChildrenController:
         try:
             children = read_children(model.reader.path)
             if children is None:
-                self.view.post_message(self.Read(None, NO_CHILDREN))
+                self.view.post_message(self.Read(None, no_children_message(model.map_id)))
                 return
             overlay = child_overlay(children, model.n_contexts, model.root.node_id, model.walk())
         except MapError as error:
@@ -83,7 +83,12 @@ class ChildrenController:
     def read(self, event: Read) -> None:
         """The file arrived: show the overlay, or say why there is none."""
         if event.overlay is None:
-            self.view.notify(sanitize(event.error or NO_CHILDREN, 400), severity="warning", timeout=8, markup=False)
+            self.view.notify(
+                sanitize(event.error or no_children_message(self.view.model.map_id), 400),
+                severity="warning",
+                timeout=8,
+                markup=False,
+            )
             return
         self.overlay = event.overlay
         self._show()

@@ -25,11 +25,11 @@ from textual.widgets import Input, Static
 from textual.worker import Worker, get_current_worker
 
 from vista_tui.core.cross_sae import (
-    NO_CHILDREN,
     MatchesReading,
     NodeMatch,
     build_command,
     match_nodes,
+    no_children_message,
     read_latent_matches,
     tree_side,
 )
@@ -640,7 +640,10 @@ class MapScreen(Screen[None]):
             children = read_children(self.model.reader.path)
             if children is None:
                 self.post_message(
-                    self.SplitRefused(f"{NO_CHILDREN}; or press M and | on a match to open its map side by side")
+                    self.SplitRefused(
+                        f"{no_children_message(self.model.map_id)}; or press M and | on a match to open its map"
+                        " side by side"
+                    )
                 )
                 return
             root = children.nodes.get(self.model.root.node_id)
