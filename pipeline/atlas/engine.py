@@ -130,11 +130,6 @@ def load_pair(cfg: AtlasHarvestConfig) -> tuple[LoadedModel, Any]:
     return model, sae
 
 
-def no_tokens(cfg: AtlasHarvestConfig) -> HarvestError:
-    """The error of a corpus that gave no tokens."""
-    return HarvestError(f"corpus {', '.join(cfg.corpus)} gave no tokens to harvest; check it holds text")
-
-
 def run_pass1_shard(cfg: AtlasHarvestConfig, shard: Shard, model: LoadedModel, sae: Any, progress: Progress) -> Any:
     """Pass 1 over one shard (its own token cap), as both engines run it."""
     from pipeline.atlas.pass1 import scan
@@ -149,26 +144,12 @@ class InProcess:
 
     def harvest(self, cfg: AtlasHarvestConfig, report: StageReporter) -> HarvestResult:
         """Pass 1 over the whole corpus (one shard, `max_tokens` applied by the scan), then pass 2."""
-        from pipeline.atlas.pass1 import scan
-        from pipeline.atlas.pass2 import assemble, materialise
+        from pipeline.atlas.harvest import harvest_in_process
 
-        started = time.perf_counter()
         model, sae = load_pair(cfg)
-        documents = enumerate(iter_documents(cfg.corpus, cfg.text_field))
-        first = scan(cfg, documents, model, sae, progress=report("pass1", PASS1))
-        if first.n_tokens == 0:
-            raise no_tokens(cfg)
-        pass2 = report("pass2", PASS2)
-        found = materialise(
-            cfg,
-            enumerate(iter_documents(cfg.corpus, cfg.text_field)),
-            first.top,
-            model,
-            sae,
-            end_key=first.end_key,
-            progress=pass2,
+        return harvest_in_process(
+            cfg, report("pass1", PASS1), model, sae, pass2_progress=lambda: report("pass2", PASS2)
         )
-        return assemble(cfg, first, found, model, sae, started=started)
 
     def build_maps(self, jobs: Sequence[MapJob]) -> Iterator[MapOutcome]:
         """The builds one after another (the first pays UMAP's JIT)."""
@@ -432,6 +413,7 @@ class RayEngine:
 
     def harvest(self, cfg: AtlasHarvestConfig, report: StageReporter) -> HarvestResult:
         """Pass 1 sharded over the corpus and reduced by `merge_results`, pass 2 sharded by document, assembled."""
+        from pipeline.atlas.harvest import no_tokens
         from pipeline.atlas.pass1 import merge_results
         from pipeline.atlas.pass2 import assemble, join, selection
 

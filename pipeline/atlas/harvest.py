@@ -13,7 +13,7 @@ and dropped before the next.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from pipeline.atlas.config import AtlasHarvestConfig
@@ -38,18 +38,30 @@ def prepare(
     return loaded, sae.to(loaded.device)
 
 
+def no_tokens(cfg: AtlasHarvestConfig) -> HarvestError:
+    """The error of a corpus that gave no tokens."""
+    return HarvestError(f"corpus {', '.join(cfg.corpus)} gave no tokens to harvest; check it holds text")
+
+
 def harvest_in_process(
     cfg: AtlasHarvestConfig,
     progress: Progress = no_progress,
     model: LoadedModel | None = None,
     sae: Any | None = None,
+    *,
+    pass2_progress: Callable[[], Progress] | None = None,
 ) -> HarvestResult:
-    """Both passes over `cfg`'s corpus in this process; raises HarvestError / CorpusError (one line)."""
+    """Both passes over `cfg`'s corpus in this process; raises HarvestError / CorpusError (one line).
+
+    `progress` hears both passes unless `pass2_progress` gives pass 2 its own (made when pass 2 starts).
+    """
     started = time.perf_counter()
     loaded, sae = prepare(cfg, model, sae)
     first = scan(cfg, enumerate(iter_documents(cfg.corpus, cfg.text_field)), loaded, sae, progress=progress)
     if first.n_tokens == 0:
-        raise HarvestError(f"corpus {', '.join(cfg.corpus)} gave no tokens to harvest; check it holds text")
+        raise no_tokens(cfg)
+    if pass2_progress is not None:
+        progress = pass2_progress()
     found = materialise(
         cfg,
         enumerate(iter_documents(cfg.corpus, cfg.text_field)),
