@@ -28,6 +28,7 @@ from vista_tui.mapdata import (
     atomic_write_json,
     negatives_schema,
 )
+from vista_tui.mapdata.reader import read_sparse_npz
 from vista_tui.mapdata.writer import CONTEXTS_SCHEMA
 
 HARVEST_FILE = "harvest.json"
@@ -66,17 +67,6 @@ def _write_sparse(handle: Any, codes: SparseCodes) -> None:
         values=codes.values.astype(np.float32),
         n_latents=np.int64(codes.n_latents),
     )
-
-
-def _read_sparse(path: Path) -> SparseCodes:
-    """What `_write_sparse` wrote."""
-    with np.load(path, allow_pickle=False) as archive:
-        return SparseCodes(
-            indptr=archive["indptr"].astype(np.int64),
-            indices=archive["indices"].astype(np.int32),
-            values=archive["values"].astype(np.float32),
-            n_latents=int(archive["n_latents"]),
-        )
 
 
 def save(result: HarvestResult, out_dir: Path | str) -> Path:
@@ -172,7 +162,7 @@ def load(out_dir: Path | str) -> HarvestResult:
             latent = int(entry["latent"])
             contexts = _checked(out, entry["contexts"])
             table = pq.read_table(contexts).cast(CONTEXTS_SCHEMA)
-            codes = _read_sparse(_checked(out, entry["codes"]))
+            codes = read_sparse_npz(_checked(out, entry["codes"]))
             children = entry.get("children")
             stats = entry.get("stats")
             negatives = entry.get("negatives")
@@ -187,7 +177,7 @@ def load(out_dir: Path | str) -> HarvestResult:
                 children=LatentChildren(
                     neighbours=np.asarray(children["neighbours"], dtype=np.int64),
                     cosines=np.asarray(children["cosines"], dtype=np.float32),
-                    firings=_read_sparse(_checked(out, children["firings"])),
+                    firings=read_sparse_npz(_checked(out, children["firings"])),
                 )
                 if children
                 else None,

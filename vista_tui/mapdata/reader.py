@@ -24,6 +24,18 @@ from vista_tui.mapdata.schema import (
 from vista_tui.mapdata.store import REBUILD_HINT, checked_file, read_manifest, verify_files
 
 
+def read_sparse_npz(path: Path) -> SparseCodes:
+    """CSR rows saved as .npz (`indptr`, `indices`, `values`, `n_latents`), values as float32; raises
+    OSError, KeyError, ValueError or zipfile.BadZipFile for a file it cannot read."""
+    with np.load(path, allow_pickle=False) as archive:
+        return SparseCodes(
+            indptr=archive["indptr"].astype(np.int64),
+            indices=archive["indices"].astype(np.int32),
+            values=archive["values"].astype(np.float32),
+            n_latents=int(archive["n_latents"]),
+        )
+
+
 class MapReader:
     """One map on disk. Opening reads only the manifest; tables load when first asked for."""
 
@@ -121,13 +133,7 @@ class MapReader:
     def codes(self) -> SparseCodes:
         path = self._file("codes")
         try:
-            with np.load(path, allow_pickle=False) as archive:
-                return SparseCodes(
-                    indptr=archive["indptr"].astype(np.int64),
-                    indices=archive["indices"].astype(np.int32),
-                    values=archive["values"].astype(np.float32),
-                    n_latents=int(archive["n_latents"]),
-                )
+            return read_sparse_npz(path)
         except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:
             raise MapCorruptError(
                 f"{path.name} in map {self.path.name} is unreadable ({error}): {REBUILD_HINT}"
