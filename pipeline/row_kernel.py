@@ -46,6 +46,12 @@ def _bounds(values: np.ndarray) -> tuple[float, float]:
 
 
 @numba.njit(cache=True, nogil=True)
+def _scale(lowest: float, highest: float) -> np.float32:
+    """Bins per unit of distance: N_BINS linear bins over [lowest, highest]."""
+    return np.float32((N_BINS - 1) / (highest - lowest)) if highest > lowest else np.float32(0.0)
+
+
+@numba.njit(cache=True, nogil=True)
 def _histogram(
     distances: np.ndarray,
     self_row: int,
@@ -55,28 +61,46 @@ def _histogram(
     hist: np.ndarray,
     lut: np.ndarray,
 ) -> None:
-    """bins[j]: j's bin; hist[b]: how many j != self_row come before bin b; lut[b]: bin b's bucket.
+    """`_count` over bins linear in the distance across the row's range [min, max].
 
-    Bins are linear in the distance over the row's range, so monotone: a bin holds a stretch of
-    the (distance, index) order. Its members share a bucket (lut) unless a swept k falls
-    strictly inside its ranks (lut = UNRESOLVED). The row itself must hold a value from the
-    row's range; it is counted out here.
+    The row itself must hold a value from the row's range; `_count` counts it out.
+    """
+    lowest, highest = _bounds(distances)
+    scale = _scale(lowest, highest)
+    lowest = np.float32(lowest)
+    top = np.int32(N_BINS - 1)
+    for j in range(distances.shape[0]):  # a loop of its own: it vectorises
+        bins[j] = min(np.int32((distances[j] - lowest) * scale), top)
+    _count(bins, self_row, ks, partial, hist, lut)
+
+
+@numba.njit(cache=True, nogil=True)
+def _count(
+    bins: np.ndarray,
+    self_row: int,
+    ks: np.ndarray,
+    partial: np.ndarray,
+    hist: np.ndarray,
+    lut: np.ndarray,
+) -> None:
+    """hist[b]: how many j != self_row come before bin b; lut[b]: bin b's bucket.
+
+    `bins` must be monotone in the distance (clamping at either end keeps that), so a bin holds
+    a stretch of the (distance, index) order. Its members share a bucket (lut) unless a swept k
+    falls strictly inside its ranks (lut = UNRESOLVED). The scattered increments have a loop of
+    their own, apart from the bins' stores (a third faster than one loop doing both).
     """
     n_bins = hist.shape[0]
     n_k = ks.shape[0]
-    lowest, highest = _bounds(distances)
-    scale = np.float32((n_bins - 1) / (highest - lowest)) if highest > lowest else np.float32(0.0)
-    lowest = np.float32(lowest)
     # Four interleaved histograms: consecutive members of one bin do not wait on each other's store.
     partial[:] = 0
-    for j in range(distances.shape[0]):
-        b = min(np.int32((distances[j] - lowest) * scale), n_bins - 1)
-        bins[j] = b
-        partial[j & 3, b] += 1
+    for j in range(bins.shape[0]):
+        partial[j & 3, bins[j]] += 1
+    self_bin = bins[self_row]
     before = 0
     t = 0
     for b in range(n_bins):
-        count = partial[0, b] + partial[1, b] + partial[2, b] + partial[3, b] - (1 if b == bins[self_row] else 0)
+        count = partial[0, b] + partial[1, b] + partial[2, b] + partial[3, b] - (1 if b == self_bin else 0)
         after = before + count
         while t < n_k and ks[t] <= before:
             t += 1
@@ -205,19 +229,26 @@ def bucket_counts(
     pending = np.empty(n, dtype=np.int64)
     high_bits = high_d.view(np.int32)  # non-negative floats order like their bit patterns
     planar_bits = planar.view(np.int32)
+    x_low, x_high = _bounds(x)
+    y_low, y_high = _bounds(y)
+    top = np.int32(N_BINS - 1)
     for i in range(row_start, row_stop):
         _distance_row(i, engine, high_d)
+        high_d[i] = high_d[(i + 1) % n]  # the row itself: never ranked; a value of the row keeps the range
+        _histogram(high_d, i, ks, bins_hi, partial, hist_hi, lut_hi)
+        # Planar bins over [0, the farthest corner of the layout's box]: no pass for the row's range.
         x_i = x[i]
         y_i = y[i]
+        far_x = max(x_i - x_low, x_high - x_i)
+        far_y = max(y_i - y_low, y_high - y_i)
+        scale = _scale(0.0, far_x * far_x + far_y * far_y)
         for j in range(n):
             dx = x_i - x[j]
             dy = y_i - y[j]
-            planar[j] = dx * dx + dy * dy
-        other = (i + 1) % n  # the row itself: never ranked; a value of the row keeps the range
-        high_d[i] = high_d[other]
-        planar[i] = planar[other]
-        _histogram(high_d, i, ks, bins_hi, partial, hist_hi, lut_hi)
-        _histogram(planar, i, ks, bins_2d, partial, hist_2d, lut_2d)
+            distance = dx * dx + dy * dy
+            planar[j] = distance
+            bins_2d[j] = min(np.int32(distance * scale), top)
+        _count(bins_2d, i, ks, partial, hist_2d, lut_2d)
         n_hi = 0
         n_2d = 0
         n_pending = 0
