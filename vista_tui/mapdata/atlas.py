@@ -21,7 +21,6 @@ picker, `vista explore ATLAS`) reads manifests alone. pyarrow loads with the fir
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import os
 from collections.abc import Iterable, Iterator, Mapping
@@ -30,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vista_tui.mapdata.atomic import atomic_write, atomic_write_json
-from vista_tui.mapdata.errors import MapCorruptError, MapError, MapNotFoundError, SchemaVersionError
+from vista_tui.mapdata.atomic import atomic_write, atomic_write_json, read_json_manifest
+from vista_tui.mapdata.errors import MapCorruptError, MapError, MapNotFoundError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -253,30 +252,16 @@ class AtlasEntry:
 
 def read_atlas_manifest(atlas_dir: Path) -> AtlasManifest:
     """The manifest of an atlas directory, validated; raises a MapError with a one-line message."""
-    atlas_dir = Path(atlas_dir)
-    path = atlas_dir / ATLAS_MANIFEST
-    if not atlas_dir.is_dir():
-        raise MapNotFoundError(f"no atlas at {atlas_dir}: the directory does not exist")
-    if not path.is_file():
-        raise MapCorruptError(f"{atlas_dir} has no {ATLAS_MANIFEST} (an unfinished atlas build?): {ATLAS_HINT}")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        why = " ".join(str(error).split())
-        raise MapCorruptError(f"{path} is not valid JSON ({why}): {ATLAS_HINT}") from None
-    if not isinstance(raw, dict) or "schema_version" not in raw or "atlas_id" not in raw:
-        raise MapCorruptError(f"{path} is not a VISTA atlas manifest (no schema_version or atlas_id): {ATLAS_HINT}")
-    version = raw["schema_version"]
-    if version != ATLAS_SCHEMA_VERSION:
-        raise SchemaVersionError(
-            f"atlas {atlas_dir.name} uses atlas format version {version!r}, this vista reads version "
-            f"{ATLAS_SCHEMA_VERSION}: upgrade vista-tui or {ATLAS_HINT}"
-        )
-    try:
-        return AtlasManifest.from_dict(raw)
-    except (KeyError, TypeError, ValueError) as error:
-        why = " ".join(str(error).split())
-        raise MapCorruptError(f"{path} is missing or has a bad field ({why}): {ATLAS_HINT}") from None
+    return read_json_manifest(
+        atlas_dir,
+        ATLAS_MANIFEST,
+        noun="atlas",
+        unfinished="an unfinished atlas build?",
+        id_field="atlas_id",
+        version=ATLAS_SCHEMA_VERSION,
+        hint=ATLAS_HINT,
+        parse=AtlasManifest.from_dict,
+    )
 
 
 def is_atlas_dir(path: Path) -> bool:

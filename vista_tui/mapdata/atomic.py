@@ -1,6 +1,7 @@
-"""Crash-safe file writes (temporary file, fsync, rename) and the timestamps written with them.
+"""Crash-safe file writes (temporary file, fsync, rename), the timestamps written with them, and the
+checked read of the JSON manifests written so (maps, atlases, match tables).
 
-The standard library only: the CLI commands that write small files (annotations exports,
+The standard library (and this package's errors) only: the CLI commands that write small files (annotations exports,
 imported explanations) use these without loading numpy or pyarrow.
 """
 
@@ -13,7 +14,11 @@ import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
+
+from vista_tui.mapdata.errors import MapCorruptError, MapNotFoundError, SchemaVersionError
+
+Parsed = TypeVar("Parsed")
 
 
 def utc_now() -> str:
@@ -89,3 +94,48 @@ def jsonl_objects(path: Path) -> Iterator[Any]:
                 yield json.loads(line)
             except json.JSONDecodeError:
                 continue
+
+
+def read_json_manifest(
+    folder: Path,
+    filename: str,
+    *,
+    noun: str,
+    unfinished: str,
+    id_field: str | None,
+    version: int,
+    hint: str,
+    parse: Callable[[dict[str, Any]], Parsed],
+) -> Parsed:
+    """`folder/filename`, a JSON manifest with a `schema_version` (and `id_field`), parsed by `parse`.
+
+    Every failure is one line naming the file and ending with `hint`: no folder (MapNotFoundError),
+    no manifest (`unfinished` says why it may be missing), bad JSON, no VISTA `noun` manifest, a bad
+    field (MapCorruptError), another format version (SchemaVersionError).
+    """
+    folder = Path(folder)
+    path = folder / filename
+    if not folder.is_dir():
+        raise MapNotFoundError(f"no {noun} at {folder}: the directory does not exist")
+    if not path.is_file():
+        raise MapCorruptError(f"{folder} has no {filename} ({unfinished}): {hint}")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise MapCorruptError(f"{path} is not valid JSON ({_one_line(error)}): {hint}") from None
+    required = ("schema_version",) if id_field is None else ("schema_version", id_field)
+    if not isinstance(raw, dict) or any(key not in raw for key in required):
+        raise MapCorruptError(f"{path} is not a VISTA {noun} manifest (no {' or '.join(required)}): {hint}")
+    if raw["schema_version"] != version:
+        raise SchemaVersionError(
+            f"{noun} {folder.name} uses {noun} format version {raw['schema_version']!r}, this vista reads "
+            f"version {version}: upgrade vista-tui or {hint}"
+        )
+    try:
+        return parse(raw)
+    except (KeyError, TypeError, ValueError) as error:
+        raise MapCorruptError(f"{path} is missing or has a bad field ({_one_line(error)}): {hint}") from None
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())

@@ -19,7 +19,6 @@ MapErrors. Manifest-level names need only the standard library; pyarrow loads wi
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -27,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vista_tui.mapdata.atomic import atomic_write, atomic_write_json
-from vista_tui.mapdata.errors import MapCorruptError, MapError, MapNotFoundError, SchemaVersionError
+from vista_tui.mapdata.atomic import atomic_write, atomic_write_json, read_json_manifest
+from vista_tui.mapdata.errors import MapCorruptError, MapError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -285,29 +284,16 @@ class MatchTable:
 
 def read_match_manifest(match_dir: Path) -> MatchManifest:
     """The manifest of a match-table directory, validated; raises a one-line MapError."""
-    match_dir = Path(match_dir)
-    path = match_dir / MATCH_MANIFEST
-    if not match_dir.is_dir():
-        raise MapNotFoundError(f"no match table at {match_dir}: the directory does not exist")
-    if not path.is_file():
-        raise MapCorruptError(f"{match_dir} has no {MATCH_MANIFEST} (an interrupted `vista match`?): {MATCH_HINT}")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        why = " ".join(str(error).split())
-        raise MapCorruptError(f"{path} is not valid JSON ({why}): {MATCH_HINT}") from None
-    if not isinstance(raw, dict) or "schema_version" not in raw or "match_id" not in raw:
-        raise MapCorruptError(f"{path} is not a VISTA match manifest (no schema_version or match_id): {MATCH_HINT}")
-    if raw["schema_version"] != MATCH_SCHEMA_VERSION:
-        raise SchemaVersionError(
-            f"match table {match_dir.name} uses format version {raw['schema_version']!r}, this vista reads "
-            f"version {MATCH_SCHEMA_VERSION}: upgrade vista-tui or {MATCH_HINT}"
-        )
-    try:
-        return MatchManifest.from_dict(raw)
-    except (KeyError, TypeError, ValueError) as error:
-        why = " ".join(str(error).split())
-        raise MapCorruptError(f"{path} is missing or has a bad field ({why}): {MATCH_HINT}") from None
+    return read_json_manifest(
+        match_dir,
+        MATCH_MANIFEST,
+        noun="match table",
+        unfinished="an interrupted `vista match`?",
+        id_field="match_id",
+        version=MATCH_SCHEMA_VERSION,
+        hint=MATCH_HINT,
+        parse=MatchManifest.from_dict,
+    )
 
 
 def read_match_table(match_dir: Path | str) -> MatchTable:

@@ -6,14 +6,14 @@ explorer's first screen need nothing more, and start before the map's tables are
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from vista_tui.mapdata.atlas import ATLASES_DIR, AtlasEntry, find_atlas, list_atlases
-from vista_tui.mapdata.errors import MapCorruptError, MapError, MapNotFoundError, SchemaVersionError
+from vista_tui.mapdata.atomic import read_json_manifest
+from vista_tui.mapdata.errors import MapCorruptError, MapError, MapNotFoundError
 from vista_tui.mapdata.matches import MATCHES_DIR, MatchEntry, list_match_tables, sae_key, tables_for_sae
 from vista_tui.mapdata.schema import SCHEMA_VERSION, Manifest
 
@@ -25,28 +25,16 @@ REBUILD_HINT = "rebuild it with `vista build` (or `vista demo` for the demo maps
 
 def read_manifest(map_dir: Path) -> Manifest:
     """The manifest of a map directory, validated; raises a MapError with a one-line message."""
-    map_dir = Path(map_dir)
-    path = map_dir / MANIFEST
-    if not map_dir.is_dir():
-        raise MapNotFoundError(f"no map at {map_dir}: the directory does not exist")
-    if not path.is_file():
-        raise MapCorruptError(f"{map_dir} has no {MANIFEST} (an unfinished build?): {REBUILD_HINT}")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise MapCorruptError(f"{path} is not valid JSON ({error}): {REBUILD_HINT}") from None
-    if not isinstance(raw, dict) or "schema_version" not in raw:
-        raise MapCorruptError(f"{path} is not a VISTA map manifest (no schema_version): {REBUILD_HINT}")
-    version = raw["schema_version"]
-    if version != SCHEMA_VERSION:
-        raise SchemaVersionError(
-            f"{map_dir.name} uses map format version {version!r}, this vista reads version {SCHEMA_VERSION}: "
-            f"upgrade vista-tui or {REBUILD_HINT}"
-        )
-    try:
-        return Manifest.from_dict(raw)
-    except (KeyError, TypeError, ValueError) as error:
-        raise MapCorruptError(f"{path} is missing or has a bad field ({error}): {REBUILD_HINT}") from None
+    return read_json_manifest(
+        map_dir,
+        MANIFEST,
+        noun="map",
+        unfinished="an unfinished build?",
+        id_field=None,
+        version=SCHEMA_VERSION,
+        hint=REBUILD_HINT,
+        parse=Manifest.from_dict,
+    )
 
 
 def checked_file(map_dir: Path, manifest: Manifest, key: str) -> Path:
