@@ -1,8 +1,8 @@
 """Crash-safe file writes (temporary file, fsync, rename), the timestamps written with them, and the
 checked read of the JSON manifests written so (maps, atlases, match tables).
 
-The standard library (and this package's errors) only: the CLI commands that write small files (annotations exports,
-imported explanations) use these without loading numpy or pyarrow.
+The standard library (and this package's errors) only: the CLI commands that write small files
+(annotations exports, imported explanations) use these without loading numpy or pyarrow.
 """
 
 from __future__ import annotations
