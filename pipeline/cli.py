@@ -438,7 +438,7 @@ def add_atlas_arguments(parser: argparse.ArgumentParser) -> None:
         "--latents",
         default="all",
         metavar="all|A-B|a,b,c",
-        help="every latent, a range (both ends included) or a list (default: all)",
+        help="every latent, a range (both ends included) or a list, whose order the browser opens in (default: all)",
     )
 
     add_harvest_arguments(parser)
@@ -456,7 +456,7 @@ def add_atlas_arguments(parser: argparse.ArgumentParser) -> None:
 def atlas_config_from_args(args: argparse.Namespace) -> AtlasConfig:
     """An AtlasConfig from parsed `atlas build` options (configs validate themselves)."""
     from pipeline.atlas.build import AtlasConfig
-    from pipeline.atlas.config import AtlasHarvestConfig
+    from pipeline.atlas.config import AtlasHarvestConfig, listed_order
 
     given = [bool(args.sae), bool(args.sae_release or args.sae_id), bool(args.sae_path)]
     if sum(given) != 1:
@@ -485,6 +485,7 @@ def atlas_config_from_args(args: argparse.Namespace) -> AtlasConfig:
             dedupe=not args.keep_duplicates,
         ),
         **map_step_configs(args),
+        first=listed_order(args.latents),  # `--latents 9,3,5`: the browser opens in that order
         force=args.force,
     )
 

@@ -56,6 +56,20 @@ def parse_latents(spec: Any) -> tuple[int, ...] | str:
     return tuple(sorted(latents))
 
 
+def listed_order(spec: Any) -> tuple[int, ...]:
+    """The order a list "a,b,c" names its latents in (the atlas's order when it is not ascending); () for
+    "all", a range, or a list already ascending. Call after `parse_latents` accepted the spec."""
+    if isinstance(spec, str):
+        text = spec.strip()
+        if not _LIST.match(text):
+            return ()
+        spec = [int(part) for part in text.split(",") if part.strip()]
+    if not isinstance(spec, list | tuple):
+        return ()
+    latents = tuple(int(latent) for latent in spec)
+    return latents if list(latents) != sorted(latents) else ()
+
+
 @dataclass(frozen=True)
 class AtlasHarvestConfig:
     """The all-latent harvest: `HarvestConfig`'s fields, with latents as "all" / a range / a list, and the slack."""

@@ -356,6 +356,23 @@ def test_latent_specs(spec: Any, expected: Any) -> None:
 
 
 @pytest.mark.parametrize(
+    ("spec", "order"),
+    [("9,3,5", (9, 3, 5)), (" 4 , 1 ", (4, 1)), ("3,5,9", ()), ("3-6", ()), ("all", ()), ([7, 2], (7, 2)), (7, ())],
+)
+def test_a_listed_order_is_the_atlas_order(spec: Any, order: tuple[int, ...], tmp_path: Path) -> None:
+    from pipeline.atlas.config import listed_order
+    from pipeline.cli import atlas_config_from_args, make_parser
+
+    assert listed_order(spec) == order
+    if isinstance(spec, str):  # what `vista atlas build --latents SPEC` asks the build for
+        args = make_parser().parse_args(
+            ["atlas", "build", "--model", "minilm", "--hook", "3", "--sae-path", str(tmp_path), "--latents", spec,
+             "--corpus", str(tmp_path / "corpus.txt")]
+        )  # fmt: skip
+        assert atlas_config_from_args(args).first == order
+
+
+@pytest.mark.parametrize(
     ("spec", "words"),
     [
         ("6-3", "latents range '6-3' runs backwards"),
