@@ -18,7 +18,9 @@ so the compiled code is cached on disk (cache=True) like UMAP's.
    (distance, index). A histogram of the distances over linear bins (monotone in the distance,
    so a bin holds a contiguous stretch of the order) finds the bin of each k_t; a bin holding no
    threshold gives its bucket to all its members at once, and only the members of threshold
-   bins are sorted, by their (distance bits, index) keys, to rank them exactly.
+   bins are ranked exactly: each bin's (distance bits, index) keys are placed at the bin's first
+   rank and sorted there, on their own (a few dozen keys: insertion sort). The high-D bins span
+   the row's range; the planar ones [0, the farthest corner of the layout's box].
 4. count[max(bucket_hi, bucket_2d)] += 1 over j != i; the last bucket means "never".
 """
 
@@ -31,6 +33,8 @@ N_BINS = 4096
 """Histogram bins per row and space: a few thousand keep the threshold bins small and fit in L1/L2
 (and a bin number in 16 bits)."""
 UNRESOLVED = 255
+SMALL_SORT = 64
+"""Threshold bins up to this many members are sorted by insertion; larger ones by numpy's sort."""
 """lut mark of a threshold bin: its members need their exact rank (MAX_SWEEP < 255 buckets)."""
 
 
@@ -110,26 +114,62 @@ def _count(
 
 
 @numba.njit(cache=True, nogil=True)
+def _sort_small(keys: np.ndarray) -> None:
+    """Sort in place: insertion sort for the few keys a bin mostly holds (few mispredicted branches)."""
+    if keys.shape[0] > SMALL_SORT:
+        keys.sort()
+        return
+    for p in range(1, keys.shape[0]):
+        key = keys[p]
+        q = p - 1
+        while q >= 0 and keys[q] > key:
+            keys[q + 1] = keys[q]
+            q -= 1
+        keys[q + 1] = key
+
+
+@numba.njit(cache=True, nogil=True)
 def _resolve(
-    keys: np.ndarray, bins: np.ndarray, ks: np.ndarray, index_bits: int, hist: np.ndarray, buckets: np.ndarray
+    keys: np.ndarray,
+    bins: np.ndarray,
+    ks: np.ndarray,
+    index_bits: int,
+    hist: np.ndarray,
+    buckets: np.ndarray,
+    ranked: np.ndarray,
+    end: np.ndarray,
+    runs: np.ndarray,
 ) -> None:
-    """Exact buckets of the members of threshold bins, from their (distance bits, j) keys."""
+    """Exact buckets of the members of threshold bins, from their (distance bits, j) keys (any order).
+
+    Each key goes to its bin's stretch of `ranked`, which starts at the bin's first rank hist[b];
+    each stretch is then sorted on its own, so a key's place in `ranked` is its rank. (Scratch:
+    `ranked` N long, `end` and `runs` a slot per bin.)
+    """
     n_k = ks.shape[0]
-    keys.sort()
     mask = (np.int64(1) << index_bits) - 1
-    current = -1
-    first = 0
-    t = 0  # ranks only grow along the sorted keys: so does the bucket
     for position in range(keys.shape[0]):
-        j = keys[position] & mask
-        b = bins[j]
-        if b != current:  # the members of one bin are contiguous in key order
-            current = b
-            first = position
-        rank = hist[b] + (position - first)
-        while t < n_k and ks[t] <= rank:
-            t += 1
-        buckets[j] = t
+        end[bins[keys[position] & mask]] = -1
+    n_runs = 0
+    for position in range(keys.shape[0]):
+        key = keys[position]
+        b = bins[key & mask]
+        if end[b] < 0:
+            end[b] = hist[b]
+            runs[n_runs] = b
+            n_runs += 1
+        ranked[end[b]] = key
+        end[b] += 1
+    for run in range(n_runs):
+        b = runs[run]
+        start = hist[b]
+        stop = end[b]
+        _sort_small(ranked[start:stop])
+        t = 0
+        for rank in range(start, stop):
+            while t < n_k and ks[t] <= rank:
+                t += 1
+            buckets[ranked[rank] & mask] = t
 
 
 @numba.njit(cache=True, nogil=True)
@@ -227,6 +267,9 @@ def bucket_counts(
     gathered_hi = np.empty(n, dtype=np.int64)
     gathered_2d = np.empty(n, dtype=np.int64)
     pending = np.empty(n, dtype=np.int64)
+    ranked = np.empty(n, dtype=np.int64)
+    end = np.empty(N_BINS, dtype=np.int64)
+    runs = np.empty(N_BINS, dtype=np.int64)
     high_bits = high_d.view(np.int32)  # non-negative floats order like their bit patterns
     planar_bits = planar.view(np.int32)
     x_low, x_high = _bounds(x)
@@ -268,8 +311,8 @@ def bucket_counts(
             if b_2d == UNRESOLVED:
                 gathered_2d[n_2d] = (np.int64(planar_bits[j]) << index_bits) | j
                 n_2d += 1
-        _resolve(gathered_hi[:n_hi], bins_hi, ks, index_bits, hist_hi, bucket_hi)
-        _resolve(gathered_2d[:n_2d], bins_2d, ks, index_bits, hist_2d, bucket_2d)
+        _resolve(gathered_hi[:n_hi], bins_hi, ks, index_bits, hist_hi, bucket_hi, ranked, end, runs)
+        _resolve(gathered_2d[:n_2d], bins_2d, ks, index_bits, hist_2d, bucket_2d, ranked, end, runs)
         for position in range(n_pending):
             j = pending[position]
             b_hi = lut_hi[bins_hi[j]]
