@@ -89,7 +89,11 @@ def _prepare(codes: SparseCodes | np.ndarray | sp.spmatrix, activations: np.ndar
         raise ValueError(f"lam must be a finite number >= 0, got {lam!r}")
 
     # Drop latents no row uses, so a densified block is n_used x block, not n_latents x block.
-    used, remapped = np.unique(matrix.indices, return_inverse=True)
+    # (np.unique's return_inverse would sort all nnz indices: a mask and a running count are O(nnz).)
+    present = np.zeros(matrix.shape[1], dtype=bool)
+    present[matrix.indices] = True
+    used = np.flatnonzero(present)
+    remapped = (np.cumsum(present, dtype=np.int64) - 1)[matrix.indices]
     row_of = np.repeat(np.arange(n_rows), np.diff(matrix.indptr))
     sq_norm = np.bincount(row_of, weights=matrix.data.astype(np.float64) ** 2, minlength=n_rows)
     inv_norm = np.zeros(n_rows)
