@@ -225,6 +225,20 @@ async def test_split_view_follows_the_matched_node(store: CrossSaeStore) -> None
         await until(pilot, lambda: app.screen is screen)
 
 
+async def test_split_without_children_opens_the_best_match_that_has_a_map(store: CrossSaeStore) -> None:
+    app = app_on(store, "wide-1234")  # no children.json; its match table's 1:1 partner (narrow 42) has a map
+    async with app.run_test(size=(160, 48)) as pilot:
+        screen = await open_map(pilot, app)
+        assert not (store.map_dir("wide-1234") / "children.json").exists()
+        await pilot.press("vertical_line")
+        await until(pilot, lambda: isinstance(app.screen, SplitScreen))
+        left, right = app.screen.models  # type: ignore[attr-defined]
+        assert left is screen.model and right.manifest.provenance.latent == 42
+        await until(pilot, lambda: any("beside its one-to-one match, latent 42" in note for note in notes(app)))
+        node = app.screen.tree(0).selected  # type: ignore[attr-defined]
+        assert app.screen.followed == jaccard_match(left, right, node)[0]  # type: ignore[attr-defined]
+
+
 async def test_split_with_a_map_of_another_corpus_says_no_matching_node(store: CrossSaeStore) -> None:
     app = app_on(store, "narrow")
     async with app.run_test(size=(160, 48)) as pilot:

@@ -191,6 +191,13 @@ def read_latent_matches(store: Store, sae: str, latent: int) -> MatchesReading:
     return MatchesReading(sae, latent, tuple(matches), tuple(tables), tuple(errors))
 
 
+def split_partner(reading: MatchesReading) -> LatentMatch | None:
+    """The match a map without children opens beside it (`|`): its one-to-one partner when that has a
+    map, else the mapped match of highest decoder cosine; None when no match has a map."""
+    mapped = [match for match in reading.matches if match.map_path is not None]
+    return min(mapped, key=_sort_key) if mapped else None
+
+
 # -- matched nodes -----------------------------------------------------------------------------
 
 

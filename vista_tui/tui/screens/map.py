@@ -31,6 +31,7 @@ from vista_tui.core.cross_sae import (
     match_nodes,
     no_children_message,
     read_latent_matches,
+    split_partner,
     tree_side,
 )
 from vista_tui.core.model import MapModel
@@ -213,10 +214,18 @@ class MapScreen(Screen[None]):
     class SplitReady(Message):
         """A worker opened the second map and matched the two trees' nodes."""
 
-        def __init__(self, other: MapModel, forward: dict[str, NodeMatch], backward: dict[str, NodeMatch]) -> None:
+        def __init__(
+            self,
+            other: MapModel,
+            forward: dict[str, NodeMatch],
+            backward: dict[str, NodeMatch],
+            note: str | None = None,
+        ) -> None:
             self.other = other
             self.forward = forward
             self.backward = backward
+            self.note = note
+            """Which map was chosen and why, when `|` chose it from the match tables."""
             super().__init__()
 
     class SplitRefused(Message):
@@ -628,43 +637,54 @@ class MapScreen(Screen[None]):
             self._load_split(match.map_path)
 
     def action_split(self) -> None:
-        """`|`: this map beside its dominant child's map (a map built with --also-sae)."""
+        """`|`: this map beside its dominant child's map (a map built with --also-sae), else beside its
+        best match that has a map (a match table of its SAE)."""
         self._load_split(None)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="split", description="open the maps side by side")
     def _load_split(self, path: Path | None) -> None:
-        """Open the second map (given, else the map of the root's dominant child) and match the nodes."""
+        """Open the second map (given, else the map of the root's dominant child, else of the best match that
+        has a map) and match the nodes."""
         from vista_tui.mapdata.children import read_children
 
+        note = None
         if path is None:
             children = read_children(self.model.reader.path)
-            if children is None:
-                self.post_message(
-                    self.SplitRefused(
-                        f"{no_children_message(self.model.map_id)}; or press M and | on a match to open its map"
-                        " side by side"
+            if children is None:  # no children: the best match that has a map, when a match table has one
+                provenance = self.model.manifest.provenance
+                reading = read_latent_matches(self.app.store, provenance.sae, provenance.latent)  # type: ignore[attr-defined]
+                partner = split_partner(reading)
+                if partner is None or partner.map_path is None:
+                    self.post_message(
+                        self.SplitRefused(
+                            f"{no_children_message(self.model.map_id)}; or press M and | on a match to open its"
+                            " map side by side"
+                        )
                     )
-                )
-                return
-            root = children.nodes.get(self.model.root.node_id)
-            dominant = root.dominant if root is not None else None
-            if dominant is None:
-                self.post_message(self.SplitRefused(f"no child latent of {children.sae} fires on this map"))
-                return
-            path = self.app.store.map_of(children.sae, dominant.latent)  # type: ignore[attr-defined]
-            if path is None:
-                self.post_message(
-                    self.SplitRefused(
-                        f"no map of latent {dominant.latent} of {children.sae} (this map's dominant child): run "
-                        f"`{build_command(children.sae, dominant.latent)}`"
+                    return
+                path = partner.map_path
+                kind = "one-to-one match" if partner.one_to_one else "match"
+                note = f"no children: beside its {kind}, latent {partner.latent} of {partner.sae}"
+            else:
+                root = children.nodes.get(self.model.root.node_id)
+                dominant = root.dominant if root is not None else None
+                if dominant is None:
+                    self.post_message(self.SplitRefused(f"no child latent of {children.sae} fires on this map"))
+                    return
+                path = self.app.store.map_of(children.sae, dominant.latent)  # type: ignore[attr-defined]
+                if path is None:
+                    self.post_message(
+                        self.SplitRefused(
+                            f"no map of latent {dominant.latent} of {children.sae} (this map's dominant child): "
+                            f"run `{build_command(children.sae, dominant.latent)}`"
+                        )
                     )
-                )
-                return
+                    return
         other = MapModel.open(path)
         _ = other.nodes, other.layout
         forward, backward = match_nodes(tree_side(self.model), tree_side(other))
         if not get_current_worker().is_cancelled:
-            self.post_message(self.SplitReady(other, forward, backward))
+            self.post_message(self.SplitReady(other, forward, backward, note))
 
     @on(SplitRefused)
     def _split_refused(self, event: SplitRefused) -> None:
@@ -675,6 +695,8 @@ class MapScreen(Screen[None]):
         from vista_tui.tui.screens.split import SplitScreen  # see _import_the_rest
 
         self.app.push_screen(SplitScreen(self.model, event.other, event.forward, event.backward, self.selected))
+        if event.note is not None:
+            self.notify(sanitize(event.note, 400), timeout=4, markup=False)
 
     def action_children(self) -> None:
         """`C`: colour the minimap and contexts by each context's dominant child latent, with a legend."""
