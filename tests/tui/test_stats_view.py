@@ -16,6 +16,7 @@ from textual.pilot import Pilot
 from tests.helpers.stats_map import build_stats_map, corrupt_stats
 from tests.helpers.tui import open_map, palette_search, screen_text, tree_of, until
 from vista_tui.core import model as model_module
+from vista_tui.core import stats_figures as stats_module
 from vista_tui.core.stats_figures import (
     NO_QUANTILES,
     NO_UNEMBEDDING,
@@ -104,13 +105,13 @@ def test_positions_end_at_the_last_firing() -> None:
 
 def test_the_model_reads_statistics_once(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[Path] = []
-    real = model_module.read_stats
+    real = stats_module.read_stats  # the model imports it on its first call (not to open a map)
 
     def counting(map_dir: Path):  # type: ignore[no-untyped-def]
         calls.append(map_dir)
         return real(map_dir)
 
-    monkeypatch.setattr(model_module, "read_stats", counting)
+    monkeypatch.setattr(stats_module, "read_stats", counting)
     model = model_module.MapModel.open(store / "maps" / "seeded-stats")
     assert not model.stats_read
     first = model.latent_stats()

@@ -4,6 +4,7 @@ its tree of nodes with the names commands take, the explorer."""
 from __future__ import annotations
 
 import argparse
+import gc
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,16 +65,27 @@ def explore(
         return fail(error)
     if graphics == "auto":
         graphics = probe_graphics()  # asks the terminal: before Textual takes it over
-    from vista_tui.tui.app import VistaApp  # Textual loads only for the TUI commands
-
-    app = VistaApp(
-        store, map_path, graphics=graphics, diffusion_model=model, triage_config=triage_config, atlas_path=atlas_path
-    )
+    # No cyclic GC until the first map, browser or picker is drawn: the app switches it back on then
+    # (VistaApp._freeze_heap), with one collection; its collections cost ~50 ms of the first frame.
+    gc.disable()
     try:
-        app.run()
+        from vista_tui.tui.app import VistaApp  # Textual loads only for the TUI commands
+
+        app = VistaApp(
+            store,
+            map_path,
+            graphics=graphics,
+            diffusion_model=model,
+            triage_config=triage_config,
+            atlas_path=atlas_path,
+        )
+        try:
+            app.run()
+        finally:
+            if app._renders is not None:
+                app._renders.close(timeout=2.0)
     finally:
-        if app._renders is not None:
-            app._renders.close(timeout=2.0)
+        gc.enable()
     return 0
 
 

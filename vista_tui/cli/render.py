@@ -13,17 +13,21 @@ from typing import TYPE_CHECKING, Any
 
 from vista_tui.cli.console import EXIT_FAILED, EXIT_INTERRUPTED, fail, stderr
 from vista_tui.cli.opening import MAP_HELP, NODE_HELP, open_map, resolve_node_id, store_of
-from vista_tui.core.render_protocol import RenderEvent
-from vista_tui.core.render_queue import ENV_MODEL, RenderQueue
+from vista_tui.core.render_env import ENV_MODEL
 from vista_tui.mapdata import MapError
-from vista_tui.mapdata.renders import MAX_SIDE, MIN_SIDE, RenderJob
 
 if TYPE_CHECKING:
+    from vista_tui.core.render_protocol import RenderEvent
     from vista_tui.mapdata import MapReader
+
+# The render queue, its protocol and the render keys load when `render` runs, not for every `vista`
+# command: `vista explore` builds this parser too, and its first screen waits for the imports.
 
 
 def parse_size(text: str) -> tuple[int, int]:
     """'WxH' → (W, H), for argparse."""
+    from vista_tui.mapdata.renders import MAX_SIDE, MIN_SIDE
+
     width, sep, height = text.lower().replace("×", "x").partition("x")
     try:
         size = (int(width), int(height))
@@ -87,6 +91,9 @@ def add_render_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def cmd_render(args: argparse.Namespace) -> int:
     """Render one image; its path on stdout. 0 done, 1 the render failed, 2 bad input, 130 interrupted."""
+    from vista_tui.core.render_queue import RenderQueue
+    from vista_tui.mapdata.renders import RenderJob
+
     store = store_of(args)
     model = args.model or os.environ.get(ENV_MODEL) or None
     width, height = args.size if args.size else (None, None)

@@ -12,13 +12,13 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 
 from vista_tui.core.node_names import NodeNames
 from vista_tui.core.score_figures import ScoresReading, read_score_reading, scores_signature
-from vista_tui.core.stats_figures import StatsReading, read_stats
 from vista_tui.core.titles import node_title
 from vista_tui.mapdata import (
     ClusterNode,
@@ -28,6 +28,9 @@ from vista_tui.mapdata import (
     context_from_table,
     published_descriptions,
 )
+
+if TYPE_CHECKING:
+    from vista_tui.core.stats_figures import StatsReading
 
 
 @dataclass(frozen=True)
@@ -161,6 +164,8 @@ class MapModel:
         Only the statistics screen needs it, so opening a map does not read it: the first call
         reads (from a worker, the file holding every node's histograms), later ones return at once.
         """
+        from vista_tui.core.stats_figures import read_stats  # the statistics screen's; not for opening a map
+
         with self._stats_lock:
             if self._stats is None:
                 self._stats = read_stats(self.reader.path)

@@ -45,8 +45,6 @@ from vista_tui.mapdata.renders import RenderJob, cached_render
 
 WORKER_MODULE = "pipeline.render.worker"
 """What the queue runs with `python -m`: the long-lived worker."""
-ENV_MODEL = "VISTA_DIFFUSION_MODEL"
-"""The diffusion model to render with (a diffusers directory or a Hugging Face id); unset → sketches."""
 
 
 @dataclass

@@ -14,7 +14,7 @@ import gc
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeGuard
 
 from textual import events, on, work
 from textual.app import App
@@ -24,20 +24,37 @@ from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from vista_tui.core.annotations import AnnotationError, TriageConfig
-from vista_tui.core.render_protocol import RenderEvent
-from vista_tui.core.render_queue import ENV_MODEL, RenderQueue
+from vista_tui.core.render_env import ENV_MODEL
 from vista_tui.core.sanitize import sanitize
 from vista_tui.mapdata import AtlasEntry, MapEntry, MapError, Store, read_atlas_manifest, read_manifest
-from vista_tui.tui.screens.error import ErrorScreen
-from vista_tui.tui.screens.help import HelpScreen
 from vista_tui.tui.screens.loading import AtlasLoadingScreen, LoadingScreen
-from vista_tui.tui.screens.picker import PickerScreen
 
 if TYPE_CHECKING:
     from vista_tui.core.atlas_view import AtlasView
     from vista_tui.core.model import MapModel
+    from vista_tui.core.render_protocol import RenderEvent
+    from vista_tui.core.render_queue import RenderQueue
     from vista_tui.core.triage import TriageSession
+    from vista_tui.tui.screens.atlas import AtlasScreen
     from vista_tui.tui.screens.map import MapScreen
+    from vista_tui.tui.screens.picker import PickerScreen
+
+
+def _is_atlas_screen(screen: Screen[Any]) -> TypeGuard[AtlasScreen]:
+    """Whether `screen` is a latent browser, without importing its module (numpy, pyarrow: ~150 ms).
+
+    A browser exists only once its module is imported (by the atlas's worker), so a map opened
+    at start-up never pays for that import on the UI thread, before its first screen.
+    """
+    atlas = sys.modules.get("vista_tui.tui.screens.atlas")
+    return atlas is not None and isinstance(screen, atlas.AtlasScreen)
+
+
+def _is_picker_screen(screen: Screen[Any]) -> TypeGuard[PickerScreen]:
+    """Whether `screen` is the map picker; its module loads when a picker is first shown, so a map opened
+    at start-up does not wait for it (nor the help and error screens: they load when first shown)."""
+    picker = sys.modules.get("vista_tui.tui.screens.picker")
+    return picker is not None and isinstance(screen, picker.PickerScreen)
 
 
 class VistaApp(App[None]):
@@ -117,6 +134,8 @@ class VistaApp(App[None]):
     def renders(self) -> RenderQueue:
         """The render queue; its worker process starts with the first job."""
         if self._renders is None:
+            from vista_tui.core.render_queue import RenderQueue
+
             self._renders = RenderQueue(
                 self.store.root, on_event=lambda event: self.post_message(self.RenderUpdate(event))
             )
@@ -149,6 +168,7 @@ class VistaApp(App[None]):
             self.open_atlas(self.initial_atlas)
         else:
             self.action_pick_map()
+            self.call_after_refresh(gc.enable)  # see _freeze_heap
 
     # -- maps ---------------------------------------------------------------------------------
 
@@ -163,6 +183,8 @@ class VistaApp(App[None]):
         return self.store.list_atlases()
 
     def action_pick_map(self) -> None:
+        from vista_tui.tui.screens.picker import PickerScreen
+
         picker = PickerScreen(self.store_entries(refresh=True), self.store.maps_dir, atlases=self.store_atlases())
         while self.map_screen is not None and self.map_screen is self.screen and self._map_below():
             self.action_back_to_atlas()  # the maps opened over maps go, down to the first
@@ -173,11 +195,11 @@ class VistaApp(App[None]):
 
     def _show_base(self, screen: Screen[Any]) -> None:
         """Show a picker, loading, browser or map screen: in place of the current one of those, else on top."""
-        from vista_tui.tui.screens.atlas import AtlasScreen  # imported by the atlas's worker already, if any
-
         current = self.screen
         if (
-            isinstance(current, PickerScreen | LoadingScreen | AtlasLoadingScreen | AtlasScreen)
+            isinstance(current, LoadingScreen | AtlasLoadingScreen)
+            or _is_picker_screen(current)
+            or _is_atlas_screen(current)
             or current is self.map_screen
         ):
             self.switch_screen(screen)
@@ -223,10 +245,8 @@ class VistaApp(App[None]):
 
     def _atlas_below(self) -> bool:
         """Whether the screen under the current one is a latent browser."""
-        from vista_tui.tui.screens.atlas import AtlasScreen
-
         stack = self.screen_stack
-        return len(stack) >= 2 and isinstance(stack[-2], AtlasScreen)
+        return len(stack) >= 2 and _is_atlas_screen(stack[-2])
 
     def _map_below(self) -> bool:
         """Whether the screen under the current one is a map this one was opened over (a match)."""
@@ -243,15 +263,13 @@ class VistaApp(App[None]):
 
     def action_back_to_atlas(self) -> None:
         """Backspace or Esc in a map opened from an atlas or over another map: back to it, as it was."""
-        from vista_tui.tui.screens.atlas import AtlasScreen
-
         if self.can_go_back():
             over_map = self._map_below()
             self._leave_map()
             self.pop_screen()
             if over_map:
                 self._restore_map_below()
-            elif isinstance(self.screen, AtlasScreen):
+            elif _is_atlas_screen(self.screen):
                 self.sub_title = self.screen.view.manifest.atlas_id
 
     def open_matched_map(self, path: Path) -> None:
@@ -328,12 +346,20 @@ class VistaApp(App[None]):
         A full collection walks every tracked object: with a map open that took 40-60 ms, and
         landing on a key press it was the slowest repaints (p95). Frozen objects are still freed
         by reference counting; `on_unmount` thaws them so that nothing outlives the app.
+
+        The cyclic GC is switched back on here: `vista explore` starts the app with it off
+        (cli/maps.py), because its collections during start-up (imports, the first screens'
+        widgets) cost ~50 ms of CPU before the map is drawn, for a few cycles of garbage at
+        most; this collection takes them. The picker, and a map or atlas that fails to open,
+        switch it back on too.
         """
         gc.collect()
         gc.freeze()
+        gc.enable()
 
     def on_unmount(self) -> None:
         gc.unfreeze()
+        gc.enable()
 
     # -- renders -------------------------------------------------------------------------------
 
@@ -362,6 +388,7 @@ class VistaApp(App[None]):
     def action_help(self) -> None:
         from vista_tui.tui.screens.atlas import AtlasScreen
         from vista_tui.tui.screens.coverage import CoverageScreen
+        from vista_tui.tui.screens.help import HelpScreen
         from vista_tui.tui.screens.map import MapScreen
         from vista_tui.tui.screens.stats import StatsScreen
         from vista_tui.tui.widgets.cluster_tree import ClusterTreeView
@@ -403,7 +430,11 @@ class VistaApp(App[None]):
         error = worker.error
         if event.state != WorkerState.ERROR or error is None:
             return
+        from vista_tui.tui.screens.error import ErrorScreen  # loaded with the first failure
+
         description = worker.description or worker.name
+        if worker.group in ("open", "open-atlas"):
+            gc.enable()  # no map or atlas to draw: see _freeze_heap
         message = str(error) if isinstance(error, MapError) else f"{type(error).__name__}: {error}"
         if worker.group == "open":
             if isinstance(self.screen, LoadingScreen):
@@ -416,7 +447,7 @@ class VistaApp(App[None]):
                     self.action_pick_map()  # under the error: what to open instead
             self.push_screen(ErrorScreen("This map cannot be opened", message))
         elif worker.group == "open-atlas":
-            if not isinstance(self.screen, PickerScreen):
+            if not _is_picker_screen(self.screen):
                 self.action_pick_map()
             self.push_screen(ErrorScreen("This atlas cannot be opened", message))
         elif isinstance(error, MapError):

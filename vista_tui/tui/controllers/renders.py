@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual.message import Message
@@ -19,11 +19,13 @@ from textual.widgets import Static
 from textual.worker import get_current_worker
 
 from vista_tui.core.render_protocol import RenderEvent
-from vista_tui.core.render_queue import RenderQueue
 from vista_tui.mapdata.renders import RenderJob, cached_render, read_sidecar
 from vista_tui.tui.controllers import MapView
 from vista_tui.tui.graphics import open_externally
 from vista_tui.tui.widgets.cluster_tree import ClusterTreeView
+
+if TYPE_CHECKING:
+    from vista_tui.core.render_queue import RenderQueue  # the app's, started with the first render
 
 EVENT_GLYPHS = {"queued": "◌", "started": "◐", "progress": "◐", "done": "●", "failed": "✗", "cancelled": " "}
 """A node's render glyph in the tree (second column), by its latest render event."""
