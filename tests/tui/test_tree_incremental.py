@@ -41,13 +41,20 @@ def tree_state(tree: ClusterTreeView) -> dict[str, Any]:
 
 
 async def assert_as_rebuilt(pilot: Any, tree: ClusterTreeView) -> dict[str, Any]:
-    """The tree after the keys equals the same tree rebuilt from scratch; returns that state."""
+    """The tree after the keys equals the same tree rebuilt from scratch; returns that state.
+
+    Also the screen: the compositor draws each widget from the lines it keeps and redraws only the
+    lines refreshed since, as a terminal shows only what was repainted; a line a fold or an unfold
+    moved but did not repaint would still show its old row.
+    """
     await pilot.pause()
     incremental = tree_state(tree)
+    shown = screen_text(tree.app)
     tree.rebuild()
     await pilot.pause()
     rebuilt = tree_state(tree)
     assert incremental == rebuilt
+    assert shown == screen_text(tree.app)
     return rebuilt
 
 
