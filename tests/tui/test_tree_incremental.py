@@ -157,3 +157,23 @@ async def test_unfold_and_fold_in_a_small_terminal_keep_the_cursor_in_view(plain
             assert tree.highlighted is not None and top <= tree.highlighted < top + height
             assert tree.rows == tree._visible()
             assert [option.id for option in tree.options] == tree.rows
+
+
+async def test_rows_back_at_their_index_get_their_lines_back(plain: VistaApp) -> None:
+    """Open a node and fold it again: the rows under it moved down and back, and draw the very lines
+    they drew before (the lines before the index are kept per option, and a Strip keeps its copies
+    with a style added, the index's meta), which equal a rebuild's."""
+    async with plain.run_test(size=SIZE) as pilot:
+        await open_map(pilot, plain)
+        tree = tree_of(plain)
+        await pilot.press("j")  # music
+        await pilot.pause()
+        before = [tree.render_line(y) for y in range(len(tree.rows))]
+        await pilot.press("l", "h", "h")  # open music, back to it, fold it
+        assert selected_title(plain) == "music, melody, rhythm"
+        await pilot.pause()
+        after = [tree.render_line(y) for y in range(len(tree.rows))]
+        below = range(2, len(tree.rows))  # root, music, then the rows that moved
+        assert len(below) >= 3
+        assert all(after[y] is before[y] for y in below)
+        await assert_as_rebuilt(pilot, tree)
