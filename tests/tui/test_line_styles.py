@@ -65,4 +65,6 @@ async def test_a_node_shown_again_gets_back_the_same_bordered_lines(synthetic_st
         content = range(1, len(contexts.rows[: contexts.scrollable_content_region.height]) + 1)
         assert len(content) > 5
         assert all(again[y] is first[y] for y in content)
-        assert [list(strip) for strip in again] == [list(strip) for strip in StylesCache().render_widget(contexts, crop)]
+        assert [list(strip) for strip in again] == [
+            list(strip) for strip in StylesCache().render_widget(contexts, crop)
+        ]

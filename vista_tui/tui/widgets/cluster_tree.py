@@ -113,7 +113,8 @@ class ClusterTreeView(OptionList):
         self._rows: list[str] = []
         self._width = 0
         self._drawn: dict[Option, dict[tuple[Style, Spacing, int], list[Strip]]] = {}
-        """Each option's lines as OptionList draws them, before it adds the option's index (see `_get_option_render`)."""
+        """Each option's lines as OptionList draws them, before it adds the option's index
+        (see `_get_option_render`)."""
         self.follow: Callable[[str], None] | None = None
         """Called at once when the cursor moves (before NodeSelected arrives), so a key typed
         right after a move acts on the node now under the cursor, and the panels repaint in
@@ -219,10 +220,10 @@ class ClusterTreeView(OptionList):
 
         A fold or an unfold changes the rows below one node only: the rows above keep their
         options and their painted lines, and only the lines from `start` to the end of the longer
-        list, old or new, are repainted (a full `rebuild` re-made and repainted every line). OptionList has no insert at an index,
-        so its index maps are kept here; its rendered lines are dropped, because they carry
-        each option's index for the mouse, but the rows that moved keep their drawing
-        (`_get_option_render`).
+        list, old or new, are repainted (a full `rebuild` re-made and repainted every line).
+        OptionList has no insert at an index, so its index maps are kept here; its rendered lines
+        are dropped, because they carry each option's index for the mouse, but the rows that moved
+        keep their drawing (`_get_option_render`).
         """
         options = self._options
         shown = len(options)
