@@ -46,3 +46,25 @@ async def test_tree_contexts_and_minimap_lines_equal_textuals(synthetic_store: P
                     continue
                 short, full = drawn_both_ways(widget)
                 assert short == full, selector
+
+
+async def test_a_node_shown_again_gets_back_the_same_bordered_lines(synthetic_store: Path) -> None:
+    """Back on a node, the context list draws each line from the strip it kept; the bordered line is the
+    one drawn before (so Textual's filters and cuts kept on it are reused), and still equals Textual's."""
+    app = VistaApp(Store(synthetic_store), synthetic_store / "maps" / "syn-plain")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await open_map(pilot, app)
+        contexts = app.screen.query_one("#contexts", ContextList)
+        crop = Region(0, 0, *contexts.outer_size)
+        await pilot.press("j")
+        await pilot.pause()
+        first = contexts._styles_cache.render_widget(contexts, crop)
+        await pilot.press("j", "k")  # another node, then back
+        await pilot.pause()
+        again = contexts._styles_cache.render_widget(contexts, crop)
+        content = range(1, len(contexts.rows[: contexts.scrollable_content_region.height]) + 1)
+        assert len(content) > 5
+        assert all(again[y] is first[y] for y in content)
+        assert [list(strip) for strip in again] == [
+            list(strip) for strip in StylesCache().render_widget(contexts, crop)
+        ]

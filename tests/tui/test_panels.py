@@ -278,6 +278,34 @@ def test_minimap_marks_the_focused_context(small_map: MapModel) -> None:
     run_host(minimap, (80, 24), check)
 
 
+def test_minimap_rows_kept_by_their_cells_equal_rows_styled_afresh(small_map: MapModel) -> None:
+    """Back on a node, each row comes from the rows kept by their cells: the strip drawn for it
+    before, and the same segments as the row styled afresh from the frame."""
+    minimap = Minimap(small_map)
+    leaf = a_leaf(small_map)
+    parent = small_map.parent(leaf)
+    assert parent is not None
+
+    async def check(pilot: Pilot[None]) -> None:
+        minimap.show_node(leaf)
+        await pilot.pause()
+        first = [minimap.render_line(y) for y in range(minimap.size.height)]
+        minimap.show_node(parent)
+        await pilot.pause()
+        changed = [y for y in range(minimap.size.height) if minimap.render_line(y) is not first[y]]
+        assert changed  # the parent lights up other rows
+        minimap.mark_row(int(small_map.nodes[leaf].members[0]))  # a mark, then none: the rows change back
+        minimap.show_node(leaf)
+        minimap.mark_row(None)
+        await pilot.pause()
+        again = [minimap.render_line(y) for y in range(minimap.size.height)]
+        assert all(again[y] is first[y] for y in changed)
+        fresh = minimap._build_strips(minimap.frame)
+        assert [list(strip) for strip in again] == [list(strip) for strip in fresh]
+
+    run_host(minimap, (80, 24), check)
+
+
 def test_minimap_of_100k_points(tmp_path: Path, small_map: MapModel) -> None:
     """A map of 100k points draws as one of 4k does: braille only, the selected node bright.
 

@@ -41,13 +41,20 @@ def tree_state(tree: ClusterTreeView) -> dict[str, Any]:
 
 
 async def assert_as_rebuilt(pilot: Any, tree: ClusterTreeView) -> dict[str, Any]:
-    """The tree after the keys equals the same tree rebuilt from scratch; returns that state."""
+    """The tree after the keys equals the same tree rebuilt from scratch; returns that state.
+
+    Also the screen: the compositor draws each widget from the lines it keeps and redraws only the
+    lines refreshed since, as a terminal shows only what was repainted; a line a fold or an unfold
+    moved but did not repaint would still show its old row.
+    """
     await pilot.pause()
     incremental = tree_state(tree)
+    shown = screen_text(tree.app)
     tree.rebuild()
     await pilot.pause()
     rebuilt = tree_state(tree)
     assert incremental == rebuilt
+    assert shown == screen_text(tree.app)
     return rebuilt
 
 
@@ -150,3 +157,23 @@ async def test_unfold_and_fold_in_a_small_terminal_keep_the_cursor_in_view(plain
             assert tree.highlighted is not None and top <= tree.highlighted < top + height
             assert tree.rows == tree._visible()
             assert [option.id for option in tree.options] == tree.rows
+
+
+async def test_rows_back_at_their_index_get_their_lines_back(plain: VistaApp) -> None:
+    """Open a node and fold it again: the rows under it moved down and back, and draw the very lines
+    they drew before (the lines before the index are kept per option, and a Strip keeps its copies
+    with a style added, the index's meta), which equal a rebuild's."""
+    async with plain.run_test(size=SIZE) as pilot:
+        await open_map(pilot, plain)
+        tree = tree_of(plain)
+        await pilot.press("j")  # music
+        await pilot.pause()
+        before = [tree.render_line(y) for y in range(len(tree.rows))]
+        await pilot.press("l", "h", "h")  # open music, back to it, fold it
+        assert selected_title(plain) == "music, melody, rhythm"
+        await pilot.pause()
+        after = [tree.render_line(y) for y in range(len(tree.rows))]
+        below = range(2, len(tree.rows))  # root, music, then the rows that moved
+        assert len(below) >= 3
+        assert all(after[y] is before[y] for y in below)
+        await assert_as_rebuilt(pilot, tree)

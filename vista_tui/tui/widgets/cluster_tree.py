@@ -14,8 +14,12 @@ from typing import ClassVar
 from rich.text import Text
 from textual import events
 from textual.binding import Binding, BindingType
+from textual.geometry import Spacing
 from textual.message import Message
 from textual.reactive import Reactive, reactive
+from textual.strip import Strip
+from textual.style import Style
+from textual.visual import Padding
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
@@ -60,8 +64,10 @@ class ClusterTreeView(OptionList):
     ClusterTreeView > .cluster-tree--glyph { color: $accent; }
     """
 
-    virtual_size = virtual_size_without_relayout()
-    """Lines of the tree; a new length moves the scrollbar without re-laying out the screen."""
+    virtual_size = virtual_size_without_relayout(repaint=False)
+    """Lines of the tree; a new length moves the scrollbar without re-laying out the screen, and
+    repaints nothing by itself: `set_options` repaints every line, a fold or an unfold the lines
+    it moved (`_splice`)."""
     selected: Reactive[str | None] = reactive(None, init=False, repaint=False)
     """The node id under the cursor."""
     highlighted: Reactive[int | None] = reactive(None, repaint=False)
@@ -106,6 +112,9 @@ class ClusterTreeView(OptionList):
         the worst-covered sub-sense first; unscored and NaN last); deeper levels as before."""
         self._rows: list[str] = []
         self._width = 0
+        self._drawn: dict[Option, dict[tuple[Style, Spacing, int], list[Strip]]] = {}
+        """Each option's lines as OptionList draws them, before it adds the option's index
+        (see `_get_option_render`)."""
         self.follow: Callable[[str], None] | None = None
         """Called at once when the cursor moves (before NodeSelected arrives), so a key typed
         right after a move acts on the node now under the cursor, and the panels repaint in
@@ -200,6 +209,7 @@ class ClusterTreeView(OptionList):
         width = max(self.scrollable_content_region.width, 20)
         self._width = width
         self.border_subtitle = "size · mean · max act" if width >= 44 else "contexts"
+        self._drawn.clear()
         self.set_options([Option(self._prompt(node_id, width), id=node_id) for node_id in self._rows])
         if keep not in self._rows:
             keep = next((a for a in reversed(self.model.ancestors(keep)) if a in self._rows), self.view_root)
@@ -209,15 +219,18 @@ class ClusterTreeView(OptionList):
         """Replace rows `start:stop` by `node_ids`, as `rebuild` would show them, keeping the other rows' options.
 
         A fold or an unfold changes the rows below one node only: the rows above keep their
-        options and their painted lines, and only the lines from `start` down are repainted
-        (a full `rebuild` re-made and repainted every row). OptionList has no insert at an index,
-        so its index maps are kept here; its rendered lines are dropped, because they carry
-        each option's index for the mouse.
+        options and their painted lines, and only the lines from `start` to the end of the longer
+        list, old or new, are repainted (a full `rebuild` re-made and repainted every line).
+        OptionList has no insert at an index, so its index maps are kept here; its rendered lines
+        are dropped, because they carry each option's index for the mouse, but the rows that moved
+        keep their drawing (`_get_option_render`).
         """
         options = self._options
+        shown = len(options)
         for option in options[start:stop]:
             del self._id_to_option[option.id]
             del self._option_to_index[option]
+            self._drawn.pop(option, None)
         new = [Option(self._prompt(node_id, self._width), id=node_id) for node_id in node_ids]
         options[start:stop] = new
         self._rows[start:stop] = node_ids
@@ -229,20 +242,56 @@ class ClusterTreeView(OptionList):
         self._option_render_cache.clear()
         self._line_cache.clear()
         self._update_lines()  # the new length: virtual size and scrollbar
-        self._repaint_from(start)
+        self._repaint_lines(start, max(shown, len(options)))
 
     def _replace_prompt(self, index: int) -> None:
         """Draw row `index` afresh (its fold marker changed)."""
         node_id = self._rows[index]
         option = self._options[index]
         option._set_prompt(self._prompt(node_id, self._width))
+        self._drawn.pop(option, None)
         self._option_render_cache.clear()
         self.refresh_line(index)
 
-    def _repaint_from(self, start: int) -> None:
-        """Repaint the lines from row `start` to the bottom of the view (they moved)."""
+    def _get_option_render(self, option: Option, style: Style) -> list[Strip]:
+        """An option's lines, as OptionList draws them: its prompt's strips, padded to the width, then
+        its index added to each segment's meta (what a click selects).
+
+        OptionList caches the lines with the index in them, so after a fold or an unfold every row
+        that moved (all rows below it) was drawn from its prompt again: most of an `l`'s repaint.
+        Here the lines before the index are kept per option, and a moved row only gets its new index.
+        The options of this list have no divider.
+        """
+        padding = self.get_component_styles("option-list--option").padding
+        key = (option, style, padding)
+        strips = self._option_render_cache.get(key)
+        if strips is None:
+            width = self.scrollable_content_region.width - self._get_left_gutter_width()
+            drawings = self._drawn.setdefault(option, {})
+            drawn = drawings.get((style, padding, width))
+            if drawn is None:
+                visual = self._get_visual(option)
+                if padding:
+                    visual = Padding(visual, padding)
+                drawn = [
+                    strip.extend_cell_length(width, style.rich_style)
+                    for strip in visual.to_strips(self, visual, width, None, style)
+                ]
+                drawings[(style, padding, width)] = drawn
+            meta = {"option": self._option_to_index[option]}
+            strips = [strip.apply_meta(meta) for strip in drawn]
+            self._option_render_cache[key] = strips
+        return strips
+
+    def _clear_caches(self) -> None:
+        self._drawn.clear()
+        super()._clear_caches()
+
+    def _repaint_lines(self, start: int, stop: int) -> None:
+        """Repaint the lines of rows `start:stop` that are in view (they moved; below them, lines blank
+        before and after)."""
         top = round(self.scroll_offset.y)
-        bottom = top + max(1, self.scrollable_content_region.height)
+        bottom = min(stop, top + max(1, self.scrollable_content_region.height))
         first = max(start, top)
         if first < bottom:
             self.refresh_lines(first, bottom - first)

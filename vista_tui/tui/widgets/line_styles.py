@@ -11,6 +11,10 @@ the same on every content line. `BorderedLines` takes them from the first conten
 styles in full, and builds the other lines from them; anything else (the border rows with their
 titles, or a widget styled otherwise) goes Textual's own way. The lines are the same segments
 either way (tests/tui/test_line_styles.py compares them).
+
+A content line drawn again from the very same strip (the widgets keep their lines: a context
+list shown again, the tree's rows) gets back the very same bordered strip, so the work Textual
+keeps on each strip (the line filters, the compositor's cuts) is not done again either.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from rich.segment import Segment
 from textual._segment_tools import line_pad
 from textual._styles_cache import StylesCache
+from textual.cache import LRUCache
 from textual.strip import Strip
 
 if TYPE_CHECKING:
@@ -45,6 +50,10 @@ def plain_bordered(styles: StylesBase, padding: Spacing, opacity: float) -> bool
     )
 
 
+BORDERED_LINES = 1024
+"""Bordered lines kept per widget (a 160x48 context list shows 45; its own cache keeps 1024)."""
+
+
 class BorderedLines(StylesCache):
     """Textual's StylesCache, with content lines of a plainly bordered widget built from cached border cells."""
 
@@ -57,6 +66,10 @@ class BorderedLines(StylesCache):
         whole widget (a change of node); a new focus or theme makes a new key."""
         self._plain = False
         """Whether the widget being drawn is plainly bordered (`plain_bordered`), worked out once a frame."""
+        self._bordered: LRUCache[int, tuple[Strip, tuple[Any, ...], Strip]] = LRUCache(BORDERED_LINES)
+        """id of a content line → (that line, the key of its border and padding, the line bordered).
+
+        The entry holds the line itself, so its id is not another object's while the entry lasts."""
 
     def render_widget(self, widget: Widget, crop: Region) -> list[Strip]:
         """Draw the widget's lines in `crop`, its styles checked once rather than on every line."""
@@ -94,8 +107,16 @@ class BorderedLines(StylesCache):
                     self._edges.clear()
                 self._edges[key] = (left, right)
             return strip
+        content = render_content_line(y - 1)
+        line_key = (*key, padding.left, padding.right)
+        drawn = self._bordered.get(id(content))
+        if drawn is not None and drawn[0] is content and drawn[1] == line_key:
+            return drawn[2]
         inner = self.get_inner_outer(base_background, background)[0].rich_style
-        line = render_content_line(y - 1).adjust_cell_length(content_size.width, inner)
+        line = content.adjust_cell_length(content_size.width, inner)
         if padding.width:
-            return Strip([edges[0], *line_pad(line, padding.left, padding.right, inner), edges[1]], width)
-        return Strip([edges[0], *line, edges[1]], width)
+            bordered = Strip([edges[0], *line_pad(line, padding.left, padding.right, inner), edges[1]], width)
+        else:
+            bordered = Strip([edges[0], *line, edges[1]], width)
+        self._bordered[id(content)] = (content, line_key, bordered)
+        return bordered

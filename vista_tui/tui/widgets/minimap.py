@@ -21,6 +21,7 @@ from typing import ClassVar
 import numpy as np
 from rich.segment import Segment
 from rich.style import Style as RichStyle
+from textual.cache import LRUCache
 from textual.geometry import Region, Size
 from textual.reactive import Reactive, reactive
 from textual.strip import Strip
@@ -166,6 +167,8 @@ class _Background:
 
 NODE_FRAMES = 64
 """Frames of nodes kept per size: walking back to a node shown before costs no pass over its members."""
+ROW_STRIPS = 512
+"""Styled rows kept by their cells: a node shown again gets its rows back without styling them again."""
 
 
 class Minimap(Widget):
@@ -211,6 +214,11 @@ class Minimap(Widget):
         self._frame_key: tuple[Size, str | None, int | None] | None = None
         self._strips: list[Strip | None] = []
         """The styled row of each line of `_frame`, None until drawn (or when the row changed)."""
+        self._drawn_rows: LRUCache[bytes, Strip] = LRUCache(ROW_STRIPS)
+        """A row's cell patterns and kinds (as bytes) → its styled strip, whatever line it was on.
+
+        The same strip for the same cells, so the bordered line drawn from it comes back too
+        (line_styles.py)."""
         self._styles: dict[int, RichStyle] = {}
         self.child_ranks: np.ndarray | None = None
         """Per context row, the rank of its dominant child in a second SAE (-1: none), or None: no overlay."""
@@ -365,7 +373,12 @@ class Minimap(Widget):
             return Strip.blank(width, self.rich_style)
         strip = self._strips[y]
         if strip is None:
-            strip = self._strips[y] = self._row_strip(frame.bits[y], frame.kinds[y], self._kind_styles())
+            bits, kinds = frame.bits[y], frame.kinds[y]
+            cells = bits.tobytes() + kinds.tobytes()
+            strip = self._drawn_rows.get(cells)
+            if strip is None:
+                strip = self._drawn_rows[cells] = self._row_strip(bits, kinds, self._kind_styles())
+            self._strips[y] = strip
         return strip
 
     def notify_style_update(self) -> None:
@@ -373,6 +386,7 @@ class Minimap(Widget):
         super().notify_style_update()
         self._styles = {}
         self._strips = [None] * len(self._strips)
+        self._drawn_rows.clear()
 
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
         """With `height: auto`, as tall as makes the map square (2 dots per column, 4 per row)."""

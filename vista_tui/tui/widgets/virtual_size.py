@@ -6,7 +6,7 @@ from textual.geometry import Size
 from textual.reactive import Reactive
 
 
-def virtual_size_without_relayout() -> Reactive[Size]:
+def virtual_size_without_relayout(repaint: bool = True) -> Reactive[Size]:
     """A `virtual_size` for a scroll view whose size comes from the CSS (e.g. `height: 1fr`).
 
     Assign it to `virtual_size` in the class body. Textual re-lays out the whole screen whenever
@@ -17,5 +17,8 @@ def virtual_size_without_relayout() -> Reactive[Size]:
     layout that this needs. Only for widgets whose height and width do not depend on content.
     (A mixin class would not do: Textual gathers CSS, bindings and component classes along the
     first base of each class only.)
+
+    `repaint=False`: a new length does not repaint the widget either, for a widget that repaints
+    the lines a change of length moves itself (the cluster tree's fold and unfold).
     """
-    return Reactive(Size(0, 0), layout=False)
+    return Reactive(Size(0, 0), layout=False, repaint=repaint)
