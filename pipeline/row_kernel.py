@@ -61,7 +61,7 @@ def _histogram(
     self_row: int,
     ks: np.ndarray,
     bins: np.ndarray,
-    partial: np.ndarray,
+    counts: np.ndarray,
     hist: np.ndarray,
     lut: np.ndarray,
 ) -> None:
@@ -75,7 +75,7 @@ def _histogram(
     top = np.int32(N_BINS - 1)
     for j in range(distances.shape[0]):  # a loop of its own: it vectorises
         bins[j] = min(np.int32((distances[j] - lowest) * scale), top)
-    _count(bins, self_row, ks, partial, hist, lut)
+    _count(bins, self_row, ks, counts, hist, lut)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -83,28 +83,29 @@ def _count(
     bins: np.ndarray,
     self_row: int,
     ks: np.ndarray,
-    partial: np.ndarray,
+    counts: np.ndarray,
     hist: np.ndarray,
     lut: np.ndarray,
 ) -> None:
-    """hist[b]: how many j != self_row come before bin b; lut[b]: bin b's bucket.
+    """hist[b]: how many j != self_row come before bin b; lut[b]: bin b's bucket (`counts`: scratch).
 
     `bins` must be monotone in the distance (clamping at either end keeps that), so a bin holds
     a stretch of the (distance, index) order. Its members share a bucket (lut) unless a swept k
     falls strictly inside its ranks (lut = UNRESOLVED). The scattered increments have a loop of
-    their own, apart from the bins' stores (a third faster than one loop doing both).
+    their own, apart from the bins' stores (a third faster than one loop doing both), into one
+    histogram: a 16 KB table that stays in L1 beat four interleaved ones (64 KB) by a tenth of
+    the whole sweep, though members of one bin in a row then wait on each other's store.
     """
     n_bins = hist.shape[0]
     n_k = ks.shape[0]
-    # Four interleaved histograms: consecutive members of one bin do not wait on each other's store.
-    partial[:] = 0
+    counts[:] = 0
     for j in range(bins.shape[0]):
-        partial[j & 3, bins[j]] += 1
-    self_bin = bins[self_row]
+        counts[bins[j]] += 1
+    counts[bins[self_row]] -= 1
     before = 0
     t = 0
     for b in range(n_bins):
-        count = partial[0, b] + partial[1, b] + partial[2, b] + partial[3, b] - (1 if b == self_bin else 0)
+        count = counts[b]
         after = before + count
         while t < n_k and ks[t] <= before:
             t += 1
@@ -259,7 +260,7 @@ def bucket_counts(
     bins_2d = np.empty(n, dtype=np.uint16)
     bucket_hi = np.empty(n, dtype=np.uint8)
     bucket_2d = np.empty(n, dtype=np.uint8)
-    partial = np.empty((4, N_BINS), dtype=np.int32)
+    per_bin = np.empty(N_BINS, dtype=np.int32)
     hist_hi = np.empty(N_BINS, dtype=np.int64)
     hist_2d = np.empty(N_BINS, dtype=np.int64)
     lut_hi = np.empty(N_BINS, dtype=np.uint8)
@@ -278,7 +279,7 @@ def bucket_counts(
     for i in range(row_start, row_stop):
         _distance_row(i, engine, high_d)
         high_d[i] = high_d[(i + 1) % n]  # the row itself: never ranked; a value of the row keeps the range
-        _histogram(high_d, i, ks, bins_hi, partial, hist_hi, lut_hi)
+        _histogram(high_d, i, ks, bins_hi, per_bin, hist_hi, lut_hi)
         # Planar bins over [0, the farthest corner of the layout's box]: no pass for the row's range.
         x_i = x[i]
         y_i = y[i]
@@ -291,7 +292,7 @@ def bucket_counts(
             distance = dx * dx + dy * dy
             planar[j] = distance
             bins_2d[j] = min(np.int32(distance * scale), top)
-        _count(bins_2d, i, ks, partial, hist_2d, lut_2d)
+        _count(bins_2d, i, ks, per_bin, hist_2d, lut_2d)
         n_hi = 0
         n_2d = 0
         n_pending = 0
