@@ -15,7 +15,7 @@ import textwrap
 from pathlib import Path
 
 from tests.helpers.synthetic_map import build_synthetic_map
-from tests.helpers.tui import open_map
+from tests.helpers.tui import open_map, until
 from vista_tui.mapdata import Store
 from vista_tui.tui.app import VistaApp
 from vista_tui.tui.screens.error import ErrorScreen
@@ -39,7 +39,7 @@ def test_opening_a_map_imports_only_what_its_first_frames_show(tmp_path: Path) -
         f"""
         import asyncio, sys
         from pathlib import Path
-        from tests.helpers.tui import open_map
+        from tests.helpers.tui import open_map, until
         from vista_tui.mapdata import Store
         from vista_tui.tui.app import VistaApp
 
@@ -80,15 +80,14 @@ async def test_the_gc_is_back_on_under_the_picker_and_after_a_failed_open(tmp_pa
         gc.disable()
         app = VistaApp(Store(tmp_path))
         async with app.run_test(size=(80, 24)) as pilot:
-            await pilot.pause()
-            assert isinstance(app.screen, PickerScreen)
-            assert gc.isenabled()
+            await until(pilot, lambda: isinstance(app.screen, PickerScreen))
+            await until(pilot, gc.isenabled)  # after the picker's first refresh
         gc.disable()
         app = VistaApp(Store(tmp_path), path)
         async with app.run_test(size=(80, 24)) as pilot:
-            await app.workers.wait_for_complete()  # the map's worker fails on the truncated file
-            await pilot.pause()
-            assert isinstance(app.screen, ErrorScreen)
+            # The map's worker fails on the truncated file (waiting on the worker itself would raise
+            # its error whenever the manager still holds it: wait for the screen that shows it).
+            await until(pilot, lambda: isinstance(app.screen, ErrorScreen))
             assert gc.isenabled()
     finally:
         gc.enable()
