@@ -80,11 +80,6 @@ def hostile_map(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_synthetic_map(tmp_path_factory.mktemp("contexts") / "hostile", n=240, hostile=True)
 
 
-@pytest.fixture(scope="module")
-def big_map(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_synthetic_map(tmp_path_factory.mktemp("contexts") / "big", n=100_000)
-
-
 async def test_highest_activation_first_with_focus_at_a_fixed_column(plain_map: Path) -> None:
     model = MapModel.open(plain_map)
     app = Host(model)

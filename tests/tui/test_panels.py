@@ -306,12 +306,12 @@ def test_minimap_rows_kept_by_their_cells_equal_rows_styled_afresh(small_map: Ma
     run_host(minimap, (80, 24), check)
 
 
-def test_minimap_of_100k_points(tmp_path: Path, small_map: MapModel) -> None:
+def test_minimap_of_100k_points(big_map: Path, small_map: MapModel) -> None:
     """A map of 100k points draws as one of 4k does: braille only, the selected node bright.
 
     How long each drawing step takes at either size is a figure of `python -m benchmarks.tui --only d`.
     """
-    model = MapModel.open(build_synthetic_map(tmp_path / "syn-100k", n=100_000))
+    model = MapModel.open(big_map)
     assert len(model.layout) == 100_000
     for probe in (small_map, model):
         minimap = Minimap(probe)
