@@ -16,6 +16,8 @@ take seconds to import and `vista --help` or a config check must not pay for tha
 from __future__ import annotations
 
 import difflib
+import functools
+import importlib.util
 import inspect
 import json
 import os
@@ -248,13 +250,32 @@ def load_sae(
         raise _release_not_cached(sae_release, sae_id, error, local_only) from None
 
 
+@functools.cache
+def pretrained_sae_ids() -> dict[str, list[str]]:
+    """sae-lens's pretrained SAE directory: release → its SAE ids.
+
+    Read from the package's `pretrained_saes.yaml` as sae-lens reads it, without importing
+    sae-lens (it imports torch and transformer-lens: 8-10 s here), so a mistyped release is
+    one line in a second or two; through sae-lens when the file is not where it keeps it.
+    """
+    spec = importlib.util.find_spec("sae_lens")
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    found = [Path(folder) / "pretrained_saes.yaml" for folder in folders]
+    if not found or not found[0].is_file():
+        from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+        return {release: list(lookup.saes_map) for release, lookup in get_pretrained_saes_directory().items()}
+    import yaml
+
+    with found[0].open("r", encoding="utf-8") as handle:
+        data = yaml.load(handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    return {release: [sae["id"] for sae in value["saes"]] for release, value in data.items()}
+
+
 def check_sae_release(sae_release: str, sae_id: str) -> None:
     """ModelError unless sae-lens's pretrained directory knows the release and its SAE id (a hub repo id passes)."""
     hub_offline()
-    # sae-lens imports torch and transformer-lens: seconds, but no weights are read here.
-    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
-
-    directory = get_pretrained_saes_directory()
+    directory = pretrained_sae_ids()
     if sae_release not in directory and "/" not in sae_release:
         close = difflib.get_close_matches(sae_release, list(directory), n=3, cutoff=0.5)
         hint = f"did you mean {', '.join(close)}?" if close else f"sae-lens knows {len(directory)} releases"
@@ -262,8 +283,8 @@ def check_sae_release(sae_release: str, sae_id: str) -> None:
             f"unknown SAE release {sae_release}: it is not in sae-lens's pretrained SAE directory ({hint});"
             " see https://decoderesearch.github.io/SAELens/latest/pretrained_saes/ or pass --sae-path"
         )
-    if sae_release in directory and sae_id not in directory[sae_release].saes_map:
-        ids = list(directory[sae_release].saes_map)
+    if sae_release in directory and sae_id not in directory[sae_release]:
+        ids = directory[sae_release]
         close = difflib.get_close_matches(sae_id, ids, n=3, cutoff=0.5) or ids[:3]
         raise ModelError(
             f"SAE id {sae_id} is not in release {sae_release} ({len(ids)} ids, e.g. {', '.join(close)}); check --sae-id"

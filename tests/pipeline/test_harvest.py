@@ -464,6 +464,15 @@ def test_unknown_sae_release() -> None:
         M.load_sae(sae_release="gemma-scope-2b-pt-rez", sae_id="layer_20/width_16k/canonical")
 
 
+def test_the_release_directory_is_sae_lens_own_without_importing_it() -> None:
+    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+    M.pretrained_sae_ids.cache_clear()
+    assert M.pretrained_sae_ids() == {
+        release: list(lookup.saes_map) for release, lookup in get_pretrained_saes_directory().items()
+    }
+
+
 def test_unknown_sae_id_in_a_known_release() -> None:
     with pytest.raises(H.HarvestError, match=r"SAE id blocks\.99\.nope is not in release gpt2-small-res-jb"):
         M.load_sae(sae_release="gpt2-small-res-jb", sae_id="blocks.99.nope")
