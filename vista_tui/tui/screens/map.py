@@ -172,7 +172,7 @@ class MapScreen(Screen[None]):
             "split",
             "Side by side",
             show=False,
-            tooltip="This map beside its dominant child's map (--also-sae)",
+            tooltip="This map beside its dominant child's map (--also-sae), else its best mapped match's",
         ),
         Binding(
             "backspace",
