@@ -23,6 +23,11 @@ _RANGE = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
 _LIST = re.compile(r"^\s*\d+\s*(,\s*\d+\s*)*,?\s*$")
 
 
+def _listed(text: str) -> list[int] | None:
+    """The latents of a list "a,b,c" in its order; None when `text` is no such list."""
+    return [int(part) for part in text.split(",") if part.strip()] if _LIST.match(text) else None
+
+
 def parse_latents(spec: Any) -> tuple[int, ...] | str:
     """`ALL`, or the latents of a range "A-B" (inclusive) / a list "a,b,c" / ints, ascending; ValueError (one line)."""
     if isinstance(spec, str):
@@ -37,9 +42,10 @@ def parse_latents(spec: Any) -> tuple[int, ...] | str:
                     f"latents range {spec!r} runs backwards; write the lower end first (e.g. {last}-{first})"
                 )
             return tuple(range(first, last + 1))
-        if not _LIST.match(text):
+        listed = _listed(text)
+        if listed is None:
             raise ValueError(f"latents must be 'all', a range A-B or a list a,b,c of latent indices, got {spec!r}")
-        spec = [int(part) for part in text.split(",") if part.strip()]
+        spec = listed
     if isinstance(spec, int | np.integer) and not isinstance(spec, bool):
         spec = (spec,)
     if not isinstance(spec, list | tuple):
@@ -60,10 +66,7 @@ def listed_order(spec: Any) -> tuple[int, ...]:
     """The order a list "a,b,c" names its latents in (the atlas's order when it is not ascending); () for
     "all", a range, or a list already ascending. Call after `parse_latents` accepted the spec."""
     if isinstance(spec, str):
-        text = spec.strip()
-        if not _LIST.match(text):
-            return ()
-        spec = [int(part) for part in text.split(",") if part.strip()]
+        spec = _listed(spec.strip())
     if not isinstance(spec, list | tuple):
         return ()
     latents = tuple(int(latent) for latent in spec)
