@@ -1,6 +1,7 @@
 """TUI figures: cold start in a real terminal, key-to-repaint latency, peak memory.
 
     .venv/bin/python -m benchmarks.tui [--repeats 5] [--n-big 100000] [--keys 200] [--only abcde] [--profile] [--busy]
+                                       [--against REV]
 
 Prints medians of --repeats runs and ratios against baselines measured in the same run;
 nothing is asserted. Synthetic maps (tests/helpers/synthetic_map.py) are cached under the temp dir,
@@ -23,8 +24,13 @@ load ≈ 1 more than it had.
     without it. One row hides pandas, which pyarrow imports on `to_numpy` when installed
     (it is no dependency of the TUI). One discarded warm-up run of each variant, then the
     variants alternate. Also printed: the first byte each process wrote (imports done,
-    driver started), and the import of `vista_tui.tui.app` alone (`python -X importtime`:
-    self time by top-level package, and the biggest cumulative entries).
+    driver started), the CPU time of each process (from start to quit, all threads: steadier
+    than wall time on a shared machine; a forked child's is not in it), and the import of
+    `vista_tui.tui.app` alone (`python -X importtime`: self time by top-level package, and the
+    biggest cumulative entries). `vista explore` reads the map's first screen in a forked child
+    when the load average leaves a core spare (vista_tui/core/prefetch.py): the load printed
+    with the part says whether it did. --against REV adds `vista explore` as git revision REV
+    has it (its `vista_tui` extracted to a temporary directory, first on PYTHONPATH).
 (b) Key-to-repaint latency, in a child process: `app.run_test(size=(160, 48))` on the
     --n-big map. The app's `_display` is wrapped on the instance to encode each compositor
     update into the terminal string as the real driver would (the headless driver skips
@@ -220,7 +226,7 @@ def child_env(bytecode: bool = True, hide_pandas: bool = False) -> dict[str, str
 def run_in_pty(
     command: list[str], marker: str, env: dict[str, str], timeout: float = 60, then: str | None = None
 ) -> dict[str, float]:
-    """Spawn `command` in a fresh 80x24 pseudo-terminal; seconds to Textual's start, to `marker`, peak RSS.
+    """Spawn `command` in a fresh 80x24 pseudo-terminal; seconds to Textual's start, to `marker`, peak RSS, CPU.
 
     With `then`, also the seconds until that text is on the screen too ("complete"; else the
     same as "painted"); the app is asked to quit once everything awaited has appeared.
@@ -289,19 +295,36 @@ def run_in_pty(
         "painted": found - start,
         "complete": complete - start,
         "max_rss_mb": exited[1].ru_maxrss / 1024,
+        "cpu": exited[1].ru_utime + exited[1].ru_stime,
     }
 
 
-def bench_cold_start(store: Path, map_id: str, repeats: int) -> None:
+def revision_tree(revision: str) -> Path:
+    """The package `vista_tui` as git `revision` has it, in a temporary directory (for PYTHONPATH)."""
+    where = Path(tempfile.mkdtemp(prefix="vista-bench-rev-"))
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", revision, "vista_tui"], cwd=REPO, capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(where)], input=archive, check=True)
+    return where
+
+
+def bench_cold_start(store: Path, map_id: str, repeats: int, against: str | None = None) -> None:
     """(a): the variants of `vista explore` and the minimal app, alternating, each in a fresh pty."""
     vista = [sys.executable, "-m", "vista_tui.cli", "explore", map_id, "--cache", str(store)]
     minimal = [sys.executable, "-c", MINIMAL_APP]
+    then: dict[str, tuple[list[str], str, str | None, dict[str, str]]] = {}
+    if against is not None:
+        env = child_env()
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(revision_tree(against)), env.get("PYTHONPATH")]))
+        then[f"  vista explore as {against} has it"] = (vista, ROOT_LABEL, MAP_DRAWN, env)
     variants = {
         "minimal Textual app": (minimal, MINIMAL_TEXT, None, child_env()),
         f"vista explore {map_id}": (vista, ROOT_LABEL, MAP_DRAWN, child_env()),
         "  same, --graphics halfcell": ([*vista, "--graphics", "halfcell"], ROOT_LABEL, MAP_DRAWN, child_env()),
         "  same, pandas hidden (TUI-only install)": (vista, ROOT_LABEL, MAP_DRAWN, child_env(hide_pandas=True)),
         "  same, no bytecode cache (this shell)": (vista, ROOT_LABEL, MAP_DRAWN, child_env(bytecode=False)),
+        **then,
     }
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
     for command, marker, then, env in variants.values():
@@ -321,12 +344,14 @@ def bench_cold_start(store: Path, map_id: str, repeats: int) -> None:
     print(f"  map drawn when it also shows {MAP_DRAWN!r} (the explorer: tree, labels, contexts read and drawn)")
     print(
         f"  {'':<42} {'Textual up':>10} {'first screen':>12} {'ratio':>6} {'map drawn':>9} {'ratio':>6} {'peak RSS':>9}"
+        f" {'CPU':>7}"
     )
     for name in variants:
         print(
             f"  {name:<42} {figure(name, 'driver') * 1000:7.0f} ms {figure(name, 'painted') * 1000:9.0f} ms"
             f" {figure(name, 'painted') / baseline:5.2f}x {figure(name, 'complete') * 1000:6.0f} ms"
             f" {figure(name, 'complete') / baseline:5.2f}x {figure(name, 'max_rss_mb'):6.0f} MB"
+            f" {figure(name, 'cpu') * 1000:4.0f} ms"
         )
     vista_name = f"vista explore {map_id}"
     spread = ", ".join(f"{run['painted'] * 1000:.0f}" for run in runs[vista_name])
@@ -918,6 +943,9 @@ def main() -> None:
     parser.add_argument("--only", default="abcde", help="which parts to run, e.g. 'a' or 'be' (default: abcde)")
     parser.add_argument("--profile", action="store_true", help="(b) under cProfile; prints the top functions")
     parser.add_argument("--busy", action="store_true", help="run beside a one-core busy loop (load + 1)")
+    parser.add_argument(
+        "--against", metavar="REV", help="(a): also run `vista explore` as git revision REV has it, alternating"
+    )
     args = parser.parse_args()
 
     print(f"cores={os.cpu_count()} load={os.getloadavg()[0]:.2f} python={sys.version.split()[0]}", flush=True)
@@ -939,7 +967,7 @@ def run_parts(args: argparse.Namespace) -> None:
         small_store, small_id = bench_store(SMALL_N)
 
         def part_a() -> None:
-            bench_cold_start(small_store, small_id, args.repeats)
+            bench_cold_start(small_store, small_id, args.repeats, args.against)
             bench_imports(args.repeats)
 
         parts["a"] = part_a

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
+from vista_tui.core.blas import child_environ
 from vista_tui.core.render_protocol import (
     EventKind,
     JobState,
@@ -263,7 +264,7 @@ class RenderQueue:
             self._send(self._worker, record.status.job.to_request(record.status.job_id))
 
     def _spawn(self) -> _Worker:
-        env = dict(os.environ) if self.env is None else dict(self.env)
+        env = child_environ() if self.env is None else dict(self.env)
         env.setdefault("HF_HUB_OFFLINE", "1")
         env.setdefault("PYTHONIOENCODING", "utf-8")
         process = subprocess.Popen(

@@ -85,7 +85,7 @@ if TYPE_CHECKING:
         read_negatives,
         write_negatives,
     )
-    from vista_tui.mapdata.reader import MapReader, context_from_row, context_from_table, map_root_id
+    from vista_tui.mapdata.reader import FirstScreen, MapReader, context_from_row, context_from_table, map_root_id
     from vista_tui.mapdata.schema import (
         SCHEMA_VERSION,
         ClusterNode,
@@ -187,6 +187,7 @@ __all__ = [
     "DecoderLogits",
     "FidelityCurve",
     "FileEntry",
+    "FirstScreen",
     "FocusToken",
     "Histogram",
     "LabelCacheWriter",

@@ -2,7 +2,9 @@
 
 Built from the manifest alone (JSON), so the first frame needs neither numpy nor pyarrow:
 opening a map draws its header in about the time a bare Textual app takes to start, and
-the tree, labels and contexts follow as soon as the map's tables are read.
+the tree, labels and contexts follow as soon as the map's tables are read. No footer: its keys
+(each a widget, drawn again as the bindings settle) took ~30 ms of the one core that is also
+reading the map, for a screen shown a few hundred milliseconds; the app's keys (q, ?) still work.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Center, Horizontal, Middle
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from vista_tui.core.sanitize import sanitize
 from vista_tui.mapdata import AtlasManifest, Manifest
@@ -46,7 +48,6 @@ class LoadingScreen(Screen[None]):
         with Middle(), Center():
             n = self.manifest.provenance.n_contexts
             yield Static(f"reading the cluster tree and {n:,} contexts…", id="loading")
-        yield Footer()
 
 
 def atlas_header(manifest: AtlasManifest, n_maps: int | None = None) -> Text:
@@ -77,4 +78,3 @@ class AtlasLoadingScreen(Screen[None]):
         yield Static(atlas_header(self.manifest), id="atlas-header")
         with Middle(), Center():
             yield Static(f"reading {len(self.manifest.latents):,} latents…", id="loading")
-        yield Footer()

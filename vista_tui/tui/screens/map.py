@@ -53,6 +53,8 @@ from vista_tui.tui.widgets.footer import ActionFooter
 from vista_tui.tui.widgets.labels import LabelsPanel
 from vista_tui.tui.widgets.minimap import Minimap
 
+SEARCH_PLACEHOLDER = "search labels, keywords, contexts — Enter to search, Esc to cancel"
+
 
 class MapScreen(Screen[None]):
     """One map: walk its cluster tree, read each node's labels and contexts."""
@@ -272,8 +274,7 @@ class MapScreen(Screen[None]):
                 yield Static(id="triage-note")
                 yield ContextList(self.model, id="contexts")
         yield Static(id="render-status")
-        yield Input(placeholder="search labels, keywords, contexts — Enter to search, Esc to cancel", id="search")
-        yield ActionFooter()
+        yield ActionFooter()  # the search bar mounts above it on the first `/` (action_search)
 
     def on_mount(self) -> None:
         self.query_one("#map-header", Static).update(map_header(self.model.manifest))
@@ -299,8 +300,11 @@ class MapScreen(Screen[None]):
 
         The map's first frame does not show them, so the map's worker no longer imports them
         before it (a fifth of the time from the map's header to the map drawn); imported here,
-        their first key does not wait for them either.
+        their first key does not wait for them either. pyarrow too, where the map's first screen was
+        read by another process (vista_tui/core/prefetch.py): the first context read after it needs it.
         """
+        import pyarrow.parquet  # noqa: F401
+
         import vista_tui.tui.dialogs
         import vista_tui.tui.screens.context_detail
         import vista_tui.tui.screens.coverage
@@ -398,9 +402,13 @@ class MapScreen(Screen[None]):
 
     # -- search ------------------------------------------------------------------------------
 
-    def action_search(self) -> None:
-        """`/`: open the search bar with the last query."""
-        search = self.query_one("#search", Input)
+    async def action_search(self) -> None:
+        """`/`: open the search bar with the last query (mounted the first time: the map's first frame
+        does not show it, and an Input's styles and widgets cost that frame ~5 ms)."""
+        search = self._search_bar()
+        if search is None:
+            search = Input(placeholder=SEARCH_PLACEHOLDER, id="search")
+            await self.mount(search, before=self.query_one(ActionFooter))
         search.add_class("-visible")
         search.value = self.search_query
         search.focus()
@@ -488,10 +496,14 @@ class MapScreen(Screen[None]):
             title += " · worst covered first"
         tree.border_title = title
 
+    def _search_bar(self) -> Input | None:
+        """The search bar, once `/` has mounted it."""
+        return next(iter(self.query("#search").results(Input)), None)
+
     def action_clear(self) -> None:
         """Esc: close the search bar, else clear hits, else the filter, else leave the zoom, else back to the atlas."""
-        search = self.query_one("#search", Input)
-        if search.has_class("-visible"):
+        search = self._search_bar()
+        if search is not None and search.has_class("-visible"):
             search.remove_class("-visible")
             self.query_one("#tree", ClusterTreeView).focus()
         elif self.hits:
