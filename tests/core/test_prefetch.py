@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from tests.helpers.synthetic_map import build_synthetic_map
-from vista_tui.core import blas
+from vista_tui.core import blas, prefetch
 from vista_tui.core.model import MapModel
 from vista_tui.core.prefetch import FIRST_ROWS, MapPrefetch, read_first_screen, spare_core
 from vista_tui.mapdata import MapCorruptError, MapReader
@@ -190,13 +190,25 @@ def test_without_fork_or_with_threads_there_is_no_prefetch(
 
 
 @pytest.mark.parametrize(
-    ("cores", "load", "spare"), [(2, 0.4, True), (2, 1.2, True), (2, 1.6, False), (1, 0.0, False), (16, 9.0, True)]
+    ("cores", "loadavg", "spare"),
+    [
+        (2, "0.90 0.80 0.70 1/120 999", True),  # only this process runs: the other core is idle
+        (2, "0.20 0.30 0.40 2/120 999", False),  # another thread runs now, whatever the average says
+        (16, "9.00 9.00 9.00 15/900 999", True),
+        (16, "9.00 9.00 9.00 16/900 999", False),
+        (1, "0.00 0.00 0.00 1/50 999", False),
+        (2, None, True),  # no /proc/loadavg: the 1-minute average, 0.4
+    ],
 )
-def test_a_core_is_spare_when_the_load_leaves_one(
-    monkeypatch: pytest.MonkeyPatch, cores: int, load: float, spare: bool
+def test_a_core_is_spare_when_one_is_idle(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cores: int, loadavg: str | None, spare: bool
 ) -> None:
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
-    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.4, 0.4, 0.4))
+    proc = tmp_path / "loadavg"
+    if loadavg is not None:
+        proc.write_text(loadavg + "\n")
+    monkeypatch.setattr(prefetch, "PROC_LOADAVG", proc)
     assert spare_core() is spare
 
 

@@ -8,8 +8,8 @@ back pickled through a pipe, while the parent starts the TUI; the map's worker t
 model from it (`MapModel.open(path, first)`) and pyarrow loads only after the map is drawn.
 
 The child pays off only on a core the explorer would not use: on a machine whose cores are all
-busy it takes the explorer's time instead (measured: the first screen ~150 ms later at load 1.8
-on two cores), so `vista explore` forks only when the load average leaves a core spare.
+busy it takes the explorer's time instead, so `vista explore` forks only when a core is idle
+(`spare_core`).
 
 Whatever goes wrong in the child (an unreadable map, a kill, no fork on this platform), `take`
 returns None and the worker reads the map itself, as without a prefetch: its errors, and their
@@ -35,23 +35,35 @@ FIRST_ROWS = 64
 """Contexts of the root read for the first screen (a 160x48 contexts panel shows ~40)."""
 
 
-def spare_core() -> bool:
-    """Whether this machine has a core to spare for the child: more than one, and a load average at
-    least half a core below their number.
+PROC_LOADAVG = Path("/proc/loadavg")
+"""Linux's load figures; the fourth field counts the threads runnable at this instant (us included)."""
 
-    On two cores at load 1 (one busy process) the child shares the busy core and still ends before
-    the explorer needs it; from about 1.5 it makes the explorer wait (measured: load 1.8, the map
-    drawn ~60 ms later than without it).
+
+def spare_core() -> bool:
+    """Whether the child would have a core of its own: this machine has more than one, and the
+    threads runnable right now (Linux; elsewhere the 1-minute load average) leave one idle.
+
+    With every core busy the child takes the explorer's time instead of an idle core's: at load
+    1.8 on two cores the first screen came ~150 ms later. The load average alone lags behind by a
+    minute either way (a benchmark's own runs keep it near 1 on an idle machine), so the instant
+    count decides where there is one.
     """
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # no affinity on this platform
         cores = os.cpu_count() or 1
+    if cores < 2:
+        return False
     try:
-        load = os.getloadavg()[0]
-    except OSError:  # no load average here
-        return cores > 1
-    return cores > 1 and load < cores - 0.5
+        running = int(PROC_LOADAVG.read_text().split()[3].split("/")[0])
+    except (OSError, IndexError, ValueError):
+        running = None
+    if running is not None:
+        return running - 1 <= cores - 2  # the others leave a core besides ours
+    try:
+        return os.getloadavg()[0] < cores - 0.5
+    except OSError:  # no load average either
+        return True
 
 
 def read_first_screen(path: Path, rows: int = FIRST_ROWS) -> FirstScreen:
