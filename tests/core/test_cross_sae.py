@@ -164,7 +164,7 @@ def test_overlay_ranks_follow_the_root_and_the_dominant_child(store: CrossSaeSto
     assert len(overlay.dominated[1234]) >= 4
     assert all(children.nodes[n].dominant.latent == 1234 for n in overlay.dominated[1234])  # type: ignore[union-attr]
     lines = overlay.lines(model.root.node_id, model.title)
-    assert lines[0].text.startswith(f"latent {overlay.order[0]} of {WIDE} (2,048 wide) · cos ")
+    assert lines[0].text.startswith(f"latent {overlay.order[0]} · cos ")
     assert lines[-1].rank == -1 and lines[-1].text.startswith("no child fires: ")
 
 

@@ -164,16 +164,17 @@ async def test_child_overlay_colours_the_map_and_contexts_and_shows_the_legend(s
         assert legend.display
         text = screen_text(app)
         assert "children in syn-release/wide-2048 (2,048 wide)" in text
-        assert "latent 1234 of syn-release/wide-2048 (2,048 wide) · cos 0.83" in text
+        assert "latent 1234 · cos 0.83" in text
+        assert text.count("2,048 wide") == 1  # the heading names the SAE, each child only its latent
         # The music node splits between two children: both on its legend.
         model = screen.model
         music = next(n for n in model.walk() if model.title(n).startswith("music"))
         screen.jump_to(music)
         await pilot.pause()
         text = screen_text(app)
-        assert "latent 1500 of" in text and "latent 1234 of" in text and "of this node" in text
+        assert "latent 1500 ·" in text and "latent 1234 ·" in text and "of this node" in text
         # Child 1234 is spread over several nodes: its line lists where it dominates.
-        assert "dominant in 4 nodes: classical; muscle; anatomy +1" in text
+        assert "dominant in 4 nodes: classical; muscle;" in text and "anatomy +1" in text  # wrapped at 120
         await pilot.press("C")
         await pilot.pause()
         assert not screen.children_controller.shown and not legend.display

@@ -344,10 +344,9 @@ class ChildOverlay:
         for child in shown:
             cosine = self.children.cosine(child.latent)
             cos_text = f"cos {cosine:.2f}" if math.isfinite(cosine) else "cos ?"
-            text = (
-                f"latent {child.latent} of {self.short_name} ({self.children.d_sae:,} wide) · {cos_text}"
-                f" · {child.dominant_share:.0%} of this node"
-            )
+            # The heading names the SAE (`title`): each line names only its latent, so that at 80
+            # columns a child takes one or two lines, not three.
+            text = f"latent {child.latent} · {cos_text} · {child.dominant_share:.0%} of this node"
             where = self.dominated.get(child.latent, [])
             if where:
                 names = "; ".join(title_of(n) for n in where[:3])
