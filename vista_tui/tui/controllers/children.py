@@ -13,13 +13,13 @@ nodes listed on its line). The file is read once, in a worker.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from rich.style import Style
 from rich.text import Text
 from textual.message import Message
 from textual.widgets import Static
 
-from vista_tui.core.cross_sae import ChildOverlay, child_overlay, no_children_message
 from vista_tui.core.sanitize import sanitize
 from vista_tui.mapdata import MapError
 from vista_tui.mapdata.children import read_children
@@ -27,6 +27,9 @@ from vista_tui.tui.controllers import MapView
 from vista_tui.tui.widgets.child_palette import SWATCH, child_style
 from vista_tui.tui.widgets.contexts import ContextList
 from vista_tui.tui.widgets.minimap import Minimap
+
+if TYPE_CHECKING:
+    from vista_tui.core.cross_sae import ChildOverlay
 
 LEGEND = "#children-legend"
 
@@ -68,6 +71,8 @@ class ChildrenController:
 
     def _read(self) -> None:
         """In a worker: children.json, checked against the map."""
+        from vista_tui.core.cross_sae import child_overlay, no_children_message  # not for the map's first frame
+
         model = self.view.model
         try:
             children = read_children(model.reader.path)
@@ -83,6 +88,8 @@ class ChildrenController:
     def read(self, event: Read) -> None:
         """The file arrived: show the overlay, or say why there is none."""
         if event.overlay is None:
+            from vista_tui.core.cross_sae import no_children_message  # loaded by `_read` already
+
             self.view.notify(
                 sanitize(event.error or no_children_message(self.view.model.map_id), 400),
                 severity="warning",

@@ -18,14 +18,14 @@ from textual.message import Message
 from textual.widgets import Static
 from textual.worker import get_current_worker
 
-from vista_tui.core.render_protocol import RenderEvent
-from vista_tui.mapdata.renders import RenderJob, cached_render, read_sidecar
 from vista_tui.tui.controllers import MapView
 from vista_tui.tui.graphics import open_externally
 from vista_tui.tui.widgets.cluster_tree import ClusterTreeView
 
 if TYPE_CHECKING:
+    from vista_tui.core.render_protocol import RenderEvent
     from vista_tui.core.render_queue import RenderQueue  # the app's, started with the first render
+    from vista_tui.mapdata.renders import RenderJob
 
 EVENT_GLYPHS = {"queued": "◌", "started": "◐", "progress": "◐", "done": "●", "failed": "✗", "cancelled": " "}
 """A node's render glyph in the tree (second column), by its latest render event."""
@@ -73,6 +73,8 @@ class RenderController:
 
     def job(self, node_id: str | None, kind: str = "node") -> RenderJob:
         """The render job for a node (the root, or None, is the whole map)."""
+        from vista_tui.mapdata.renders import RenderJob  # after the map's first frame (MapScreen._import_the_rest)
+
         return RenderJob(
             map_dir=self.view.model.reader.path,
             node_id=None if node_id in (None, self._root) else node_id,
@@ -177,6 +179,8 @@ class RenderController:
         node_id = self.view.selected or self._root
         event = self.state.get(node_id)
         if event is not None and event.kind == "done" and event.path is not None:
+            from vista_tui.mapdata.renders import read_sidecar
+
             self.found(self.Found(node_id, event.path, {} if outside else read_sidecar(event.path), outside))
             return
         jobs = [self.job(node_id, kind) for kind in ("node", "panorama")]
@@ -191,6 +195,8 @@ class RenderController:
 
     def _look_up(self, node_id: str, jobs: list[RenderJob], outside: bool) -> None:
         """In a worker: the first of `jobs` already rendered, with its sidecar."""
+        from vista_tui.mapdata.renders import cached_render, read_sidecar
+
         path = next((found for job in jobs if (found := cached_render(job)) is not None), None)
         sidecar = read_sidecar(path) if path is not None and not outside else {}
         if not get_current_worker().is_cancelled:

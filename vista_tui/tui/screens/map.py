@@ -12,7 +12,7 @@ and each controller message to its controller.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -24,18 +24,7 @@ from textual.screen import Screen
 from textual.widgets import Input, Static
 from textual.worker import Worker, get_current_worker
 
-from vista_tui.core.cross_sae import (
-    MatchesReading,
-    NodeMatch,
-    build_command,
-    match_nodes,
-    no_children_message,
-    read_latent_matches,
-    split_partner,
-    tree_side,
-)
 from vista_tui.core.model import MapModel
-from vista_tui.core.render_protocol import RenderEvent
 from vista_tui.core.sanitize import sanitize
 from vista_tui.core.score_figures import SCORER_ABBREVIATIONS, ScoresReading, no_coverage_hint, worst_covered_order
 from vista_tui.core.triage import TriageSession, next_in_tree_order
@@ -52,6 +41,10 @@ from vista_tui.tui.widgets.fidelity import FidelityPanel
 from vista_tui.tui.widgets.footer import ActionFooter
 from vista_tui.tui.widgets.labels import LabelsPanel
 from vista_tui.tui.widgets.minimap import Minimap
+
+if TYPE_CHECKING:
+    from vista_tui.core.cross_sae import MatchesReading, NodeMatch
+    from vista_tui.core.render_protocol import RenderEvent
 
 SEARCH_PLACEHOLDER = "search labels, keywords, contexts — Enter to search, Esc to cancel"
 
@@ -298,13 +291,16 @@ class MapScreen(Screen[None]):
     def _import_the_rest(self) -> None:
         """After the first frame, off the UI thread: the screens and dialogs that keys open.
 
-        The map's first frame does not show them, so the map's worker no longer imports them
+        The map's first frame does not show them (nor what `M`, `|` and `C` read with: cross_sae), so
+        the map's worker no longer imports them
         before it (a fifth of the time from the map's header to the map drawn); imported here,
         their first key does not wait for them either. pyarrow too, where the map's first screen was
         read by another process (vista_tui/core/prefetch.py): the first context read after it needs it.
         """
         import pyarrow.parquet  # noqa: F401
 
+        import vista_tui.core.cross_sae
+        import vista_tui.mapdata.renders
         import vista_tui.tui.dialogs
         import vista_tui.tui.screens.context_detail
         import vista_tui.tui.screens.coverage
@@ -619,6 +615,8 @@ class MapScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="matches", description="read the match tables")
     def _read_matches(self) -> None:
+        from vista_tui.core.cross_sae import read_latent_matches  # see _import_the_rest
+
         provenance = self.model.manifest.provenance
         reading = read_latent_matches(self.app.store, provenance.sae, provenance.latent)  # type: ignore[attr-defined]
         if not get_current_worker().is_cancelled:
@@ -657,6 +655,14 @@ class MapScreen(Screen[None]):
     def _load_split(self, path: Path | None) -> None:
         """Open the second map (given, else the map of the root's dominant child, else of the best match that
         has a map) and match the nodes."""
+        from vista_tui.core.cross_sae import (  # see _import_the_rest
+            build_command,
+            match_nodes,
+            no_children_message,
+            read_latent_matches,
+            split_partner,
+            tree_side,
+        )
         from vista_tui.mapdata.children import read_children
 
         note = None
