@@ -10,12 +10,15 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vista_tui.mapdata.atlas import ATLASES_DIR, AtlasEntry, find_atlas, list_atlases
 from vista_tui.mapdata.atomic import read_json_manifest
 from vista_tui.mapdata.errors import MapCorruptError, MapError, MapNotFoundError
-from vista_tui.mapdata.matches import MATCHES_DIR, MatchEntry, list_match_tables, sae_key, tables_for_sae
 from vista_tui.mapdata.schema import SCHEMA_VERSION, Manifest
+
+if TYPE_CHECKING:
+    from vista_tui.mapdata.matches import MatchEntry
 
 ENV_CACHE = "VISTA_CACHE"
 MAPS_DIR = "maps"
@@ -142,6 +145,8 @@ class Store:
     @property
     def matches_dir(self) -> Path:
         """Where the store's match tables are (`<store>/matches/`)."""
+        from vista_tui.mapdata.matches import MATCHES_DIR  # the match tables' module: not for opening a map
+
         return self.root / MATCHES_DIR
 
     def match_path(self, match_id: str) -> Path:
@@ -150,14 +155,20 @@ class Store:
 
     def list_matches(self) -> list[MatchEntry]:
         """Every match table, newest first, from its manifest alone; unreadable ones carry their error."""
+        from vista_tui.mapdata.matches import list_match_tables
+
         return list_match_tables(self.matches_dir)
 
     def matches_for(self, sae: str) -> list[MatchEntry]:
         """The readable match tables with `sae` (as a map's provenance names it) on either side."""
+        from vista_tui.mapdata.matches import tables_for_sae
+
         return tables_for_sae(self.matches_dir, sae)
 
     def map_of(self, sae: str, latent: int) -> Path | None:
         """The newest readable map of `latent` of `sae` in this store, or None."""
+        from vista_tui.mapdata.matches import sae_key
+
         key = sae_key(sae)
         for entry in self.list_maps():
             manifest = entry.manifest
