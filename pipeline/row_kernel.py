@@ -34,8 +34,12 @@ import numba
 import numpy as np
 
 N_BINS = 4096
-"""Histogram bins per row and space: a few thousand keep the threshold bins small and fit in L1/L2
-(and a bin number in 16 bits)."""
+"""Histogram bins per row and space, at least: a few thousand keep the threshold bins small and fit
+in L1/L2 (and a bin number in 16 bits)."""
+MAX_BINS = 8192
+"""At most this many bins: `_bin_count` doubles N_BINS while a bin still holds two rows on average.
+At N = 20,000 twice the bins halve the keys sorted, a twentieth of the row's time; at N = 4,000
+they cost a tenth more."""
 UNRESOLVED = 255
 """lut mark of a threshold bin: its members need their exact rank (MAX_SWEEP < 255 buckets)."""
 SMALL_SORT = 64
@@ -56,9 +60,18 @@ def _bounds(values: np.ndarray) -> tuple[float, float]:
 
 
 @numba.njit(cache=True, nogil=True)
-def _scale(lowest: float, highest: float) -> np.float32:
-    """Bins per unit of distance: N_BINS linear bins over [lowest, highest]."""
-    return np.float32((N_BINS - 1) / (highest - lowest)) if highest > lowest else np.float32(0.0)
+def _bin_count(n: int) -> int:
+    """Bins per row and space for rows of n: N_BINS, doubled up to MAX_BINS while at most n / 2."""
+    bins = N_BINS
+    while bins * 2 <= min(n // 2, MAX_BINS):
+        bins *= 2
+    return bins
+
+
+@numba.njit(cache=True, nogil=True)
+def _scale(n_bins: int, lowest: float, highest: float) -> np.float32:
+    """Bins per unit of distance: n_bins linear bins over [lowest, highest]."""
+    return np.float32((n_bins - 1) / (highest - lowest)) if highest > lowest else np.float32(0.0)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -79,10 +92,10 @@ def _histogram(
     The row itself should hold a value of the row (it may be sampled); `_count` counts it out.
     """
     lowest, highest = _bounds(distances[:: max(1, distances.shape[0] // SAMPLE)])
-    scale = _scale(lowest, highest)
+    scale = _scale(hist.shape[0], lowest, highest)
     lowest = np.float32(lowest)
     zero = np.float32(0.0)
-    top = np.float32(N_BINS - 1)
+    top = np.float32(hist.shape[0] - 1)
     for j in range(distances.shape[0]):  # a loop of its own: it vectorises
         place = (distances[j] - lowest) * scale
         place = place if place > zero else zero
@@ -259,10 +272,12 @@ def bucket_counts(
     y: np.ndarray,
     ks: np.ndarray,
     index_bits: int,
+    n_bins: int = 0,
 ) -> np.ndarray:
     """Pairs (i, j), i in [row_start, row_stop), j != i, per bucket max(bucket_hi, bucket_2d).
 
-    `engine`: see `_distance_row`.
+    `engine`: see `_distance_row`. `n_bins`: histogram bins per space (0: `_bin_count`); they
+    change the time, never the counts.
     """
     n = engine[0].shape[0] - 1
     n_k = ks.shape[0]
@@ -275,16 +290,17 @@ def bucket_counts(
     bins_2d = np.empty(n, dtype=np.uint16)
     bucket_hi = np.empty(n, dtype=np.uint8)
     bucket_2d = np.empty(n, dtype=np.uint8)
-    per_bin = np.empty(N_BINS, dtype=np.int32)
-    hist_hi = np.empty(N_BINS, dtype=np.int64)
-    hist_2d = np.empty(N_BINS, dtype=np.int64)
-    lut_hi = np.empty(N_BINS, dtype=np.uint8)
-    lut_2d = np.empty(N_BINS, dtype=np.uint8)
+    n_bins = n_bins if n_bins > 0 else _bin_count(n)
+    per_bin = np.empty(n_bins, dtype=np.int32)
+    hist_hi = np.empty(n_bins, dtype=np.int64)
+    hist_2d = np.empty(n_bins, dtype=np.int64)
+    lut_hi = np.empty(n_bins, dtype=np.uint8)
+    lut_2d = np.empty(n_bins, dtype=np.uint8)
     pending = np.empty(n, dtype=np.int64)
     ranked_hi = np.empty(n, dtype=np.int64)
     ranked_2d = np.empty(n, dtype=np.int64)
-    end_hi = np.empty(N_BINS, dtype=np.int64)
-    end_2d = np.empty(N_BINS, dtype=np.int64)
+    end_hi = np.empty(n_bins, dtype=np.int64)
+    end_2d = np.empty(n_bins, dtype=np.int64)
     runs_hi = np.empty(n_k, dtype=np.int64)
     runs_2d = np.empty(n_k, dtype=np.int64)
     mask = (np.int64(1) << index_bits) - 1
@@ -292,7 +308,7 @@ def bucket_counts(
     planar_bits = planar.view(np.int32)
     x_low, x_high = _bounds(x)
     y_low, y_high = _bounds(y)
-    top = np.int32(N_BINS - 1)
+    top = np.int32(n_bins - 1)
     for i in range(row_start, row_stop):
         _distance_row(i, engine, high_d)
         high_d[i] = high_d[(i + 1) % n]  # the row itself: never ranked; a value of the row keeps the range
@@ -302,7 +318,7 @@ def bucket_counts(
         y_i = y[i]
         far_x = max(x_i - x_low, x_high - x_i)
         far_y = max(y_i - y_low, y_high - y_i)
-        scale = _scale(0.0, far_x * far_x + far_y * far_y)
+        scale = _scale(n_bins, 0.0, far_x * far_x + far_y * far_y)
         for j in range(n):
             dx = x_i - x[j]
             dy = y_i - y[j]

@@ -9,7 +9,7 @@ import pytest
 
 from benchmarks.baselines import fidelity_dense_reference
 from pipeline import fidelity
-from pipeline.distance import row_kernel, vista_distance_matrix
+from pipeline.distance import _prepare, index_bits, row_engine, row_kernel, vista_distance_matrix
 from pipeline.fidelity import FidelityConfig, k_sweep, planar_sq_distances
 from tests.helpers.codes import make_codes
 from vista_tui.mapdata import FidelityCurve, SparseCodes
@@ -121,6 +121,25 @@ def test_a_sample_of_equal_distances_puts_the_row_in_one_bin() -> None:
     cfg = FidelityConfig()
     dense = fidelity.run(cfg, codes, activations, xy, distances=vista_distance_matrix(codes, activations, cfg.lam))
     assert fidelity.run(cfg, codes, activations, xy) == dense
+
+
+def test_the_number_of_bins_decides_no_count() -> None:
+    # From N = 16,384 on the kernel uses 8,192 bins (row_kernel.MAX_BINS), below 4,096: any number
+    # of bins, fewer or more than the rows, gives the same counts.
+    codes, activations, xy = tied_map(900, 17)
+    cfg = FidelityConfig()
+    kernel = row_kernel()
+    prep = _prepare(codes, activations, cfg.lam)
+    arguments = (
+        row_engine(prep),
+        np.ascontiguousarray(xy[:, 0]),
+        np.ascontiguousarray(xy[:, 1]),
+        np.asarray(k_sweep(900, cfg), dtype=np.int64),
+        index_bits(900),
+    )
+    default = kernel.bucket_counts(0, 900, *arguments)
+    for n_bins in (1, 64, kernel.MAX_BINS):
+        assert np.array_equal(kernel.bucket_counts(0, 900, *arguments, n_bins), default), n_bins
 
 
 def test_blocked_sweep_has_no_n_by_n_array() -> None:
