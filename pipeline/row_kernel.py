@@ -20,8 +20,12 @@ so the compiled code is cached on disk (cache=True) like UMAP's.
    threshold gives its bucket to all its members at once, and only the members of threshold
    bins are ranked exactly: each bin's (distance bits, index) keys are placed at the bin's first
    rank and sorted there, on their own (a few dozen keys: insertion sort). The high-D bins span
-   the row's range; the planar ones [0, the farthest corner of the layout's box].
-4. count[max(bucket_hi, bucket_2d)] += 1 over j != i; the last bucket means "never".
+   the range of a sample of the row (every N/SAMPLE-th j), clamped at both ends, so values
+   outside it share the end bins; the planar ones [0, the farthest corner of the layout's box].
+   Bins decide only how much is sorted, never a rank: any monotone binning gives the same curve.
+4. count[max(bucket_hi, bucket_2d)] += 1 over j != i; the last bucket means "never". One pass
+   stores max(lut_hi, lut_2d) per j (UNRESOLVED = 255 beats every bucket), a second tallies it
+   and lists the j with an unresolved side; only those go to the exact ranking.
 """
 
 from __future__ import annotations
@@ -30,12 +34,19 @@ import numba
 import numpy as np
 
 N_BINS = 4096
-"""Histogram bins per row and space: a few thousand keep the threshold bins small and fit in L1/L2
-(and a bin number in 16 bits)."""
+"""Histogram bins per row and space, at least: a few thousand keep the threshold bins small and fit
+in L1/L2 (and a bin number in 16 bits)."""
+MAX_BINS = 8192
+"""At most this many bins: `_bin_count` doubles N_BINS while a bin still holds two rows on average.
+At N = 20,000 twice the bins halve the keys sorted, a twentieth of the row's time; at N = 4,000
+they cost a tenth more."""
 UNRESOLVED = 255
+"""lut mark of a threshold bin: its members need their exact rank (MAX_SWEEP < 255 buckets)."""
 SMALL_SORT = 64
 """Threshold bins up to this many members are sorted by insertion; larger ones by numpy's sort."""
-"""lut mark of a threshold bin: its members need their exact rank (MAX_SWEEP < 255 buckets)."""
+SAMPLE = 1024
+"""About this many distances of a row set its high-D bins' range (the pass for the exact range cost
+6 us of a row's ~150 at N = 20,000)."""
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
@@ -50,9 +61,18 @@ def _bounds(values: np.ndarray) -> tuple[float, float]:
 
 
 @numba.njit(cache=True, nogil=True)
-def _scale(lowest: float, highest: float) -> np.float32:
-    """Bins per unit of distance: N_BINS linear bins over [lowest, highest]."""
-    return np.float32((N_BINS - 1) / (highest - lowest)) if highest > lowest else np.float32(0.0)
+def _bin_count(n: int) -> int:
+    """Bins per row and space for rows of n: N_BINS, doubled up to MAX_BINS while at most n / 2."""
+    bins = N_BINS
+    while bins * 2 <= min(n // 2, MAX_BINS):
+        bins *= 2
+    return bins
+
+
+@numba.njit(cache=True, nogil=True)
+def _scale(n_bins: int, lowest: float, highest: float) -> np.float32:
+    """Bins per unit of distance: n_bins linear bins over [lowest, highest]."""
+    return np.float32((n_bins - 1) / (highest - lowest)) if highest > lowest else np.float32(0.0)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -64,18 +84,25 @@ def _histogram(
     counts: np.ndarray,
     hist: np.ndarray,
     lut: np.ndarray,
-) -> None:
-    """`_count` over bins linear in the distance across the row's range [min, max].
+    end: np.ndarray,
+    runs: np.ndarray,
+) -> int:
+    """`_count` over bins linear in the distance across the range [min, max] of a sample of the row.
 
-    The row itself must hold a value from the row's range; `_count` counts it out.
+    Clamped (in float32, before the conversion) at both ends: still monotone in the distance.
+    The row itself should hold a value of the row (it may be sampled); `_count` counts it out.
     """
-    lowest, highest = _bounds(distances)
-    scale = _scale(lowest, highest)
+    lowest, highest = _bounds(distances[:: max(1, distances.shape[0] // SAMPLE)])
+    scale = _scale(hist.shape[0], lowest, highest)
     lowest = np.float32(lowest)
-    top = np.int32(N_BINS - 1)
+    zero = np.float32(0.0)
+    top = np.float32(hist.shape[0] - 1)
     for j in range(distances.shape[0]):  # a loop of its own: it vectorises
-        bins[j] = min(np.int32((distances[j] - lowest) * scale), top)
-    _count(bins, self_row, ks, counts, hist, lut)
+        place = (distances[j] - lowest) * scale
+        place = place if place > zero else zero
+        place = place if place < top else top
+        bins[j] = np.int32(place)
+    return _count(bins, self_row, ks, counts, hist, lut, end, runs)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -86,15 +113,21 @@ def _count(
     counts: np.ndarray,
     hist: np.ndarray,
     lut: np.ndarray,
-) -> None:
+    end: np.ndarray,
+    runs: np.ndarray,
+) -> int:
     """hist[b]: how many j != self_row come before bin b; lut[b]: bin b's bucket (`counts`: scratch).
 
     `bins` must be monotone in the distance (clamping at either end keeps that), so a bin holds
     a stretch of the (distance, index) order. Its members share a bucket (lut) unless a swept k
     falls strictly inside its ranks (lut = UNRESOLVED). The scattered increments have a loop of
     their own, apart from the bins' stores (a third faster than one loop doing both), into one
-    histogram: a 16 KB table that stays in L1 beat four interleaved ones (64 KB) by a tenth of
-    the whole sweep, though members of one bin in a row then wait on each other's store.
+    histogram: a 16 KB table (4,096 bins) that stays in L1 beat four interleaved ones (64 KB) by
+    a tenth of the whole sweep, though members of one bin in a row then wait on each other's
+    store. The lut is filled a stretch of bins per k (a binary search for the bin of each k):
+    one loop over the bins that also tracked the next k was a twentieth of the row's time slower.
+    Returns how many threshold bins there are: runs[:that] lists them in order, and end[b] =
+    hist[b] for each, where `_rank_runs`' keys go next.
     """
     n_bins = hist.shape[0]
     n_k = ks.shape[0]
@@ -103,15 +136,26 @@ def _count(
         counts[bins[j]] += 1
     counts[bins[self_row]] -= 1
     before = 0
-    t = 0
     for b in range(n_bins):
-        count = counts[b]
-        after = before + count
-        while t < n_k and ks[t] <= before:
-            t += 1
-        lut[b] = t if (t == n_k or ks[t] >= after) else UNRESOLVED
         hist[b] = before
-        before = after
+        before += counts[b]
+    # Bins [first, stop) start before ks[t] and at or after ks[t-1]: bucket t. The last of them
+    # holds ranks on both sides of ks[t] (a threshold bin) unless it ends exactly at ks[t].
+    first = 0
+    n_runs = 0
+    for t in range(n_k):
+        k = ks[t]
+        stop = np.searchsorted(hist, k)  # the first bin with hist >= k (hist[0] = 0 < k)
+        lut[first:stop] = t
+        after = hist[stop] if stop < n_bins else before
+        if after > k and (n_runs == 0 or runs[n_runs - 1] != stop - 1):  # two k in one bin: one run
+            lut[stop - 1] = UNRESOLVED
+            end[stop - 1] = hist[stop - 1]
+            runs[n_runs] = stop - 1
+            n_runs += 1
+        first = stop
+    lut[first:] = n_k
+    return n_runs
 
 
 @numba.njit(cache=True, nogil=True)
@@ -130,38 +174,22 @@ def _sort_small(keys: np.ndarray) -> None:
 
 
 @numba.njit(cache=True, nogil=True)
-def _resolve(
-    keys: np.ndarray,
-    bins: np.ndarray,
-    ks: np.ndarray,
-    index_bits: int,
-    hist: np.ndarray,
-    buckets: np.ndarray,
+def _rank_runs(
     ranked: np.ndarray,
-    end: np.ndarray,
     runs: np.ndarray,
+    hist: np.ndarray,
+    end: np.ndarray,
+    ks: np.ndarray,
+    mask: int,
+    buckets: np.ndarray,
 ) -> None:
-    """Exact buckets of the members of threshold bins, from their (distance bits, j) keys (any order).
+    """Exact buckets of the members of threshold bins, from their (distance bits, j) keys.
 
-    Each key goes to its bin's stretch of `ranked`, which starts at the bin's first rank hist[b];
-    each stretch is then sorted on its own, so a key's place in `ranked` is its rank. (Scratch:
-    `ranked` N long, `end` and `runs` a slot per bin.)
+    The keys of threshold bin b were placed (in any order) at ranked[hist[b]:end[b]], the bin's
+    ranks; each such stretch is sorted on its own, so a key's place in `ranked` is its rank.
     """
     n_k = ks.shape[0]
-    mask = (np.int64(1) << index_bits) - 1
-    for position in range(keys.shape[0]):
-        end[bins[keys[position] & mask]] = -1
-    n_runs = 0
-    for position in range(keys.shape[0]):
-        key = keys[position]
-        b = bins[key & mask]
-        if end[b] < 0:
-            end[b] = hist[b]
-            runs[n_runs] = b
-            n_runs += 1
-        ranked[end[b]] = key
-        end[b] += 1
-    for run in range(n_runs):
+    for run in range(runs.shape[0]):
         b = runs[run]
         start = hist[b]
         stop = end[b]
@@ -207,7 +235,7 @@ def _distance_row(i: int, engine: tuple, out: np.ndarray) -> None:
                 out[r] += value * column[r]
         else:
             for q in range(postings_indptr[latent], postings_indptr[latent + 1]):
-                out[postings_rows[q]] += value * postings_data[q]
+                out[np.uint64(postings_rows[q])] += value * postings_data[q]  # unsigned: no wraparound check
     scaled_i = scaled_activation[i]
     for j in range(n):
         out[j] = min(max(one - out[j], zero), two) + abs(scaled_i - scaled_activation[j])
@@ -246,74 +274,88 @@ def bucket_counts(
     y: np.ndarray,
     ks: np.ndarray,
     index_bits: int,
+    n_bins: int = 0,
 ) -> np.ndarray:
     """Pairs (i, j), i in [row_start, row_stop), j != i, per bucket max(bucket_hi, bucket_2d).
 
-    `engine`: see `_distance_row`.
+    `engine`: see `_distance_row`. `n_bins`: histogram bins per space (0: `_bin_count`); they
+    change the time, never the counts.
     """
     n = engine[0].shape[0] - 1
     n_k = ks.shape[0]
     counts = np.zeros((4, n_k + 1), dtype=np.int64)
+    tally = np.zeros((4, UNRESOLVED + 1), dtype=np.int64)  # per max(lut_hi, lut_2d), four interleaved
+    combined = np.empty(n, dtype=np.uint8)
     high_d = np.empty(n, dtype=np.float32)  # first the cosine similarity, then the distance
     planar = np.empty(n, dtype=np.float32)
     bins_hi = np.empty(n, dtype=np.uint16)
     bins_2d = np.empty(n, dtype=np.uint16)
     bucket_hi = np.empty(n, dtype=np.uint8)
     bucket_2d = np.empty(n, dtype=np.uint8)
-    per_bin = np.empty(N_BINS, dtype=np.int32)
-    hist_hi = np.empty(N_BINS, dtype=np.int64)
-    hist_2d = np.empty(N_BINS, dtype=np.int64)
-    lut_hi = np.empty(N_BINS, dtype=np.uint8)
-    lut_2d = np.empty(N_BINS, dtype=np.uint8)
-    gathered_hi = np.empty(n, dtype=np.int64)
-    gathered_2d = np.empty(n, dtype=np.int64)
+    n_bins = n_bins if n_bins > 0 else _bin_count(n)
+    per_bin = np.empty(n_bins, dtype=np.int32)
+    hist_hi = np.empty(n_bins, dtype=np.int64)
+    hist_2d = np.empty(n_bins, dtype=np.int64)
+    lut_hi = np.empty(n_bins, dtype=np.uint8)
+    lut_2d = np.empty(n_bins, dtype=np.uint8)
     pending = np.empty(n, dtype=np.int64)
-    ranked = np.empty(n, dtype=np.int64)
-    end = np.empty(N_BINS, dtype=np.int64)
-    runs = np.empty(N_BINS, dtype=np.int64)
+    ranked_hi = np.empty(n, dtype=np.int64)
+    ranked_2d = np.empty(n, dtype=np.int64)
+    end_hi = np.empty(n_bins, dtype=np.int64)
+    end_2d = np.empty(n_bins, dtype=np.int64)
+    runs_hi = np.empty(n_k, dtype=np.int64)
+    runs_2d = np.empty(n_k, dtype=np.int64)
+    mask = (np.int64(1) << index_bits) - 1
     high_bits = high_d.view(np.int32)  # non-negative floats order like their bit patterns
     planar_bits = planar.view(np.int32)
     x_low, x_high = _bounds(x)
     y_low, y_high = _bounds(y)
-    top = np.int32(N_BINS - 1)
+    top = np.int32(n_bins - 1)
     for i in range(row_start, row_stop):
         _distance_row(i, engine, high_d)
         high_d[i] = high_d[(i + 1) % n]  # the row itself: never ranked; a value of the row keeps the range
-        _histogram(high_d, i, ks, bins_hi, per_bin, hist_hi, lut_hi)
+        n_runs_hi = _histogram(high_d, i, ks, bins_hi, per_bin, hist_hi, lut_hi, end_hi, runs_hi)
         # Planar bins over [0, the farthest corner of the layout's box]: no pass for the row's range.
         x_i = x[i]
         y_i = y[i]
         far_x = max(x_i - x_low, x_high - x_i)
         far_y = max(y_i - y_low, y_high - y_i)
-        scale = _scale(0.0, far_x * far_x + far_y * far_y)
+        scale = _scale(n_bins, 0.0, far_x * far_x + far_y * far_y)
         for j in range(n):
             dx = x_i - x[j]
             dy = y_i - y[j]
             distance = dx * dx + dy * dy
             planar[j] = distance
             bins_2d[j] = min(np.int32(distance * scale), top)
-        _count(bins_2d, i, ks, per_bin, hist_2d, lut_2d)
-        n_hi = 0
-        n_2d = 0
+        n_runs_2d = _count(bins_2d, i, ks, per_bin, hist_2d, lut_2d, end_2d, runs_2d)
+        # Two passes, not one: a store per j, then the tally and the list of unresolved j without a
+        # branch, were faster than one loop that branches on UNRESOLVED (a third of the sweep off).
+        for j in range(n):
+            combined[j] = max(lut_hi[bins_hi[j]], lut_2d[bins_2d[j]])
         n_pending = 0
         for j in range(n):
-            b_hi = lut_hi[bins_hi[j]]
-            b_2d = lut_2d[bins_2d[j]]
-            if b_hi != UNRESOLVED and b_2d != UNRESOLVED:
-                counts[j & 3, max(b_hi, b_2d)] += 1
-                continue
+            b = combined[j]
+            tally[j & 3, b] += 1
+            pending[n_pending] = j
+            n_pending += b == UNRESOLVED
+        kept = 0
+        for position in range(n_pending):
+            j = pending[position]
             if j == i:
                 continue
-            pending[n_pending] = j
-            n_pending += 1
-            if b_hi == UNRESOLVED:
-                gathered_hi[n_hi] = (np.int64(high_bits[j]) << index_bits) | j
-                n_hi += 1
-            if b_2d == UNRESOLVED:
-                gathered_2d[n_2d] = (np.int64(planar_bits[j]) << index_bits) | j
-                n_2d += 1
-        _resolve(gathered_hi[:n_hi], bins_hi, ks, index_bits, hist_hi, bucket_hi, ranked, end, runs)
-        _resolve(gathered_2d[:n_2d], bins_2d, ks, index_bits, hist_2d, bucket_2d, ranked, end, runs)
+            pending[kept] = j
+            kept += 1
+            b = bins_hi[j]
+            if lut_hi[b] == UNRESOLVED:
+                ranked_hi[end_hi[b]] = (np.int64(high_bits[j]) << index_bits) | j
+                end_hi[b] += 1
+            b = bins_2d[j]
+            if lut_2d[b] == UNRESOLVED:
+                ranked_2d[end_2d[b]] = (np.int64(planar_bits[j]) << index_bits) | j
+                end_2d[b] += 1
+        n_pending = kept
+        _rank_runs(ranked_hi, runs_hi[:n_runs_hi], hist_hi, end_hi, ks, mask, bucket_hi)
+        _rank_runs(ranked_2d, runs_2d[:n_runs_2d], hist_2d, end_2d, ks, mask, bucket_2d)
         for position in range(n_pending):
             j = pending[position]
             b_hi = lut_hi[bins_hi[j]]
@@ -323,9 +365,9 @@ def bucket_counts(
             if b_2d == UNRESOLVED:
                 b_2d = bucket_2d[j]
             counts[0, max(b_hi, b_2d)] += 1
-        # The row itself, when its bins were resolved, was counted in the loop above.
+        # The row itself, when its bins were resolved, was tallied above.
         b_hi = lut_hi[bins_hi[i]]
         b_2d = lut_2d[bins_2d[i]]
         if b_hi != UNRESOLVED and b_2d != UNRESOLVED:
             counts[0, max(b_hi, b_2d)] -= 1
-    return counts.sum(axis=0)
+    return counts.sum(axis=0) + tally[:, : n_k + 1].sum(axis=0)

@@ -9,7 +9,7 @@ import pytest
 
 from benchmarks.baselines import fidelity_dense_reference
 from pipeline import fidelity
-from pipeline.distance import vista_distance_matrix
+from pipeline.distance import _prepare, index_bits, row_engine, row_kernel, vista_distance_matrix
 from pipeline.fidelity import FidelityConfig, k_sweep, planar_sq_distances
 from tests.helpers.codes import make_codes
 from vista_tui.mapdata import FidelityCurve, SparseCodes
@@ -97,6 +97,49 @@ def test_blocked_sweep_equals_the_dense_path_with_ties(n: int, seed: int, lam: f
     dense = fidelity.run(cfg, codes, activations, xy, distances=vista_distance_matrix(codes, activations, lam))
     assert fidelity.run(cfg, codes, activations, xy) == dense
     assert fidelity.run(cfg, codes, activations, xy) == fidelity_dense_reference(cfg, codes, activations, xy)
+
+
+def test_high_d_bins_from_a_sample_of_the_row_rank_like_the_dense_path() -> None:
+    # From 2 x row_kernel.SAMPLE rows on, the high-D bins span only a sample of each row (every
+    # other j here): the distances outside it share the two end bins, and still rank exactly.
+    codes, activations, xy = tied_map(2300, 14)
+    cfg = FidelityConfig()
+    dense = fidelity.run(cfg, codes, activations, xy, distances=vista_distance_matrix(codes, activations, cfg.lam))
+    assert fidelity.run(cfg, codes, activations, xy) == dense
+
+
+def test_a_sample_of_equal_distances_puts_the_row_in_one_bin() -> None:
+    # Every even row has the same code and activation, so for an odd row i the sampled j (the even
+    # ones) are all equally far: the sampled range is empty, and all of row i shares bin 0.
+    n = 2100
+    assert n // row_kernel().SAMPLE == 2
+    varied = make_codes(n, 40, 5, seed=15)
+    rows = np.where(np.arange(n) % 2 == 0, 0, np.arange(n))
+    codes = varied.take(rows)
+    activations = np.where(rows == 0, 1.0, np.random.default_rng(15).gamma(2.0, 1.0, size=n)).astype(np.float32)
+    xy = np.random.default_rng(16).random((n, 2)).astype(np.float32)
+    cfg = FidelityConfig()
+    dense = fidelity.run(cfg, codes, activations, xy, distances=vista_distance_matrix(codes, activations, cfg.lam))
+    assert fidelity.run(cfg, codes, activations, xy) == dense
+
+
+def test_the_number_of_bins_decides_no_count() -> None:
+    # From N = 16,384 on the kernel uses 8,192 bins (row_kernel.MAX_BINS), below 4,096: any number
+    # of bins, fewer or more than the rows, gives the same counts.
+    codes, activations, xy = tied_map(900, 17)
+    cfg = FidelityConfig()
+    kernel = row_kernel()
+    prep = _prepare(codes, activations, cfg.lam)
+    arguments = (
+        row_engine(prep),
+        np.ascontiguousarray(xy[:, 0]),
+        np.ascontiguousarray(xy[:, 1]),
+        np.asarray(k_sweep(900, cfg), dtype=np.int64),
+        index_bits(900),
+    )
+    default = kernel.bucket_counts(0, 900, *arguments)
+    for n_bins in (1, 64, kernel.MAX_BINS):
+        assert np.array_equal(kernel.bucket_counts(0, 900, *arguments, n_bins), default), n_bins
 
 
 def test_blocked_sweep_has_no_n_by_n_array() -> None:
