@@ -27,10 +27,8 @@ load ≈ 1 more than it had.
     driver started), the CPU time of each process (from start to quit, all threads: steadier
     than wall time on a shared machine; a forked child's is not in it), and the import of
     `vista_tui.tui.app` alone (`python -X importtime`: self time by top-level package, and the
-    biggest cumulative entries). `vista explore` reads the map's first screen in a forked child
-    when the load average leaves a core spare (vista_tui/core/prefetch.py): the load printed
-    with the part says whether it did. --against REV adds `vista explore` as git revision REV
-    has it (its `vista_tui` extracted to a temporary directory, first on PYTHONPATH).
+    biggest cumulative entries). --against REV adds `vista explore` as git revision REV has it
+    (its `vista_tui` extracted to a temporary directory, run from there).
 (b) Key-to-repaint latency, in a child process: `app.run_test(size=(160, 48))` on the
     --n-big map. The app's `_display` is wrapped on the instance to encode each compositor
     update into the terminal string as the real driver would (the headless driver skips
@@ -317,7 +315,8 @@ def bench_cold_start(store: Path, map_id: str, repeats: int, against: str | None
     if against is not None:
         env = child_env()
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(revision_tree(against)), env.get("PYTHONPATH")]))
-        then[f"  vista explore as {against} has it"] = (vista, ROOT_LABEL, MAP_DRAWN, env)
+        # -P: the working directory (this checkout) does not go first on sys.path, PYTHONPATH does
+        then[f"  vista explore as {against} has it"] = ([sys.executable, "-P", *vista[1:]], ROOT_LABEL, MAP_DRAWN, env)
     variants = {
         "minimal Textual app": (minimal, MINIMAL_TEXT, None, child_env()),
         f"vista explore {map_id}": (vista, ROOT_LABEL, MAP_DRAWN, child_env()),

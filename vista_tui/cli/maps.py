@@ -26,8 +26,6 @@ from vista_tui.tui.graphics import GRAPHICS_MODES
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
-    from vista_tui.core.prefetch import MapPrefetch
-
 
 def print_summaries(paths: Sequence[Path], detail: bool = False) -> int:
     """Print each map's summary (what `summary`, `build` and `demo` show; `summary` in `detail`);
@@ -52,32 +50,8 @@ def explore(
     atlas_path: Path | None = None,
 ) -> int:
     """Run the TUI on a map already found and checked, else on an atlas's latent browser, else the picker."""
-    from vista_tui.core.blas import one_blas_thread
-
-    one_blas_thread()  # before anything imports numpy, the prefetch's child included (vista_tui/core/blas.py)
-    prefetch = None
-    if map_path is not None:
-        from vista_tui.core.prefetch import MapPrefetch, spare_core
-
-        if spare_core():
-            prefetch = MapPrefetch.start(map_path)  # before Textual: no threads yet, and the most time to overlap
-    try:
-        return _run_tui(store, map_path, graphics, model, config, atlas_path, prefetch)
-    finally:
-        if prefetch is not None:
-            prefetch.close()
-
-
-def _run_tui(
-    store: Store,
-    map_path: Path | None,
-    graphics: str | None,
-    model: str | None,
-    config: str | None,
-    atlas_path: Path | None,
-    prefetch: MapPrefetch | None,
-) -> int:
     from vista_tui.core.annotations import AnnotationError
+    from vista_tui.core.blas import one_blas_thread
     from vista_tui.core.triage_config import load_config
 
     try:
@@ -92,6 +66,7 @@ def _run_tui(
         return fail(error)
     if graphics == "auto":
         graphics = probe_graphics()  # asks the terminal: before Textual takes it over
+    one_blas_thread()  # before the map's worker imports numpy (vista_tui/core/blas.py)
     # No cyclic GC until the first map, browser or picker is drawn: the app switches it back on then
     # (VistaApp._freeze_heap), with one collection; its collections cost ~50 ms of the first frame.
     gc.disable()
@@ -105,7 +80,6 @@ def _run_tui(
             diffusion_model=model,
             triage_config=triage_config,
             atlas_path=atlas_path,
-            prefetch=prefetch,
         )
         try:
             app.run()

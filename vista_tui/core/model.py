@@ -2,8 +2,6 @@
 
 Opening reads the manifest, the tree and two small columns (activation, x, y); context
 text and tokens are read a parquet row group at a time, when a screen first needs them.
-A map whose first screen another process read (`FirstScreen`, vista_tui/core/prefetch.py)
-opens without reading a table here: pyarrow loads with the first row group read after it.
 No textual import here, so the model is testable and benchmarkable on its own.
 """
 
@@ -17,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pyarrow as pa
 
 from vista_tui.core.node_names import NodeNames
 from vista_tui.core.score_figures import ScoresReading, read_score_reading, scores_signature
@@ -24,7 +23,6 @@ from vista_tui.core.titles import node_title
 from vista_tui.mapdata import (
     ClusterNode,
     Context,
-    FirstScreen,
     MapReader,
     cluster_agreement,
     context_from_table,
@@ -32,9 +30,6 @@ from vista_tui.mapdata import (
 )
 
 if TYPE_CHECKING:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     from vista_tui.core.stats_figures import StatsReading
 
 
@@ -51,47 +46,26 @@ class ContextStore:
     """Contexts by row index, loaded one parquet row group at a time and kept in a small LRU.
 
     Thread-safe: a worker may prefetch while the UI thread asks for rows already loaded.
-    `first` (its row groups' sizes and the first screen's contexts, read by another process)
-    spares opening the file until a row outside it is asked for.
     """
 
-    def __init__(self, reader: MapReader, max_groups: int = 8, first: FirstScreen | None = None) -> None:
+    def __init__(self, reader: MapReader, max_groups: int = 8) -> None:
         self._reader = reader
-        self._opened: pq.ParquetFile | None = None
-        if first is None:
-            metadata = self._file.metadata
-            group_rows = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
-        else:
-            group_rows = first.group_rows
-        self._group_starts = np.zeros(len(group_rows) + 1, dtype=np.int64)
-        np.cumsum(group_rows, out=self._group_starts[1:])
-        self._first: dict[int, Context] = {} if first is None else dict(first.contexts)
+        self._file = reader.contexts_file()
+        metadata = self._file.metadata
+        self._group_starts = np.zeros(metadata.num_row_groups + 1, dtype=np.int64)
+        np.cumsum([metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)], out=self._group_starts[1:])
         self._groups: OrderedDict[int, pa.Table] = OrderedDict()
         self._max_groups = max_groups
         self._lock = threading.Lock()
 
     @property
-    def _file(self) -> pq.ParquetFile:
-        """The contexts file, opened on first use (its size checked first)."""
-        if self._opened is None:
-            self._opened = self._reader.contexts_file()
-        return self._opened
-
-    @property
     def n_rows(self) -> int:
         return int(self._group_starts[-1])
-
-    @property
-    def group_rows(self) -> list[int]:
-        """Rows of each row group of the contexts file, in order."""
-        return np.diff(self._group_starts).tolist()
 
     def group_of(self, row: int) -> int:
         return int(np.searchsorted(self._group_starts, row, side="right") - 1)
 
     def is_loaded(self, row: int) -> bool:
-        if row in self._first:
-            return True
         with self._lock:
             return self.group_of(row) in self._groups
 
@@ -111,14 +85,11 @@ class ContextStore:
 
     def load(self, rows: np.ndarray | list[int]) -> None:
         """Read the row groups holding `rows` (call from a worker)."""
-        for index in sorted({self.group_of(int(r)) for r in rows if int(r) not in self._first}):
+        for index in sorted({self.group_of(int(r)) for r in rows}):
             self._group(index)
 
     def get(self, row: int) -> Context | None:
         """The context at `row` if its row group is loaded, else None (never reads)."""
-        first = self._first.get(row)
-        if first is not None:
-            return first
         index = self.group_of(row)
         with self._lock:
             table = self._groups.get(index)
@@ -138,11 +109,7 @@ class ContextStore:
 class MapModel:
     """One open map: nodes by id, children in display order, members, contexts on demand."""
 
-    def __init__(self, reader: MapReader, first: FirstScreen | None = None) -> None:
-        if first is not None and first.manifest != reader.manifest:
-            first = None  # the map was written again since the other process read it: read it here
-        if first is not None:
-            reader.adopt(first)
+    def __init__(self, reader: MapReader) -> None:
         self.reader = reader
         self.manifest = reader.manifest
         nodes = reader.tree
@@ -154,7 +121,7 @@ class MapModel:
         self._children = self.names.children
         self.activations = reader.activations
         self.layout = reader.layout
-        self.contexts = ContextStore(reader, first=first)
+        self.contexts = ContextStore(reader)
         self._texts: list[str] | None = None
         self._by_activation: OrderedDict[str, np.ndarray] = OrderedDict()
         self._by_activation_lock = threading.Lock()
@@ -168,9 +135,8 @@ class MapModel:
         self._scores_lock = threading.Lock()
 
     @classmethod
-    def open(cls, path: Path | str, first: FirstScreen | None = None) -> MapModel:
-        """The map at `path`; with `first` (read by another process from the same map), no table is read."""
-        return cls(MapReader(path), first)
+    def open(cls, path: Path | str) -> MapModel:
+        return cls(MapReader(path))
 
     def reload_labels(self) -> None:
         """Re-read the tree's labels and the latent-level agreement (after a relabel wrote the map).
@@ -289,8 +255,6 @@ class MapModel:
     def context_texts(self) -> list[str]:
         """Every context's text, lower-cased (read once; call from a worker on big maps)."""
         if self._texts is None:
-            import pyarrow as pa
-
             column = self.reader.contexts_table(["text"]).column(0).cast(pa.binary()).to_pylist()
             self._texts = [(text or b"").decode("utf-8", errors="replace").lower() for text in column]
         return self._texts

@@ -87,7 +87,7 @@ if TYPE_CHECKING:
         read_negatives,
         write_negatives,
     )
-    from vista_tui.mapdata.reader import FirstScreen, MapReader, context_from_row, context_from_table, map_root_id
+    from vista_tui.mapdata.reader import MapReader, context_from_row, context_from_table, map_root_id
     from vista_tui.mapdata.schema import (
         SCHEMA_VERSION,
         ClusterNode,
@@ -196,7 +196,7 @@ _NAMES: dict[str, tuple[str, ...]] = {
         "write_match_table",
     ),
     "negatives": ("NEGATIVES_FILE", "negatives_schema", "negatives_table", "read_negatives", "write_negatives"),
-    "reader": ("FirstScreen", "MapReader", "context_from_row", "context_from_table", "map_root_id"),
+    "reader": ("MapReader", "context_from_row", "context_from_table", "map_root_id"),
     "schema": (
         "SCHEMA_VERSION",
         "ClusterNode",

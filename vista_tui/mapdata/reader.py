@@ -1,19 +1,16 @@
-"""Reads a map lazily: the manifest at open, every other file on first use.
-
-pyarrow loads with the first table read, not with this module: a map whose first screen was
-read by another process (`MapReader.adopt`, vista_tui/core/prefetch.py) is drawn without it.
-"""
+"""Reads a map lazily: the manifest at open, every other file on first use."""
 
 from __future__ import annotations
 
 import json
 import zipfile
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from vista_tui.mapdata.errors import MapCorruptError
 from vista_tui.mapdata.schema import (
@@ -21,35 +18,10 @@ from vista_tui.mapdata.schema import (
     Context,
     FidelityCurve,
     FocusToken,
-    Manifest,
     NodeLabels,
     SparseCodes,
 )
 from vista_tui.mapdata.store import REBUILD_HINT, checked_file, read_manifest, verify_files
-
-if TYPE_CHECKING:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-
-@dataclass
-class FirstScreen:
-    """What a map's first screen needs, read by another process (vista_tui/core/prefetch.py).
-
-    `MapReader.adopt` takes the tables; the explorer's context store takes the row counts and the
-    contexts already read. `manifest` is the one the reading process saw: a map rewritten
-    meanwhile has another, and its first screen is read again.
-    """
-
-    manifest: Manifest
-    tree: list[ClusterNode]
-    activations: np.ndarray
-    layout: np.ndarray
-    context_ids: list[str]
-    group_rows: list[int]
-    """Rows of each row group of the contexts file, in order."""
-    contexts: dict[int, Context]
-    """Context row → the context: the rows the first screen lists."""
 
 
 def read_sparse_npz(path: Path) -> SparseCodes:
@@ -84,9 +56,6 @@ class MapReader:
         return key in self.manifest.files
 
     def _parquet(self, key: str) -> pq.ParquetFile:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
         path = self._file(key)
         try:
             return pq.ParquetFile(path)
@@ -96,8 +65,6 @@ class MapReader:
             ) from None
 
     def _read(self, key: str, columns: list[str] | None = None) -> pa.Table:
-        import pyarrow as pa
-
         parquet = self._parquet(key)
         try:
             return parquet.read(columns=columns)
@@ -136,8 +103,6 @@ class MapReader:
 
     def contexts(self, rows: np.ndarray | list[int]) -> list[Context]:
         """The contexts at the given row indices, in that order."""
-        import pyarrow as pa
-
         table = self.contexts_table().take(pa.array(np.asarray(rows, dtype=np.int64)))
         return [context_from_row(row) for row in table.to_pylist()]
 
@@ -145,16 +110,6 @@ class MapReader:
         return self.contexts([row])[0]
 
     # -- tree, codes, fidelity -------------------------------------------------------------
-
-    def adopt(self, first: FirstScreen) -> None:
-        """Take what another process read of this map for its first screen, as if read here.
-
-        `vista explore` reads a map's tree and columns in a child process while it starts the
-        TUI (vista_tui/core/prefetch.py); the explorer then draws the map without loading pyarrow.
-        """
-        self.__dict__.update(
-            tree=first.tree, activations=first.activations, layout=first.layout, context_ids=first.context_ids
-        )
 
     @cached_property
     def tree(self) -> list[ClusterNode]:
@@ -203,8 +158,6 @@ def _float32(column: pa.ChunkedArray) -> np.ndarray:
     pyarrow's `to_numpy` imports pandas whenever it is installed (it is, with the pipeline):
     that costs the TUI ~300 ms and ~40 MB at start-up, for a copy we can make in microseconds.
     """
-    import pyarrow as pa
-
     parts = []
     for chunk in column.chunks:
         if chunk.null_count or not pa.types.is_float32(chunk.type):
@@ -242,8 +195,6 @@ def context_from_table(table: pa.Table) -> Context:
         return context_from_row(table.slice(0, 1).to_pylist()[0])
     except UnicodeDecodeError:
         pass
-    import pyarrow as pa
-
     # Strings viewed as bytes skip UTF-8 validation; decode them leniently.
     lenient = table.slice(0, 1)
     for name in _STRING_COLUMNS:
@@ -300,9 +251,6 @@ def _focus_tokens(entries: list[dict[str, Any]] | None) -> list[FocusToken]:
 
 def map_root_id(map_dir: Path) -> str:
     """The root node id of a map (the tree's first row), read without the rest of the tree; one-line MapError."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     map_dir = Path(map_dir)
     path = checked_file(map_dir, read_manifest(map_dir), "tree")
     try:

@@ -32,7 +32,6 @@ from vista_tui.tui.screens.loading import AtlasLoadingScreen, LoadingScreen
 if TYPE_CHECKING:
     from vista_tui.core.atlas_view import AtlasView
     from vista_tui.core.model import MapModel
-    from vista_tui.core.prefetch import MapPrefetch
     from vista_tui.core.render_protocol import RenderEvent
     from vista_tui.core.render_queue import RenderQueue
     from vista_tui.core.triage import TriageSession
@@ -107,13 +106,10 @@ class VistaApp(App[None]):
         diffusion_model: str | None = None,
         triage_config: TriageConfig | None = None,
         atlas_path: Path | None = None,
-        prefetch: MapPrefetch | None = None,
     ) -> None:
         super().__init__()
         self.store = store
         self.initial_map = map_path
-        self.prefetch = prefetch
-        """The initial map's first screen, being read by a child process (`vista explore MAP`); taken once."""
         self.initial_atlas = atlas_path
         """An atlas to open in the latent browser at start (when no map is given)."""
         self._entries: list[MapEntry] | None = None
@@ -317,9 +313,7 @@ class VistaApp(App[None]):
         from vista_tui.core.model import MapModel
         from vista_tui.core.triage import open_triage
 
-        prefetch, self.prefetch = self.prefetch, None
-        first = prefetch.take(path) if prefetch is not None else None
-        model = MapModel.open(path, first)  # without `first` (none, or the child failed), read here
+        model = MapModel.open(path)
         _ = model.nodes, model.activations, model.layout
         root_rows = model.members_by_activation(model.root.node_id)[:64]
         model.contexts.load(root_rows)  # the first screen's contexts, before it is drawn

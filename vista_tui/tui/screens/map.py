@@ -294,11 +294,8 @@ class MapScreen(Screen[None]):
         The map's first frame does not show them (nor what `M`, `|` and `C` read with: cross_sae), so
         the map's worker no longer imports them
         before it (a fifth of the time from the map's header to the map drawn); imported here,
-        their first key does not wait for them either. pyarrow too, where the map's first screen was
-        read by another process (vista_tui/core/prefetch.py): the first context read after it needs it.
+        their first key does not wait for them either.
         """
-        import pyarrow.parquet  # noqa: F401
-
         import vista_tui.core.cross_sae
         import vista_tui.mapdata.renders
         import vista_tui.tui.dialogs
