@@ -22,7 +22,7 @@ def test_children_overlay_shows_its_legend(tmp_path: Path) -> None:
         assert "children in" not in tmux.screen()
         tmux.keys("C")
         screen = tmux.wait_for("children in syn-release/wide-2048")
-        assert "latent 1234 of syn-release/wide-2048 (2,048" in screen
+        assert "latent 1234 · cos 0.83 · 30% of this node" in screen  # the heading names the SAE, a line its latent
         assert "■" in screen
         tmux.keys("C")
         tmux.wait_gone("children in")
