@@ -14,7 +14,7 @@ from textual.app import App, ComposeResult
 from textual.pilot import Pilot
 
 from tests.helpers.synthetic_map import build_synthetic_map
-from vista_tui.core.model import MapModel
+from vista_tui.core.model import ContextStore, MapModel
 from vista_tui.core.sanitize import MAX_TOKEN_CHARS, sanitize_token
 from vista_tui.tui.screens.context_detail import ContextScreen
 from vista_tui.tui.widgets.context_line import focus_column, format_activation
@@ -351,6 +351,39 @@ async def test_a_big_node_scrolls_to_the_end_without_blocking(big_map: Path) -> 
         assert PLACEHOLDER not in last
         assert last_focus in last
         assert read_on and all(name != threading.main_thread().name for name in read_on)
+
+
+def test_row_groups_read_from_many_threads_at_once(big_map: Path) -> None:
+    """Two context workers can overlap (a cancelled one runs on): their reads of one contexts file
+    must not run at the same time (pyarrow's ParquetFile crashed the process when they did)."""
+    reference = MapModel.open(big_map)
+    n = reference.n_contexts
+    wanted = [min(n - 1, i * n // 8 + k) for i in range(8) for k in range(2)]  # every row group, twice
+    expected = {row: reference.contexts.fetch(row) for row in wanted}
+    for _ in range(5):
+        store = MapModel.open(big_map).contexts
+        start = threading.Barrier(len(wanted))
+        failures: list[BaseException] = []
+
+        def read(
+            row: int,
+            store: ContextStore = store,
+            start: threading.Barrier = start,
+            failures: list[BaseException] = failures,
+        ) -> None:
+            try:
+                start.wait()
+                store.load([row])
+                assert store.get(row) == expected[row]
+            except BaseException as error:  # reported below, from the test's thread
+                failures.append(error)
+
+        threads = [threading.Thread(target=read, args=(row,)) for row in wanted]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not failures
 
 
 async def test_the_bottom_border_says_which_rows_are_in_view(plain_map: Path) -> None:

@@ -57,6 +57,9 @@ class ContextStore:
         self._groups: OrderedDict[int, pa.Table] = OrderedDict()
         self._max_groups = max_groups
         self._lock = threading.Lock()
+        self._read_lock = threading.Lock()
+        """One read of the file at a time: pyarrow's ParquetFile is not safe to read from two threads
+        (it crashed the process), and two context workers can overlap (a cancelled one runs on)."""
 
     @property
     def n_rows(self) -> int:
@@ -69,13 +72,22 @@ class ContextStore:
         with self._lock:
             return self.group_of(row) in self._groups
 
-    def _group(self, index: int) -> pa.Table:
+    def _cached(self, index: int) -> pa.Table | None:
         with self._lock:
             table = self._groups.get(index)
             if table is not None:
                 self._groups.move_to_end(index)
+            return table
+
+    def _group(self, index: int) -> pa.Table:
+        table = self._cached(index)
+        if table is not None:
+            return table
+        with self._read_lock:  # not the cache's lock: `get` on the UI thread never waits for a read
+            table = self._cached(index)  # read by another thread while this one waited
+            if table is not None:
                 return table
-        table = self._file.read_row_group(index)  # outside the lock: the slow part
+            table = self._file.read_row_group(index)
         with self._lock:
             self._groups[index] = table
             self._groups.move_to_end(index)
