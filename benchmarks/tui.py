@@ -25,7 +25,7 @@ load ≈ 1 more than it had.
     (it is no dependency of the TUI). One discarded warm-up run of each variant, then the
     variants alternate. Also printed: the first byte each process wrote (imports done,
     driver started), the CPU time of each process (from start to quit, all threads: steadier
-    than wall time on a shared machine; a forked child's is not in it), and the import of
+    than wall time on a shared machine), and the import of
     `vista_tui.tui.app` alone (`python -X importtime`: self time by top-level package, and the
     biggest cumulative entries). --against REV adds `vista explore` as git revision REV has it
     (its `vista_tui` extracted to a temporary directory, run from there).
