@@ -69,10 +69,20 @@ def _bin_count(n: int) -> int:
     return bins
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 @numba.njit(cache=True, nogil=True)
 def _scale(n_bins: int, lowest: float, highest: float) -> np.float32:
-    """Bins per unit of distance: n_bins linear bins over [lowest, highest]."""
-    return np.float32((n_bins - 1) / (highest - lowest)) if highest > lowest else np.float32(0.0)
+    """Bins per unit of distance: n_bins linear bins over [lowest, highest].
+
+    At most float32's largest number: a range of subnormal width (a layout a trillionth of a
+    trillionth wide) would make it infinite, and then 0 * inf a NaN bin. Clamped, such a row
+    falls into the first bins, ranked exactly there.
+    """
+    if highest <= lowest:
+        return np.float32(0.0)
+    return np.float32(min((n_bins - 1) / (highest - lowest), FLOAT32_MAX))
 
 
 @numba.njit(cache=True, nogil=True)

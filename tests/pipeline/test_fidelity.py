@@ -142,6 +142,18 @@ def test_the_number_of_bins_decides_no_count() -> None:
         assert np.array_equal(kernel.bucket_counts(0, 900, *arguments, n_bins), default), n_bins
 
 
+def test_a_layout_of_subnormal_extent_ranks_like_the_dense_path() -> None:
+    # Squared distances ~1e-42 (below float32's smallest normal): the planar bins' scale would be infinite.
+    codes, activations, xy = related_map(120, 5)
+    tiny = (xy * np.float32(1e-21)).astype(np.float32)
+    assert 0 < planar_sq_distances(tiny).max() < np.finfo(np.float32).tiny
+    cfg = FidelityConfig()
+    assert fidelity.run(cfg, codes, activations, tiny) == fidelity_dense_reference(cfg, codes, activations, tiny)
+    # What kept the bins in range (an infinite scale gave every j the bin int32(inf), out of the table):
+    scale = row_kernel()._scale(8192, 0.0, float(planar_sq_distances(tiny).max()))
+    assert np.isfinite(scale) and scale > 0
+
+
 def test_blocked_sweep_has_no_n_by_n_array() -> None:
     n = 3000
     codes, activations, xy = related_map(n, 13)
