@@ -5,7 +5,7 @@
 
 Prints medians of --repeats runs and ratios against baselines measured in the same run;
 nothing is asserted. Synthetic maps (tests/helpers/synthetic_map.py) are cached under the temp dir,
-keyed by N and by the generator's source, so reruns skip the ~20 s build of 100k. Every
+keyed by N and by the generator's and the map writer's source, so reruns skip the ~20 s build of 100k. Every
 figure is wall time on a shared machine: the load average is printed with each part. --busy runs
 every part beside a one-core busy loop (`while True: pass` in a process of its own), a machine at
 load ≈ 1 more than it had.
@@ -18,7 +18,9 @@ load ≈ 1 more than it had.
     pushed Screen). A second figure, "map drawn", runs until the explorer itself is on the
     screen (its tree's title, "clusters", drawn in the same frame as the tree, labels and
     the root's first contexts): the map read and drawn. `vista explore MAP --cache DIR` runs as a
-    user runs it: argument parsing, verify, imports, the map opened in its worker.
+    user runs it: argument parsing, verify, imports, the map opened in its worker. One row opens
+    a copy of the map without its opening file (vista_tui/mapdata/opening.py), as a map written
+    before that file existed: the tree and the first contexts then come from the parquet files.
     Compiled bytecode comes from a cache of the benchmark's own (PYTHONPYCACHEPREFIX), as
     an installed package has it, also where PYTHONDONTWRITEBYTECODE is set; one row runs
     without it. One row hides pandas, which pyarrow imports on `to_numpy` when installed
@@ -164,12 +166,14 @@ def bench_store(n: int) -> tuple[Path, str]:
 
 
 def child_store(n: int) -> None:
-    """Build the map if the cache lacks it (keyed by N and by the generator's source); print store and map id."""
+    """Build the map if the cache lacks it (keyed by N and by the generator's and writer's source); print store and map id."""
     from tests.helpers.synthetic_map import build_synthetic_map
     from vista_tui.mapdata import MapError, MapReader
 
-    source = (REPO / "tests" / "helpers" / "synthetic_map.py").read_bytes()
-    root = BENCH_DIR / hashlib.sha256(source).hexdigest()[:10]
+    digest = hashlib.sha256()
+    for part in ("tests/helpers/synthetic_map.py", "vista_tui/mapdata/writer.py", "vista_tui/mapdata/opening.py"):
+        digest.update((REPO / part).read_bytes())
+    root = BENCH_DIR / digest.hexdigest()[:10]
     map_id = f"syn-{n}"
     map_dir = root / "maps" / map_id
     try:
@@ -307,6 +311,24 @@ def revision_tree(revision: str) -> Path:
     return where
 
 
+def store_without_opening(store: Path, map_id: str) -> Path:
+    """A store beside `store` holding a copy of the map without its opening file, as a map written before it.
+
+    The explorer then reads the tree and the first contexts from the parquet files (and imports
+    pyarrow) before its first frame.
+    """
+    from vista_tui.mapdata.opening import OPENING_FILE
+
+    copy = store.with_name(store.name + "-no-opening")
+    map_dir = copy / "maps" / map_id
+    if not map_dir.is_dir():
+        shutil.copytree(store / "maps" / map_id, map_dir, ignore=shutil.ignore_patterns(OPENING_FILE, "*.sqlite*"))
+        manifest = json.loads((map_dir / "manifest.json").read_text())
+        del manifest["files"]["opening"]
+        (map_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return copy
+
+
 def bench_cold_start(store: Path, map_id: str, repeats: int, against: str | None = None) -> None:
     """(a): the variants of `vista explore` and the minimal app, alternating, each in a fresh pty."""
     vista = [sys.executable, "-m", "vista_tui.cli", "explore", map_id, "--cache", str(store)]
@@ -317,9 +339,11 @@ def bench_cold_start(store: Path, map_id: str, repeats: int, against: str | None
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(revision_tree(against)), env.get("PYTHONPATH")]))
         # -P: the working directory (this checkout) does not go first on sys.path, PYTHONPATH does
         then[f"  vista explore as {against} has it"] = ([sys.executable, "-P", *vista[1:]], ROOT_LABEL, MAP_DRAWN, env)
+    parquet_only = [*vista[:-1], str(store_without_opening(store, map_id))]
     variants = {
         "minimal Textual app": (minimal, MINIMAL_TEXT, None, child_env()),
         f"vista explore {map_id}": (vista, ROOT_LABEL, MAP_DRAWN, child_env()),
+        "  same, the map without opening.npz": (parquet_only, ROOT_LABEL, MAP_DRAWN, child_env()),
         "  same, --graphics halfcell": ([*vista, "--graphics", "halfcell"], ROOT_LABEL, MAP_DRAWN, child_env()),
         "  same, pandas hidden (TUI-only install)": (vista, ROOT_LABEL, MAP_DRAWN, child_env(hide_pandas=True)),
         "  same, no bytecode cache (this shell)": (vista, ROOT_LABEL, MAP_DRAWN, child_env(bytecode=False)),

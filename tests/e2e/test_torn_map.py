@@ -45,5 +45,5 @@ def test_every_command_refuses_a_torn_map_with_the_same_line(tmp_path: Path, tor
         lines[command] = assert_one_line_error(done, torn, "truncated", "vista build")
     assert len(set(lines.values())) == 1, lines
     assert sorted(path.name for path in map_dir.iterdir()) == sorted(  # nothing was written into the torn map
-        ["manifest.json", "contexts.parquet", "codes.npz", "tree.parquet", "fidelity.json"]
+        ["manifest.json", "contexts.parquet", "codes.npz", "tree.parquet", "fidelity.json", "opening.npz"]
     )

@@ -334,7 +334,8 @@ async def test_a_big_node_scrolls_to_the_end_without_blocking(big_map: Path) -> 
         contexts = app.query_one(ContextList)
         assert len(rows) == 100_000
         await pilot.pause()
-        assert PLACEHOLDER in lines(contexts)[0]  # nothing read yet: the worker waits at the gate
+        # the root's first page is the opening file's: drawn while every read waits at the gate
+        assert PLACEHOLDER not in "".join(lines(contexts))
         assert format_activation(model.max_activation) in lines(contexts)[0]
 
         await pilot.press("end")  # the UI answers while the worker is held

@@ -2,6 +2,8 @@
 
 Opening reads the manifest, the tree and two small columns (activation, x, y); context
 text and tokens are read a parquet row group at a time, when a screen first needs them.
+A map with an opening file gives all of that, and the root's first page of contexts, without
+pyarrow (`vista_tui.mapdata.opening`): pyarrow loads on the first parquet read.
 No textual import here, so the model is testable and benchmarkable on its own.
 """
 
@@ -15,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pyarrow as pa
 
 from vista_tui.core.node_names import NodeNames
 from vista_tui.core.score_figures import ScoresReading, read_score_reading, scores_signature
@@ -27,9 +28,14 @@ from vista_tui.mapdata import (
     cluster_agreement,
     context_from_table,
     published_descriptions,
+    rows_by_activation,
 )
+from vista_tui.mapdata.opening import FIRST_PAGE
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     from vista_tui.core.stats_figures import StatsReading
 
 
@@ -46,14 +52,17 @@ class ContextStore:
     """Contexts by row index, loaded one parquet row group at a time and kept in a small LRU.
 
     Thread-safe: a worker may prefetch while the UI thread asks for rows already loaded.
+    The root's first page comes from the map's opening file when it has one; the contexts file
+    is opened (and pyarrow imported) on the first read of a row group.
     """
 
     def __init__(self, reader: MapReader, max_groups: int = 8) -> None:
         self._reader = reader
-        self._file = reader.contexts_file()
-        metadata = self._file.metadata
-        self._group_starts = np.zeros(metadata.num_row_groups + 1, dtype=np.int64)
-        np.cumsum([metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)], out=self._group_starts[1:])
+        self._file: pq.ParquetFile | None = None
+        self._group_starts = np.zeros(len(reader.group_rows) + 1, dtype=np.int64)
+        np.cumsum(reader.group_rows, out=self._group_starts[1:])
+        self._first_page = reader.first_page
+        """Row → context: the root's strongest, from the opening file (never evicted)."""
         self._groups: OrderedDict[int, pa.Table] = OrderedDict()
         self._max_groups = max_groups
         self._lock = threading.Lock()
@@ -69,6 +78,8 @@ class ContextStore:
         return int(np.searchsorted(self._group_starts, row, side="right") - 1)
 
     def is_loaded(self, row: int) -> bool:
+        if row in self._first_page:
+            return True
         with self._lock:
             return self.group_of(row) in self._groups
 
@@ -87,6 +98,8 @@ class ContextStore:
             table = self._cached(index)  # read by another thread while this one waited
             if table is not None:
                 return table
+            if self._file is None:
+                self._file = self._reader.contexts_file()
             table = self._file.read_row_group(index)
         with self._lock:
             self._groups[index] = table
@@ -96,12 +109,15 @@ class ContextStore:
         return table
 
     def load(self, rows: np.ndarray | list[int]) -> None:
-        """Read the row groups holding `rows` (call from a worker)."""
-        for index in sorted({self.group_of(int(r)) for r in rows}):
+        """Read the row groups holding `rows` (call from a worker); the first page's rows need none."""
+        for index in sorted({self.group_of(int(r)) for r in rows if int(r) not in self._first_page}):
             self._group(index)
 
     def get(self, row: int) -> Context | None:
-        """The context at `row` if its row group is loaded, else None (never reads)."""
+        """The context at `row` if its row group is loaded or it is on the first page, else None (never reads)."""
+        first = self._first_page.get(row)
+        if first is not None:
+            return first
         index = self.group_of(row)
         with self._lock:
             table = self._groups.get(index)
@@ -149,6 +165,17 @@ class MapModel:
     @classmethod
     def open(cls, path: Path | str) -> MapModel:
         return cls(MapReader(path))
+
+    @classmethod
+    def open_for_explorer(cls, path: Path | str) -> MapModel:
+        """Open a map with what the explorer's first frame shows read: the root's first page of contexts.
+
+        A map with an opening file needs no parquet read for that, nor pyarrow (imported on the
+        first read past that page).
+        """
+        model = cls.open(path)
+        model.contexts.load(model.members_by_activation(model.root.node_id)[:FIRST_PAGE])
+        return model
 
     def reload_labels(self) -> None:
         """Re-read the tree's labels and the latent-level agreement (after a relabel wrote the map).
@@ -244,8 +271,7 @@ class MapModel:
             if cached is not None:
                 self._by_activation.move_to_end(node_id)
                 return cached
-        members = self.nodes[node_id].members
-        ordered = members[np.argsort(-self.activations[members], kind="stable")]
+        ordered = rows_by_activation(self.nodes[node_id].members, self.activations)
         ordered.flags.writeable = False  # shared by every caller
         # Walking the tree shows the same few nodes again and again; the root's sort alone
         # takes ~8 ms at 100k contexts. Big arrays are few: at most 64 kept.
@@ -267,6 +293,8 @@ class MapModel:
     def context_texts(self) -> list[str]:
         """Every context's text, lower-cased (read once; call from a worker on big maps)."""
         if self._texts is None:
+            import pyarrow as pa
+
             column = self.reader.contexts_table(["text"]).column(0).cast(pa.binary()).to_pylist()
             self._texts = [(text or b"").decode("utf-8", errors="replace").lower() for text in column]
         return self._texts

@@ -87,6 +87,7 @@ if TYPE_CHECKING:
         read_negatives,
         write_negatives,
     )
+    from vista_tui.mapdata.opening import OPENING_FILE, Opening, read_opening, rows_by_activation
     from vista_tui.mapdata.reader import MapReader, context_from_row, context_from_table, map_root_id
     from vista_tui.mapdata.schema import (
         SCHEMA_VERSION,
@@ -196,6 +197,7 @@ _NAMES: dict[str, tuple[str, ...]] = {
         "write_match_table",
     ),
     "negatives": ("NEGATIVES_FILE", "negatives_schema", "negatives_table", "read_negatives", "write_negatives"),
+    "opening": ("OPENING_FILE", "Opening", "read_opening", "rows_by_activation"),
     "reader": ("MapReader", "context_from_row", "context_from_table", "map_root_id"),
     "schema": (
         "SCHEMA_VERSION",

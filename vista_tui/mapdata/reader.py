@@ -1,4 +1,9 @@
-"""Reads a map lazily: the manifest at open, every other file on first use."""
+"""Reads a map lazily: the manifest at open, every other file on first use.
+
+pyarrow is imported on the first parquet read, not with this module: a map with an opening file
+(`vista_tui.mapdata.opening`) gives its tree and small columns without it, and the explorer draws
+its first frame before pyarrow loads.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +11,24 @@ import json
 import zipfile
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from vista_tui.mapdata.errors import MapCorruptError
 from vista_tui.mapdata.schema import (
     ClusterNode,
     Context,
     FidelityCurve,
-    FocusToken,
-    NodeLabels,
     SparseCodes,
 )
 from vista_tui.mapdata.store import REBUILD_HINT, checked_file, read_manifest, verify_files
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from vista_tui.mapdata.opening import Opening
 
 
 def read_sparse_npz(path: Path) -> SparseCodes:
@@ -56,6 +63,9 @@ class MapReader:
         return key in self.manifest.files
 
     def _parquet(self, key: str) -> pq.ParquetFile:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         path = self._file(key)
         try:
             return pq.ParquetFile(path)
@@ -65,6 +75,8 @@ class MapReader:
             ) from None
 
     def _read(self, key: str, columns: list[str] | None = None) -> pa.Table:
+        import pyarrow as pa
+
         parquet = self._parquet(key)
         try:
             return parquet.read(columns=columns)
@@ -73,11 +85,31 @@ class MapReader:
                 f"{self.manifest.files[key].name} in map {self.path.name} is unreadable ({error}): {REBUILD_HINT}"
             ) from None
 
+    @cached_property
+    def opening(self) -> Opening | None:
+        """The map's opening file when it is current (see `vista_tui.mapdata.opening`), else None."""
+        from vista_tui.mapdata.opening import read_opening
+
+        return read_opening(self.path, self.manifest)
+
     # -- contexts --------------------------------------------------------------------------
 
     @cached_property
     def n_contexts(self) -> int:
-        return int(self._parquet("contexts").metadata.num_rows)
+        return int(self.group_rows.sum())
+
+    @cached_property
+    def group_rows(self) -> np.ndarray:
+        """Rows in each row group of the contexts file, (G,) int64."""
+        if self.opening is not None:
+            return self.opening.group_rows
+        metadata = self._parquet("contexts").metadata
+        return np.array([metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)], dtype=np.int64)
+
+    @property
+    def first_page(self) -> dict[int, Context]:
+        """The root's strongest contexts by row, from the opening file (empty without one)."""
+        return self.opening.first_page if self.opening is not None else {}
 
     def contexts_file(self) -> pq.ParquetFile:
         """The contexts file, open for reading a row group at a time (its size checked first)."""
@@ -89,20 +121,28 @@ class MapReader:
 
     @cached_property
     def activations(self) -> np.ndarray:
+        if self.opening is not None:
+            return self.opening.activations
         return _float32(self.contexts_table(["activation"]).column(0))
 
     @cached_property
     def layout(self) -> np.ndarray:
         """(N, 2) float32 layout positions."""
+        if self.opening is not None:
+            return self.opening.layout
         table = self.contexts_table(["x", "y"])
         return np.column_stack([_float32(table.column(0)), _float32(table.column(1))])
 
     @cached_property
     def context_ids(self) -> list[str]:
+        if self.opening is not None:
+            return self.opening.context_ids
         return self.contexts_table(["context_id"]).column(0).to_pylist()
 
     def contexts(self, rows: np.ndarray | list[int]) -> list[Context]:
         """The contexts at the given row indices, in that order."""
+        import pyarrow as pa
+
         table = self.contexts_table().take(pa.array(np.asarray(rows, dtype=np.int64)))
         return [context_from_row(row) for row in table.to_pylist()]
 
@@ -114,7 +154,9 @@ class MapReader:
     @cached_property
     def tree(self) -> list[ClusterNode]:
         """The cluster nodes, parents before children."""
-        return [_node_from_row(row) for row in self._read("tree").to_pylist()]
+        if self.opening is not None:
+            return self.opening.nodes
+        return [ClusterNode.from_row(row) for row in self._read("tree").to_pylist()]
 
     def node(self, node_id: str) -> ClusterNode:
         for node in self.tree:
@@ -158,6 +200,8 @@ def _float32(column: pa.ChunkedArray) -> np.ndarray:
     pyarrow's `to_numpy` imports pandas whenever it is installed (it is, with the pipeline):
     that costs the TUI ~300 ms and ~40 MB at start-up, for a copy we can make in microseconds.
     """
+    import pyarrow as pa
+
     parts = []
     for chunk in column.chunks:
         if chunk.null_count or not pa.types.is_float32(chunk.type):
@@ -191,6 +235,8 @@ def context_from_table(table: pa.Table) -> Context:
 
     A corpus or a foreign writer can leave invalid UTF-8 in a map; one bad row must not stop a screen.
     """
+    import pyarrow as pa
+
     try:
         return context_from_row(table.slice(0, 1).to_pylist()[0])
     except UnicodeDecodeError:
@@ -209,48 +255,11 @@ def context_from_table(table: pa.Table) -> Context:
     return context_from_row(row)
 
 
-def _node_from_row(row: dict[str, Any]) -> ClusterNode:
-    bbox = row["bbox"] or [float("nan")] * 4
-    agreement = row.get("agreement")
-    return ClusterNode(
-        node_id=row["node_id"],
-        parent_id=row["parent_id"],
-        depth=int(row["depth"]),
-        kind=row["kind"],
-        members=np.asarray(row["members"], dtype=np.int32),
-        centroid=(float(row["centroid_x"]), float(row["centroid_y"])),
-        bbox=(float(bbox[0]), float(bbox[1]), float(bbox[2]), float(bbox[3])),
-        mean_activation=float(row["mean_activation"]),
-        max_activation=float(row["max_activation"]),
-        stability=float(row.get("stability") or 0.0),
-        labels=NodeLabels(
-            keywords=list(row.get("keywords") or []),
-            focus_tokens=_focus_tokens(row.get("focus_tokens")),
-            visual_prompt=row.get("visual_prompt") or "",
-            llm_label=row.get("llm_label") or "",
-            llm_explanation=row.get("llm_explanation") or "",
-            label_status=row.get("label_status") or "",
-            agreement=float("nan") if agreement is None else float(agreement),
-        ),
-    )
-
-
-def _focus_tokens(entries: list[dict[str, Any]] | None) -> list[FocusToken]:
-    """The `focus_tokens` column of one node; a map written before it existed has none."""
-    return [
-        FocusToken(
-            token=entry.get("token") or "",
-            count=int(entry.get("count") or 0),
-            mass=float("nan") if entry.get("mass") is None else float(entry["mass"]),
-            score=float(entry.get("score") or 0.0),
-        )
-        for entry in entries or []
-        if entry is not None
-    ]
-
-
 def map_root_id(map_dir: Path) -> str:
     """The root node id of a map (the tree's first row), read without the rest of the tree; one-line MapError."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     map_dir = Path(map_dir)
     path = checked_file(map_dir, read_manifest(map_dir), "tree")
     try:

@@ -220,6 +220,44 @@ class ClusterNode:
     def size(self) -> int:
         return len(self.members)
 
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> ClusterNode:
+        """One row of the tree file (as `pa.Table.to_pylist` gives it); a column a map lacks takes its default."""
+        import numpy as np
+
+        bbox = row["bbox"] or [float("nan")] * 4
+        agreement = row.get("agreement")
+        return cls(
+            node_id=row["node_id"],
+            parent_id=row["parent_id"],
+            depth=int(row["depth"]),
+            kind=row["kind"],
+            members=np.asarray(row["members"], dtype=np.int32),
+            centroid=(float(row["centroid_x"]), float(row["centroid_y"])),
+            bbox=(float(bbox[0]), float(bbox[1]), float(bbox[2]), float(bbox[3])),
+            mean_activation=float(row["mean_activation"]),
+            max_activation=float(row["max_activation"]),
+            stability=float(row.get("stability") or 0.0),
+            labels=NodeLabels(
+                keywords=list(row.get("keywords") or []),
+                focus_tokens=[
+                    FocusToken(
+                        token=entry.get("token") or "",
+                        count=int(entry.get("count") or 0),
+                        mass=float("nan") if entry.get("mass") is None else float(entry["mass"]),
+                        score=float(entry.get("score") or 0.0),
+                    )
+                    for entry in row.get("focus_tokens") or []  # none in a map written before them
+                    if entry is not None
+                ],
+                visual_prompt=row.get("visual_prompt") or "",
+                llm_label=row.get("llm_label") or "",
+                llm_explanation=row.get("llm_explanation") or "",
+                label_status=row.get("label_status") or "",
+                agreement=float("nan") if agreement is None else float(agreement),
+            ),
+        )
+
 
 @dataclass(frozen=True)
 class FidelityCurve:

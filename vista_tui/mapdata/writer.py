@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vista_tui.mapdata.atomic import atomic_write, atomic_write_json, utc_now
+from vista_tui.mapdata.opening import FIRST_PAGE, OPENING_FILE, file_source, rows_by_activation, write_opening_file
 from vista_tui.mapdata.schema import (
     SCHEMA_VERSION,
     ClusterNode,
@@ -160,23 +161,27 @@ def _write_codes(codes: SparseCodes) -> Callable[[BinaryIO], None]:
 
 
 class MapWriter:
-    """Writes one map directory; call `commit` last."""
+    """Writes one map directory; call `commit` last (it also writes the opening file)."""
 
     def __init__(self, map_dir: Path) -> None:
         self.map_dir = Path(map_dir)
         self._files: dict[str, FileEntry] = {}
+        self._nodes: Sequence[ClusterNode] | None = None
+        self._contexts: pa.Table | None = None
 
     def _put(self, key: str, name: str, write: Callable[[BinaryIO], None]) -> None:
         size = atomic_write(self.map_dir / name, write)
         self._files[key] = FileEntry(name=name, size=size)
 
     def write_contexts(self, table: pa.Table) -> None:
-        self._put("contexts", CONTEXTS_FILE, _write_parquet(table.cast(CONTEXTS_SCHEMA)))
+        self._contexts = table.cast(CONTEXTS_SCHEMA)
+        self._put("contexts", CONTEXTS_FILE, _write_parquet(self._contexts))
 
     def write_codes(self, codes: SparseCodes) -> None:
         self._put("codes", CODES_FILE, _write_codes(codes))
 
     def write_tree(self, nodes: Sequence[ClusterNode]) -> None:
+        self._nodes = nodes
         self._put("tree", TREE_FILE, _write_parquet(tree_table(nodes)))
 
     def write_fidelity(self, curve: FidelityCurve) -> None:
@@ -191,9 +196,17 @@ class MapWriter:
         steps: dict[str, StepRecord],
         previous: Manifest | None = None,
     ) -> Manifest:
-        """Write the manifest naming every file written (plus those of `previous` not rewritten)."""
+        """Write the manifest naming every file written (plus those of `previous` not rewritten).
+
+        With a tree and contexts, the opening file is written first, from them, unless neither
+        changed and it is there already.
+        """
         files = dict(previous.files) if previous else {}
         files.update(self._files)
+        if {"tree", "contexts"} <= files.keys() and (
+            {"tree", "contexts"} & self._files.keys() or "opening" not in files
+        ):
+            files["opening"] = self._write_opening(files)
         manifest = Manifest(
             map_id=map_id,
             provenance=provenance,
@@ -204,6 +217,46 @@ class MapWriter:
         )
         atomic_write_json(self.map_dir / MANIFEST, manifest.to_dict())
         return manifest
+
+    def _write_opening(self, files: dict[str, FileEntry]) -> FileEntry:
+        """Write opening.npz from the map's tree and contexts: those written here, else the files
+        (then only the columns it copies, and the row groups of the root's first page)."""
+        from vista_tui.mapdata.reader import _float32, context_from_table
+
+        if self._nodes is not None and "tree" in self._files:
+            nodes_table = tree_table(self._nodes)
+            members = [np.asarray(node.members, dtype=np.int32) for node in self._nodes]
+        else:
+            nodes_table = pq.read_table(self.map_dir / files["tree"].name)
+            members = [np.asarray(m or [], dtype=np.int32) for m in nodes_table.column("members").to_pylist()]
+        parquet = pq.ParquetFile(self.map_dir / files["contexts"].name)
+        group_rows = [parquet.metadata.row_group(i).num_rows for i in range(parquet.metadata.num_row_groups)]
+        written = self._contexts if "contexts" in self._files else None
+        table = written if written is not None else parquet.read(columns=["context_id", "activation", "x", "y"])
+        activations = _float32(table.column("activation"))
+        first = rows_by_activation(members[0], activations)[:FIRST_PAGE] if members else np.zeros(0, np.int64)
+        first_page = {}
+        if written is not None:
+            first_page = {int(row): context_from_table(written.slice(int(row), 1)) for row in first}
+        else:  # the row groups that hold the page, one at a time
+            starts = np.concatenate([[0], np.cumsum(group_rows)])
+            for group in sorted({int(np.searchsorted(starts, row, side="right") - 1) for row in first}):
+                rows = parquet.read_row_group(group)
+                for row in first[(first >= starts[group]) & (first < starts[group + 1])]:
+                    first_page[int(row)] = context_from_table(rows.slice(int(row - starts[group]), 1))
+        ids = table.column("context_id").cast(pa.binary()).to_pylist()
+        data = {
+            "source": file_source(self.map_dir, files),
+            "node_rows": nodes_table.drop_columns(["members"]).to_pylist(),
+            "members": members,
+            "activations": activations,
+            "layout": np.column_stack([_float32(table.column("x")), _float32(table.column("y"))]),
+            "context_ids": [(i or b"").decode("utf-8", errors="replace") for i in ids],
+            "group_rows": group_rows,
+            "first_page": first_page,
+        }
+        size = atomic_write(self.map_dir / OPENING_FILE, lambda handle: write_opening_file(handle, **data))
+        return FileEntry(name=OPENING_FILE, size=size)
 
 
 def update_tree(map_dir: Path, manifest: Manifest, nodes: Sequence[ClusterNode], step: StepRecord) -> Manifest:

@@ -313,10 +313,7 @@ class VistaApp(App[None]):
         from vista_tui.core.model import MapModel
         from vista_tui.core.triage import open_triage
 
-        model = MapModel.open(path)
-        _ = model.nodes, model.activations, model.layout
-        root_rows = model.members_by_activation(model.root.node_id)[:64]
-        model.contexts.load(root_rows)  # the first screen's contexts, before it is drawn
+        model = MapModel.open_for_explorer(path)
         triage = open_triage(model, self.triage_config)  # never raises AnnotationError: read-only instead
         self.post_message(self.MapLoaded(model, triage))
 
