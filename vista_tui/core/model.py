@@ -168,13 +168,15 @@ class MapModel:
 
     @classmethod
     def open_for_explorer(cls, path: Path | str) -> MapModel:
-        """Open a map with what the explorer's first frame shows read: the root's first page of contexts.
+        """Open a map with what the explorer's first frame shows read: the root's first page of
+        contexts, and the scores (the labels panel's; an unreadable file is the reading's error).
 
         A map with an opening file needs no parquet read for that, nor pyarrow (imported on the
         first read past that page).
         """
         model = cls.open(path)
         model.contexts.load(model.members_by_activation(model.root.node_id)[:FIRST_PAGE])
+        model.map_scores()
         return model
 
     def reload_labels(self) -> None:

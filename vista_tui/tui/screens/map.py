@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -269,6 +269,20 @@ class MapScreen(Screen[None]):
         yield Static(id="render-status")
         yield ActionFooter()  # the search bar mounts above it on the first `/` (action_search)
 
+    _resumed = False
+
+    def _on_screen_resume(self, event: events.ScreenResume) -> None:
+        """The first resume does not restyle every widget: they were styled as they mounted, a moment ago.
+
+        Textual restyles a screen's whole tree on each resume (a theme may have changed while it
+        was covered). On the first, just pushed, that was a quarter of the map's first frame (~20
+        ms at 80x24). Screen's own handler runs after this one (Textual calls each class's) and
+        reads the flag; a later resume, once a dialog closes, restyles as usual.
+        """
+        if not self._resumed:
+            self._resumed = True
+            event.refresh_styles = False
+
     def on_mount(self) -> None:
         self.query_one("#map-header", Static).update(map_header(self.model.manifest))
         tree = self.query_one("#tree", ClusterTreeView)
@@ -281,10 +295,11 @@ class MapScreen(Screen[None]):
         self.query_one("#tree", ClusterTreeView).focus()
         self.triage_controller.refresh()
         self.show(self.model.root.node_id)
-        if self.model.scores_if_read is None:
-            self._read_scores()
+        reading = self.model.scores_if_read  # read by the map's worker (MapModel.open_for_explorer)
+        if reading is None:
+            self._read_scores()  # a map opened another way (side by side, a match)
         else:
-            self.query_one("#labels", LabelsPanel).scores_changed()
+            self._show_scores(reading)
         self.call_after_refresh(self._import_the_rest)
 
     @work(thread=True, exit_on_error=False, group="imports", description="import the explorer's dialogs")
@@ -370,10 +385,13 @@ class MapScreen(Screen[None]):
 
     @on(ScoresRead)
     def _scores_read(self, event: ScoresRead) -> None:
+        self._show_scores(event.reading)
+
+    def _show_scores(self, reading: ScoresReading) -> None:
         """Show the scores in the labels panel; an unreadable file is one toast."""
         self.query_one("#labels", LabelsPanel).scores_changed()
-        if event.reading.error:
-            self.notify(event.reading.message, severity="warning", timeout=8)
+        if reading.error:
+            self.notify(reading.message, severity="warning", timeout=8)
 
     def action_coverage(self) -> None:
         """`c`: the published explanation's coverage of the first-level clusters; Enter there selects one."""
