@@ -7,7 +7,6 @@ the defaults. Headless: the standard library and platformdirs only.
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +60,8 @@ def load_config(path: Path | None = None) -> TriageConfig:
         if explicit:
             raise AnnotationError(f"config file {target} does not exist")
         return TriageConfig()
+    import tomllib  # only with a config file: `vista explore` reads it before its first screen
+
     try:
         raw = tomllib.loads(target.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as error:

@@ -22,7 +22,6 @@ from textual.widgets import Static
 
 from vista_tui.core.sanitize import sanitize
 from vista_tui.mapdata import MapError
-from vista_tui.mapdata.children import read_children
 from vista_tui.tui.controllers import MapView
 from vista_tui.tui.widgets.child_palette import SWATCH, child_style
 from vista_tui.tui.widgets.contexts import ContextList
@@ -72,6 +71,7 @@ class ChildrenController:
     def _read(self) -> None:
         """In a worker: children.json, checked against the map."""
         from vista_tui.core.cross_sae import child_overlay, no_children_message  # not for the map's first frame
+        from vista_tui.mapdata.children import read_children
 
         model = self.view.model
         try:
