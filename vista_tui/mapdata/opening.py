@@ -12,8 +12,9 @@ that has a tree and contexts; the manifest lists it like any other file.
 
 A copy must never be stale. It records the tree file (name, size, SHA-256) and the contexts file
 (name, size, SHA-256 of its footer) it was made from, and `read_opening` uses it only when the
-manifest still lists those very files and they still hash so. Else (an older map, a tree rewritten by a tool that does not know this file, a torn or
-foreign file) it returns None and the reader reads the parquet files, as it always did.
+manifest still lists those very files and they still hash so. Else (an older map, a tree
+rewritten by a tool that does not know this file, a torn or foreign file) it returns None and
+the reader reads the parquet files, as it always did.
 """
 
 from __future__ import annotations
