@@ -113,6 +113,16 @@ class ContextStore:
         for index in sorted({self.group_of(int(r)) for r in rows if int(r) not in self._first_page}):
             self._group(index)
 
+    def warm(self) -> None:
+        """Read the row groups holding the first page (call from a worker, once the first frame is drawn).
+
+        The first frame took those rows from the opening file. Their row groups are where the
+        nodes under the root mostly find their strongest contexts too, so reading them now (and
+        importing pyarrow) spares the first keys a wait; without an opening file they are read already.
+        """
+        for index in sorted({self.group_of(row) for row in self._first_page}):
+            self._group(index)
+
     def get(self, row: int) -> Context | None:
         """The context at `row` if its row group is loaded or it is on the first page, else None (never reads)."""
         first = self._first_page.get(row)

@@ -301,6 +301,7 @@ class MapScreen(Screen[None]):
         else:
             self._show_scores(reading)
         self.call_after_refresh(self._import_the_rest)
+        self.call_after_refresh(self._warm_contexts)
 
     @work(thread=True, exit_on_error=False, group="imports", description="import the explorer's dialogs")
     def _import_the_rest(self) -> None:
@@ -320,6 +321,11 @@ class MapScreen(Screen[None]):
         import vista_tui.tui.screens.matches
         import vista_tui.tui.screens.split
         import vista_tui.tui.screens.stats  # noqa: F401
+
+    @work(thread=True, exit_on_error=False, group="warm", description="read the map's contexts")
+    def _warm_contexts(self) -> None:
+        """After the first frame: the row groups of its contexts, which the opening file gave it (`ContextStore.warm`)."""
+        self.model.contexts.warm()
 
     @on(Worker.StateChanged)
     def _worker_state_changed(self, event: Worker.StateChanged) -> None:
