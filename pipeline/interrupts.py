@@ -7,7 +7,8 @@ and the interrupt is lost, so the build goes on. And after an interrupt, the sam
 again at interpreter exit. So:
 
 - the SIGINT handler raises KeyboardInterrupt once; a later SIGINT (a second Ctrl+C, or `vista`
-  passing the signal on to its child) does nothing, so the way out is never interrupted itself;
+  passing the signal on to its child) does nothing, so the way out is never interrupted itself
+  (while leaving, the handler is a Python function that does nothing: `_ignore` says why);
 - a KeyboardInterrupt that a finalizer swallowed reaches `sys.unraisablehook`, which leaves the
   same way instead of printing it;
 - leaving (`leave`) stops the live progress display, prints the one line, flushes both streams and
@@ -88,6 +89,16 @@ def _on_sigint(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def _ignore(signum: int, frame: FrameType | None) -> None:
+    """A SIGINT while leaving: nothing to do.
+
+    A Python function, not `SIG_IGN`: a SIGINT can arrive while `signal.signal` swaps the handler (a
+    terminal's Ctrl+C and `vista` passing it on come together). The C handler then marks it pending,
+    and when Python finds it pending with `SIG_IGN` installed, it reports "OSError: Signal 2 ignored due
+    to race condition" with a traceback. With this handler it finds a function to call.
+    """
+
+
 def _unraisable(unraisable: Any) -> None:
     """A KeyboardInterrupt a finalizer could not raise is the interrupt: leave; anything else as Python would."""
     if isinstance(unraisable.exc_value, KeyboardInterrupt):
@@ -107,7 +118,8 @@ def live_display(stop: Callable[[], None]) -> Iterator[None]:
 
 def leave() -> NoReturn:
     """Stop the live displays, print the one line, flush, and exit 130 without running finalizers."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _ignore)
     for stop in reversed(_displays):
         with suppress(Exception):  # leaving regardless: the line and the exit status matter more
             stop()

@@ -62,3 +62,25 @@ def test_installed_restores_the_handler_and_the_hook() -> None:
 def test_each_command_says_what_it_keeps() -> None:
     assert interrupted_line("label") == f"interrupted; {KEPT['label']}" and "labels.jsonl" in KEPT["label"]
     assert interrupted_line("build").startswith("interrupted; the harvest (once finished) and every map")
+
+
+def test_while_leaving_a_sigint_finds_a_python_handler_that_does_nothing() -> None:
+    """Ctrl+C and `vista` passing it on reach the child together. The second one may land while `leave`
+    swaps the handler; were the new one SIG_IGN, Python would find a pending signal without a handler and
+    print "OSError: Signal 2 ignored due to race condition" with a traceback (seen in CI). So the handler
+    while leaving is a Python function, and a signal simulated at that moment is quietly taken."""
+    done = run_interrupted(
+        """
+        import _thread
+        def say(line):
+            handler = signal.getsignal(signal.SIGINT)
+            print("handler is a function:", callable(handler), file=sys.stderr)
+            _thread.interrupt_main(signal.SIGINT)  # pending now: its handler runs at the next check
+            print(line, file=sys.stderr)
+        interrupts._say = say
+        os.kill(os.getpid(), signal.SIGINT)
+        signal.pause()
+        """
+    )
+    assert done.returncode == 130, done.stderr
+    assert done.stderr == "handler is a function: True\n" + interrupted_line("build") + "\n"
