@@ -19,12 +19,12 @@ def test_children_overlay_shows_its_legend(tmp_path: Path) -> None:
     tmux = Tmux(command, tmp_path)
     try:
         tmux.wait_for("music, melody")
-        assert "children in" not in tmux.screen()
+        assert "children ·" not in tmux.screen()
         tmux.keys("C")
-        screen = tmux.wait_for("children in syn-release/wide-2048")
+        screen = tmux.wait_for("children · 2,048-wide syn-release/wide-2048")
         assert "latent 1234 · cos 0.83 · 30% of this node" in screen  # the heading names the SAE, a line its latent
         assert "■" in screen
         tmux.keys("C")
-        tmux.wait_gone("children in")
+        tmux.wait_gone("children ·")
     finally:
         tmux.kill()

@@ -163,9 +163,9 @@ async def test_child_overlay_colours_the_map_and_contexts_and_shows_the_legend(s
         legend = screen.query_one("#children-legend")
         assert legend.display
         text = screen_text(app)
-        assert "children in syn-release/wide-2048 (2,048 wide)" in text
+        assert "children · 2,048-wide syn-release/wide-2048" in text
         assert "latent 1234 · cos 0.83" in text
-        assert text.count("2,048 wide") == 1  # the heading names the SAE, each child only its latent
+        assert text.count("2,048-wide") == 1  # the heading names the SAE, each child only its latent
         # The music node splits between two children: both on its legend.
         model = screen.model
         music = next(n for n in model.walk() if model.title(n).startswith("music"))

@@ -328,7 +328,7 @@ class ChildOverlay:
 
     def title(self) -> str:
         """The legend's heading: which SAE the colours are latents of."""
-        return f"children in {self.short_name} ({self.children.d_sae:,} wide)"
+        return f"children · {self.children.d_sae:,}-wide {self.short_name}"
 
     def rank_of(self, latent: int) -> int:
         return self.order.index(latent) if latent in self.order else -1

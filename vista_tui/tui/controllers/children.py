@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from rich.console import Group
 from rich.style import Style
 from rich.text import Text
 from textual.message import Message
@@ -126,11 +127,14 @@ class ChildrenController:
         )
 
 
-def legend_text(overlay: ChildOverlay, node_id: str, title_of: Callable[[str], str]) -> Text:
-    """The legend as Rich text: a heading, then a colour swatch and a line per child (file text sanitized)."""
-    text = Text(sanitize(overlay.title(), 200), style="bold")
+def legend_text(overlay: ChildOverlay, node_id: str, title_of: Callable[[str], str]) -> Group:
+    """The legend: a heading on one line (cut with an ellipsis), then a colour swatch and
+    a line per child, which wraps (file text sanitized)."""
+    heading = Text(sanitize(overlay.title(), 200), style="bold", no_wrap=True, overflow="ellipsis")
+    body = Text()
     for line in overlay.lines(node_id, title_of):
-        text.append("\n")
-        text.append(SWATCH if line.rank >= 0 else "·", child_style(line.rank) if line.rank >= 0 else Style(dim=True))
-        text.append(" " + sanitize(line.text, 400))
-    return text
+        if body:
+            body.append("\n")
+        body.append(SWATCH if line.rank >= 0 else "·", child_style(line.rank) if line.rank >= 0 else Style(dim=True))
+        body.append(" " + sanitize(line.text, 400))
+    return Group(heading, body)
