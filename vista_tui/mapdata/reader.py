@@ -123,7 +123,7 @@ class MapReader:
     def activations(self) -> np.ndarray:
         if self.opening is not None:
             return self.opening.activations
-        return _float32(self.contexts_table(["activation"]).column(0))
+        return float32_column(self.contexts_table(["activation"]).column(0))
 
     @cached_property
     def layout(self) -> np.ndarray:
@@ -131,7 +131,7 @@ class MapReader:
         if self.opening is not None:
             return self.opening.layout
         table = self.contexts_table(["x", "y"])
-        return np.column_stack([_float32(table.column(0)), _float32(table.column(1))])
+        return np.column_stack([float32_column(table.column(0)), float32_column(table.column(1))])
 
     @cached_property
     def context_ids(self) -> list[str]:
@@ -194,7 +194,7 @@ class MapReader:
             ) from None
 
 
-def _float32(column: pa.ChunkedArray) -> np.ndarray:
+def float32_column(column: pa.ChunkedArray) -> np.ndarray:
     """A float column as a float32 array, straight from Arrow's buffers.
 
     pyarrow's `to_numpy` imports pandas whenever it is installed (it is, with the pipeline):

@@ -221,7 +221,7 @@ class MapWriter:
     def _write_opening(self, files: dict[str, FileEntry]) -> FileEntry:
         """Write opening.npz from the map's tree and contexts: those written here, else the files
         (then only the columns it copies, and the row groups of the root's first page)."""
-        from vista_tui.mapdata.reader import _float32, context_from_table
+        from vista_tui.mapdata.reader import context_from_table, float32_column
 
         if self._nodes is not None and "tree" in self._files:
             nodes_table = tree_table(self._nodes)
@@ -233,7 +233,7 @@ class MapWriter:
         group_rows = [parquet.metadata.row_group(i).num_rows for i in range(parquet.metadata.num_row_groups)]
         written = self._contexts if "contexts" in self._files else None
         table = written if written is not None else parquet.read(columns=["context_id", "activation", "x", "y"])
-        activations = _float32(table.column("activation"))
+        activations = float32_column(table.column("activation"))
         first = rows_by_activation(members[0], activations)[:FIRST_PAGE] if members else np.zeros(0, np.int64)
         first_page = {}
         if written is not None:
@@ -250,7 +250,7 @@ class MapWriter:
             "node_rows": nodes_table.drop_columns(["members"]).to_pylist(),
             "members": members,
             "activations": activations,
-            "layout": np.column_stack([_float32(table.column("x")), _float32(table.column("y"))]),
+            "layout": np.column_stack([float32_column(table.column("x")), float32_column(table.column("y"))]),
             "context_ids": [(i or b"").decode("utf-8", errors="replace") for i in ids],
             "group_rows": group_rows,
             "first_page": first_page,
