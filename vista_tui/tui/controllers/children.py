@@ -122,12 +122,10 @@ class ChildrenController:
         """The legend of the shown node (while the overlay is on)."""
         if not self.shown or self.overlay is None or node_id is None:
             return
-        self.view.query_one(LEGEND, Static).update(
-            legend_text(self.overlay, node_id, lambda n: self.view.model.title(n, 1))
-        )
+        self.view.query_one(LEGEND, Static).update(legend(self.overlay, node_id, lambda n: self.view.model.title(n, 1)))
 
 
-def legend_text(overlay: ChildOverlay, node_id: str, title_of: Callable[[str], str]) -> Group:
+def legend(overlay: ChildOverlay, node_id: str, title_of: Callable[[str], str]) -> Group:
     """The legend: a heading on one line (cut with an ellipsis), then a colour swatch and
     a line per child, which wraps (file text sanitized)."""
     heading = Text(sanitize(overlay.title(), 200), style="bold", no_wrap=True, overflow="ellipsis")
