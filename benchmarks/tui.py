@@ -18,8 +18,8 @@ load ≈ 1 more than it had.
     pushed Screen). A second figure, "map drawn", runs until the explorer itself is on the
     screen (its tree's title, "clusters", drawn in the same frame as the tree, labels and
     the root's first contexts): the map read and drawn. Also printed for it: the median of each
-    round's own ratio (a round runs every variant once), steadier than the ratio of medians on a
-    machine whose speed drifts during the run. `vista explore MAP --cache DIR` runs as a
+    round's own ratio (a round runs every variant once) and its quartiles, the spread a single
+    run pair shows. `vista explore MAP --cache DIR` runs as a
     user runs it: argument parsing, verify, imports, the map opened in its worker. One row opens
     a copy of the map without its opening file (vista_tui/mapdata/opening.py), as a map written
     before that file existed: the tree and the first contexts then come from the parquet files.
@@ -385,8 +385,9 @@ def bench_cold_start(store: Path, map_id: str, repeats: int, against: str | None
         f"  ratio vista / minimal: first screen {figure(vista_name, 'painted') / baseline:.2f}x (target <= 1.5x; "
         f"runs {spread} ms), map drawn {figure(vista_name, 'complete') / baseline:.2f}x (runs {drawn} ms)"
     )
-    # Each round runs every variant once, so a round's own ratio cancels the machine's slow drifts
-    # (the same code's runs spread over ±20% in one run of 31): its median is the steadier figure.
+    # Each round runs every variant once: a round's own ratio leaves out drifts slower than a round.
+    # On this project's 2-core machine it spread about as widely (quartiles 1.56x-1.98x over 31 rounds):
+    # the noise there is run to run, so read it beside the ratio of medians above.
     paired = sorted(
         mine["complete"] / base["painted"]
         for mine, base in zip(runs[vista_name], runs["minimal Textual app"], strict=True)
