@@ -61,18 +61,25 @@ def installed(command: str, say: Callable[[str], None]) -> Iterator[None]:
     inside another program, such as a test)."""
     global _command, _say, _interrupted
     _command, _say, _interrupted = command, say, False
-    in_main_thread = threading.current_thread() is threading.main_thread()  # only it may set handlers
-    previous_handler = signal.signal(signal.SIGINT, _on_sigint) if in_main_thread else None
+    # Only the main thread may set handlers. A SIGINT ignored from the start stays ignored, as Python
+    # itself leaves it: a script's background job (`vista build … &`) is not for the terminal's Ctrl+C.
+    handles = threading.current_thread() is threading.main_thread() and not sigint_ignored()
+    previous_handler = signal.signal(signal.SIGINT, _on_sigint) if handles else None
     previous_hook = sys.unraisablehook
     sys.unraisablehook = _unraisable
     try:
         yield
     finally:
         sys.unraisablehook = previous_hook
-        if in_main_thread:
+        if handles:
             signal.signal(
                 signal.SIGINT, previous_handler if previous_handler is not None else signal.default_int_handler
             )
+
+
+def sigint_ignored() -> bool:
+    """Whether SIGINT is ignored here (SIG_IGN), as a non-interactive shell leaves it for its `&` jobs."""
+    return signal.getsignal(signal.SIGINT) is signal.SIG_IGN
 
 
 def interrupted_line(command: str) -> str:

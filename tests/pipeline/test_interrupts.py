@@ -13,8 +13,10 @@ from pipeline.interrupts import KEPT, installed, interrupted_line
 from tests.helpers.cli import ROOT
 
 
-def run_interrupted(body: str) -> subprocess.CompletedProcess[str]:
-    """Run `body` under `installed("build", …)` in a fresh interpreter; it interrupts itself."""
+def run_interrupted(body: str, *, started_ignoring: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run `body` under `installed("build", …)` in a fresh interpreter; it interrupts itself.
+
+    `started_ignoring`: the interpreter starts with SIGINT ignored, as a script's `&` job does."""
     script = textwrap.dedent(
         """
         import os, signal, sys
@@ -31,7 +33,14 @@ def run_interrupted(body: str) -> subprocess.CompletedProcess[str]:
                 interrupts.leave()
         """
     ).format(body=textwrap.indent(textwrap.dedent(body), " " * 8))
-    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if started_ignoring else None,
+    )
 
 
 @pytest.mark.parametrize(
@@ -84,3 +93,11 @@ def test_while_leaving_a_sigint_finds_a_python_handler_that_does_nothing() -> No
     )
     assert done.returncode == 130, done.stderr
     assert done.stderr == "handler is a function: True\n" + interrupted_line("build") + "\n"
+
+
+def test_a_sigint_ignored_from_the_start_stays_ignored() -> None:
+    """A non-interactive shell starts its `&` jobs with SIGINT ignored, so that Ctrl+C in the terminal
+    is not for them; Python leaves it ignored, and so does the pipeline."""
+    done = run_interrupted("os.kill(os.getpid(), signal.SIGINT)\n", started_ignoring=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "went on\n"

@@ -127,9 +127,10 @@ def interrupts_passed_on(child: subprocess.Popen[str]) -> Iterator[None]:
     """While the child runs, Ctrl+C is its to handle: this process waits for it to leave (one line, exit 130)
     instead of dying first with a traceback, and passes on a SIGINT sent to this process alone.
 
-    Ctrl+C in a terminal reaches both processes; the child ignores the copy passed on.
+    Ctrl+C in a terminal reaches both processes; the child ignores the copy passed on. A SIGINT
+    ignored from the start (a script's background job) stays ignored here and, inherited, in the child.
     """
-    if threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         yield  # only the main thread may set signal handlers
         return
 
