@@ -130,8 +130,10 @@ def interrupts_passed_on(child: subprocess.Popen[str]) -> Iterator[None]:
     Ctrl+C in a terminal reaches both processes; the child ignores the copy passed on. A SIGINT
     ignored from the start (a script's background job) stays ignored here and, inherited, in the child.
     """
+    # Only the main thread may set handlers; an ignored SIGINT is left as it is (the same test as
+    # pipeline.interrupts.sigint_ignored, which this package may not import).
     if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-        yield  # only the main thread may set signal handlers
+        yield
         return
 
     def pass_on(signum: int, frame: FrameType | None) -> None:
